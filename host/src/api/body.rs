@@ -1,0 +1,49 @@
+//! Request bodies read within the configured size limit, with JSON errors
+//! instead of axum's plain-text rejections.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// The raw body; over the limit it is a 413 `body_too_large`.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state).await.map(Body).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than the server accepts",
+                )
+            } else {
+                ApiError::bad_request("invalid_body", rejection.body_text())
+            }
+        })
+    }
+}
+
+/// A JSON body: 400 `invalid_json` when it does not parse, 400
+/// `invalid_request` when it parses but has the wrong shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Body(bytes) = Body::from_request(req, state).await?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            if e.is_data() {
+                ApiError::bad_request("invalid_request", e.to_string())
+            } else {
+                ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+            }
+        })
+    }
+}

@@ -1,0 +1,101 @@
+//! The HTTP API (axum): the routes of the design's table.
+//!
+//! # Layout
+//! - `streams`: append and read the log.
+//! - `views`: documents, scans, queries, change feed, read-your-writes.
+//! - `plugins`: install, remove, rebuild, status, logs, dead letters.
+//! - `metrics`: Prometheus text.
+//! - `body`, `error`: request bodies and JSON errors.
+
+mod body;
+pub mod error;
+pub mod metrics;
+mod plugins;
+mod streams;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::Json;
+use serde_json::{Value, json};
+
+pub use metrics::Metrics;
+pub use streams::{DEFAULT_READ_LIMIT, MAX_READ_LIMIT};
+pub use views::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT, POSITION_HEADER};
+
+use crate::log::EventLog;
+use crate::plugins::PluginManager;
+
+/// Limits of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLimits {
+    /// Largest request body for appends, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest plugin upload (`PUT /plugins/{name}`), in bytes.
+    pub max_plugin_bytes: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_body_bytes: 4 << 20,
+            max_plugin_bytes: 256 << 20,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub log: EventLog,
+    pub plugins: PluginManager,
+    pub metrics: Arc<Metrics>,
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    let plugins = state.plugins.list();
+    let failed: Vec<&str> = plugins
+        .iter()
+        .filter(|p| p.state == "failed")
+        .map(|p| p.name.as_str())
+        .collect();
+    Json(json!({
+        "status": "ok",
+        "head": state.log.head(),
+        "plugins": plugins.len(),
+        "failed_plugins": failed,
+    }))
+}
+
+async fn fallback() -> error::ApiError {
+    error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such route")
+}
+
+pub fn router(state: AppState, limits: ApiLimits) -> Router {
+    let plugin_upload = Router::new()
+        .route(
+            "/plugins/{name}",
+            get(plugins::show).put(plugins::put).delete(plugins::delete),
+        )
+        .layer(DefaultBodyLimit::max(limits.max_plugin_bytes));
+    Router::new()
+        .route("/streams/{stream}/events", post(streams::append).get(streams::read_stream))
+        .route("/events", get(streams::read_log))
+        .route("/plugins", get(plugins::list))
+        .route("/plugins/{name}/rebuild", post(plugins::rebuild))
+        .route("/plugins/{name}/logs", get(plugins::logs))
+        .route("/plugins/{name}/dead-letters", get(plugins::dead_letters))
+        .route("/views/{plugin}", get(views::scan))
+        .route("/views/{plugin}/_changes", get(views::changes))
+        .route("/views/{plugin}/_query/{name}", get(views::query))
+        .route("/views/{plugin}/{key}", get(views::get_key))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .merge(plugin_upload)
+        .fallback(fallback)
+        .with_state(state)
+}

@@ -1,0 +1,109 @@
+//! The `prism` command line: the server and the client commands.
+
+pub mod import;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "prism", version, about = "A WebAssembly-pluggable projection engine")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where client commands find the server.
+#[derive(clap::Args)]
+pub struct ServerArg {
+    /// Base URL of a running server.
+    #[arg(long, env = "PRISM_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Config file (missing is fine unless given explicitly).
+        #[arg(long, env = "PRISM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory (RocksDB and compile cache). Default ./data.
+        #[arg(long, env = "PRISM_DATA")]
+        data: Option<PathBuf>,
+        /// Plugin directory, watched for NAME.wasm files. Default ./plugins.
+        #[arg(long, env = "PRISM_PLUGINS")]
+        plugins: Option<PathBuf>,
+        /// Listen address. Default 127.0.0.1:7070.
+        #[arg(long, env = "PRISM_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Largest append body in bytes. Default 4 MiB.
+        #[arg(long, env = "PRISM_MAX_BODY_BYTES")]
+        max_body_bytes: Option<usize>,
+    },
+    /// Append one event to a stream.
+    Append {
+        stream: String,
+        #[arg(value_name = "TYPE")]
+        event_type: String,
+        /// The event's data, JSON. Default {}.
+        data: Option<String>,
+        /// The event's metadata, a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+        /// any | no_stream | exists | N
+        #[arg(long)]
+        expected_version: Option<String>,
+        /// The event's id (a UUID) for idempotent retries.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Append events from an NDJSON file: one {"stream","type","data","metadata"?,"id"?} per line.
+    Import {
+        file: PathBuf,
+        /// Lines read per chunk; within a chunk events are grouped per stream
+        /// (order within each stream is kept).
+        #[arg(long, default_value_t = 5000)]
+        chunk: usize,
+        /// Appends in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Print events from the log (or one stream) as NDJSON.
+    Events {
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Read one stream instead (from version `--from`, 0-based… defaults to 0).
+        #[arg(long)]
+        stream: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Manage plugins on a running server.
+    Plugins {
+        #[command(subcommand)]
+        action: PluginAction,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PluginAction {
+    /// Status of every plugin.
+    List,
+    /// Status of one plugin.
+    Show { name: String },
+    /// Install or replace a plugin from a .wasm file.
+    Install { name: String, file: PathBuf },
+    /// Unload a plugin and drop its views.
+    Remove { name: String },
+    /// Replay a plugin into a fresh generation.
+    Rebuild { name: String },
+}

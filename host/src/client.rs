@@ -1,0 +1,109 @@
+//! A small HTTP client for a running server, used by the CLI.
+
+use serde_json::Value;
+
+/// Why a request to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the server at {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{status}: {code}: {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn answer(&self, url: String, sent: Result<reqwest::Response, reqwest::Error>) -> Result<Value, ClientError> {
+        let response = sent.map_err(|source| ClientError::Unreachable { url, source })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|_| ClientError::Unexpected(text.clone()))?
+        };
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(ClientError::Api {
+                status: status.as_u16(),
+                code: body["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+                message: body["error"]["message"].as_str().unwrap_or(&text).to_string(),
+            })
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let sent = self.http.get(&url).send().await;
+        self.answer(url, sent).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let sent = self.http.post(&url).json(body).send().await;
+        self.answer(url, sent).await
+    }
+
+    pub async fn post(&self, path: &str) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let sent = self.http.post(&url).send().await;
+        self.answer(url, sent).await
+    }
+
+    pub async fn put_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let sent = self
+            .http
+            .put(&url)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await;
+        self.answer(url, sent).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let sent = self.http.delete(&url).send().await;
+        self.answer(url, sent).await
+    }
+}
+
+/// Percent-encode one path segment.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,112 @@
+//! Server configuration: one `Config`, filled from `prism.toml`, then
+//! environment variables, then command-line flags (each overriding the one
+//! before). The same setting has the same name everywhere: `listen` in the
+//! file, `PRISM_LISTEN` in the environment, `--listen` on the command line.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::plugins::PluginSettings;
+
+/// Everything `prism serve` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory: the RocksDB database and the compile cache. Default `./data`.
+    pub data: PathBuf,
+    /// The watched plugin directory. Default `./plugins`.
+    pub plugins: PathBuf,
+    /// Address to listen on. Default `127.0.0.1:7070`.
+    pub listen: SocketAddr,
+    /// Largest append request body, in bytes. Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// Largest plugin upload, in bytes. Default 256 MiB.
+    pub max_plugin_bytes: usize,
+    /// Seconds a plugin's lag may stand still before it is reported stalled. Default 30.
+    pub stall_after_secs: u64,
+    /// Defaults for every plugin (`memory_limit_mb`, `call_timeout_ms`, `on_error`, `max_batch_events`).
+    pub plugin_defaults: PluginSettings,
+    /// Per-plugin settings: `[plugin.NAME]` tables with the same keys.
+    pub plugin: HashMap<String, PluginSettings>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: PathBuf::from("./data"),
+            plugins: PathBuf::from("./plugins"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            max_body_bytes: 4 << 20,
+            max_plugin_bytes: 256 << 20,
+            stall_after_secs: 30,
+            plugin_defaults: PluginSettings::default(),
+            plugin: HashMap::new(),
+        }
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    /// Read a `prism.toml`. A missing file is fine only if `required` is false.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_settings_override_defaults_and_per_plugin_tables_parse() {
+        let config: Config = toml::from_str(
+            r#"
+            listen = "127.0.0.1:9000"
+            [plugin_defaults]
+            memory_limit_mb = 128
+            [plugin.orders]
+            on_error = "skip"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.data, PathBuf::from("./data"));
+        assert_eq!(config.plugin_defaults.memory_limit_mb, Some(128));
+        assert_eq!(
+            config.plugin["orders"].on_error,
+            Some(crate::projector::PoisonPolicy::Skip)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+}

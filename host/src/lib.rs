@@ -1,0 +1,27 @@
+//! Prism: a WebAssembly-pluggable projection engine for event-sourced systems.
+//!
+//! Events are appended to a durable log; projection plugins (WebAssembly
+//! components) turn them into views, each in its own keyspace; the views are
+//! read over HTTP.
+//!
+//! # Layout
+//! - [`storage`]: the one RocksDB database and its byte layouts.
+//! - [`log`]: the append-only event log (single writer, group commit).
+//! - [`views`]: keyspaces per plugin generation, transactions, checkpoints.
+//! - [`runtime`]: wasmtime, the WIT bindings, the sandbox and its limits.
+//! - [`projector`]: log → plugin → view, batched and exactly once.
+//! - [`plugins`]: the registry of plugin generations, hot swap, the watcher.
+//! - [`api`]: the HTTP API.
+//! - [`server`]: wiring it all together; [`config`]: settings.
+//! - [`client`]: the HTTP client behind the CLI.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod log;
+pub mod plugins;
+pub mod projector;
+pub mod runtime;
+pub mod server;
+pub mod storage;
+pub mod views;

@@ -1,0 +1,233 @@
+//! The append-only event log: the source of truth every view is built from.
+//!
+//! Appends go through one writer thread (`writer`) that assigns gapless global
+//! positions in commit order and group-commits concurrent requests with one
+//! synced WAL write. Reads go straight to RocksDB. Subscribers learn about new
+//! events through a head-position `watch` channel instead of polling.
+
+pub mod limits;
+mod model;
+mod writer;
+
+use std::sync::Arc;
+
+use rocksdb::{Direction, IteratorMode, ReadOptions};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+pub use model::{AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamVersion};
+
+use crate::storage::codec::{self, StoredEvent};
+use crate::storage::{CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError};
+
+/// Why an append or a read failed. An append that fails wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("stream {stream} is {}, expected {expected}", describe_version(*current))]
+    WrongExpectedVersion {
+        stream: String,
+        expected: ExpectedVersion,
+        current: Option<StreamVersion>,
+    },
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    #[error("starting the log writer: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the log is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<rocksdb::Error> for LogError {
+    fn from(e: rocksdb::Error) -> Self {
+        LogError::Storage(StorageError::Rocks(e))
+    }
+}
+
+/// One append request on its way to the writer thread.
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<AppendOutcome, LogError>>,
+}
+
+/// A handle to the event log; clone it freely.
+#[derive(Clone)]
+pub struct EventLog {
+    db: Arc<Rocks>,
+    /// Requests to the single writer; it exits when every handle is dropped.
+    writer: mpsc::Sender<AppendRequest>,
+    /// The position of the last committed event.
+    head: watch::Receiver<Position>,
+}
+
+impl EventLog {
+    /// Open the log in `db` and start its writer thread.
+    pub(crate) fn open(db: Arc<Rocks>) -> Result<Self, LogError> {
+        let head = last_position(&db)?;
+        let (head_tx, head_rx) = watch::channel(head);
+        let (tx, rx) = mpsc::channel(8192);
+        writer::spawn(db.clone(), rx, head_tx, head)?;
+        Ok(EventLog {
+            db,
+            writer: tx,
+            head: head_rx,
+        })
+    }
+
+    /// Append `events` to `stream` atomically and durably (acknowledged only
+    /// after the WAL is synced). Events whose ids are all already in the log
+    /// are not appended again: the original outcome is returned.
+    pub async fn append(
+        &self,
+        stream: String,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, LogError> {
+        limits::check_stream_name(&stream)?;
+        limits::check_event_count(events.len())?;
+        for event in &events {
+            limits::check_event_type(&event.event_type)?;
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream,
+            expected,
+            events,
+            reply,
+        };
+        self.writer
+            .send(request)
+            .await
+            .map_err(|_| LogError::ShuttingDown)?;
+        answer.await.map_err(|_| LogError::ShuttingDown)?
+    }
+
+    /// The position of the last committed event (0 for an empty log).
+    pub fn head(&self) -> Position {
+        *self.head.borrow()
+    }
+
+    /// A receiver that changes whenever new events are committed.
+    pub fn subscribe(&self) -> watch::Receiver<Position> {
+        self.head.clone()
+    }
+
+    /// Up to `limit` events starting at position `from`, oldest first.
+    pub fn read(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        self.scan(from, |event| {
+            out.push(event);
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Visit events from position `from` on, oldest first, until `visit` returns false.
+    pub fn scan(
+        &self,
+        from: Position,
+        mut visit: impl FnMut(RecordedEvent) -> bool,
+    ) -> Result<(), LogError> {
+        let cf = self.db.cf_handle(CF_EVENTS).expect("events family");
+        let start = codec::u64_key(from.0.max(1));
+        let mut opts = ReadOptions::default();
+        opts.set_readahead_size(2 << 20);
+        let iter = self
+            .db
+            .iterator_cf_opt(&cf, opts, IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            let position = Position(codec::decode_u64(&key)?);
+            if !visit(recorded(position, codec::decode_event(&value)?)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last version of `stream`, or `None` if it has no events.
+    pub fn stream_version(&self, stream: &str) -> Result<Option<StreamVersion>, LogError> {
+        Ok(stream_head(&self.db, stream)?)
+    }
+
+    /// Up to `limit` events of `stream` from version `from`, oldest first;
+    /// `None` if the stream does not exist.
+    pub fn read_stream(
+        &self,
+        stream: &str,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Option<Vec<RecordedEvent>>, LogError> {
+        if self.stream_version(stream)?.is_none() {
+            return Ok(None);
+        }
+        let streams = self.db.cf_handle(CF_STREAMS).expect("streams family");
+        let start = codec::stream_key(stream, from.0);
+        let prefix_len = stream.len() + 1;
+        let mut positions = Vec::new();
+        let iter = self
+            .db
+            .iterator_cf(&streams, IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if key.len() != prefix_len + 8 || &key[..prefix_len] != &start[..prefix_len] {
+                break;
+            }
+            positions.push(codec::decode_u64(&value)?);
+            if positions.len() >= limit {
+                break;
+            }
+        }
+        let events = self.db.cf_handle(CF_EVENTS).expect("events family");
+        let keys: Vec<_> = positions.iter().map(|p| (&events, codec::u64_key(*p))).collect();
+        let mut out = Vec::with_capacity(positions.len());
+        for (position, value) in positions.iter().zip(self.db.multi_get_cf(keys)) {
+            let value = value?.ok_or_else(|| {
+                StorageError::Corrupt(format!("stream index points at missing position {position}"))
+            })?;
+            out.push(recorded(Position(*position), codec::decode_event(&value)?));
+        }
+        Ok(Some(out))
+    }
+}
+
+fn describe_version(current: Option<StreamVersion>) -> String {
+    match current {
+        Some(v) => format!("at version {v}"),
+        None => "absent (no events)".to_string(),
+    }
+}
+
+fn recorded(position: Position, e: StoredEvent) -> RecordedEvent {
+    RecordedEvent {
+        position,
+        stream: e.stream,
+        stream_version: StreamVersion(e.stream_version),
+        id: Uuid::from_bytes(e.id),
+        event_type: e.event_type,
+        data: e.data,
+        metadata: e.metadata,
+        recorded_at_ms: e.recorded_at_ms,
+    }
+}
+
+fn last_position(db: &Rocks) -> Result<Position, StorageError> {
+    let cf = db.cf_handle(CF_EVENTS).expect("events family");
+    match db.iterator_cf(&cf, IteratorMode::End).next() {
+        Some(item) => Ok(Position(codec::decode_u64(&item?.0)?)),
+        None => Ok(Position::ZERO),
+    }
+}
+
+fn stream_head(db: &Rocks, stream: &str) -> Result<Option<StreamVersion>, StorageError> {
+    let cf = db.cf_handle(CF_STREAM_HEADS).expect("stream heads family");
+    match db.get_pinned_cf(&cf, stream.as_bytes())? {
+        Some(v) => Ok(Some(StreamVersion(codec::decode_u64(&v)?))),
+        None => Ok(None),
+    }
+}

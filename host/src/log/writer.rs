@@ -1,0 +1,216 @@
+//! The single writer: positions in commit order, group commit, idempotency.
+//!
+//! Requests queue on a channel while the previous group's WAL sync is in
+//! flight; the writer then takes everything queued as the next group, checks
+//! each request against the stream heads (including the group's own earlier
+//! requests), and commits the whole group with one synced `WriteBatch`. So
+//! many concurrent appends share one fsync, and each append is still atomic:
+//! a request that fails its checks contributes nothing to the batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rocksdb::{WriteBatch, WriteOptions};
+use tokio::sync::{mpsc, watch};
+
+use super::{AppendOutcome, AppendRequest, LogError, Position, StreamVersion, stream_head};
+use crate::storage::codec::{self, StoredEvent};
+use crate::storage::{CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks};
+
+/// Most requests committed in one group; bounds the latency of the first one.
+const MAX_GROUP: usize = 2048;
+
+pub(super) fn spawn(
+    db: Arc<Rocks>,
+    rx: mpsc::Receiver<AppendRequest>,
+    head: watch::Sender<Position>,
+    last: Position,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("prism-log-writer".into())
+        .spawn(move || Writer { db, next: last.next() }.run(rx, head))?;
+    Ok(())
+}
+
+struct Writer {
+    db: Arc<Rocks>,
+    /// The position the next appended event gets.
+    next: Position,
+}
+
+/// Where an event id lives, to answer an idempotent retry.
+#[derive(Clone)]
+struct IdEntry {
+    position: Position,
+    stream: String,
+    version: StreamVersion,
+}
+
+/// State of the group being assembled, seen by its later requests.
+#[derive(Default)]
+struct Group {
+    batch: WriteBatch,
+    heads: HashMap<String, StreamVersion>,
+    ids: HashMap<[u8; 16], IdEntry>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>, head: watch::Sender<Position>) {
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        while let Some(first) = rx.blocking_recv() {
+            let mut requests = vec![first];
+            while requests.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(r) => requests.push(r),
+                    Err(_) => break,
+                }
+            }
+            let group_start = self.next;
+            let mut group = Group::default();
+            let results: Vec<_> = requests
+                .iter_mut()
+                .map(|r| self.plan(r, &mut group))
+                .collect();
+            let committed = if self.next > group_start {
+                self.db.write_opt(group.batch, &sync)
+            } else {
+                Ok(())
+            };
+            match committed {
+                Ok(()) => {
+                    if self.next > group_start {
+                        head.send_replace(Position(self.next.0 - 1));
+                    }
+                    for (request, result) in requests.into_iter().zip(results) {
+                        let _ = request.reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "append group failed to commit");
+                    self.next = group_start;
+                    for request in requests {
+                        let _ = request.reply.send(Err(LogError::from(e.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Check one request and add its writes to the group, or refuse it.
+    fn plan(&mut self, r: &mut AppendRequest, group: &mut Group) -> Result<AppendOutcome, LogError> {
+        if let Some(outcome) = self.already_appended(r, group)? {
+            return Ok(outcome);
+        }
+        let current = match group.heads.get(&r.stream) {
+            Some(v) => Some(*v),
+            None => stream_head(&self.db, &r.stream)?,
+        };
+        if !r.expected.admits(current) {
+            return Err(LogError::WrongExpectedVersion {
+                stream: r.stream.clone(),
+                expected: r.expected,
+                current,
+            });
+        }
+        let recorded_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let events_cf = self.db.cf_handle(CF_EVENTS).expect("events family");
+        let streams_cf = self.db.cf_handle(CF_STREAMS).expect("streams family");
+        let ids_cf = self.db.cf_handle(CF_EVENT_IDS).expect("event ids family");
+        let heads_cf = self.db.cf_handle(CF_STREAM_HEADS).expect("stream heads family");
+        let first_position = self.next;
+        let mut version = current.map_or(0, |v| v.0 + 1);
+        for event in r.events.drain(..) {
+            let position = self.next;
+            let stored = StoredEvent {
+                id: *event.id.as_bytes(),
+                recorded_at_ms,
+                stream_version: version,
+                stream: r.stream.clone(),
+                event_type: event.event_type,
+                data: event.data,
+                metadata: event.metadata,
+            };
+            let pos_key = codec::u64_key(position.0);
+            group.batch.put_cf(&events_cf, pos_key, codec::encode_event(&stored));
+            group.batch.put_cf(&streams_cf, codec::stream_key(&r.stream, version), pos_key);
+            group.batch.put_cf(&ids_cf, stored.id, pos_key);
+            group.ids.insert(
+                stored.id,
+                IdEntry {
+                    position,
+                    stream: r.stream.clone(),
+                    version: StreamVersion(version),
+                },
+            );
+            self.next = position.next();
+            version += 1;
+        }
+        let last_version = StreamVersion(version - 1);
+        group.batch.put_cf(&heads_cf, r.stream.as_bytes(), codec::u64_key(last_version.0));
+        group.heads.insert(r.stream.clone(), last_version);
+        Ok(AppendOutcome {
+            first_position,
+            last_position: Position(self.next.0 - 1),
+            stream_version: last_version,
+            duplicate: false,
+        })
+    }
+
+    /// The original outcome if every event id of `r` is already recorded
+    /// (in the log or earlier in this group); an error if only some are.
+    fn already_appended(
+        &self,
+        r: &AppendRequest,
+        group: &Group,
+    ) -> Result<Option<AppendOutcome>, LogError> {
+        let ids_cf = self.db.cf_handle(CF_EVENT_IDS).expect("event ids family");
+        let mut found = Vec::with_capacity(r.events.len());
+        for event in &r.events {
+            let id = *event.id.as_bytes();
+            if let Some(entry) = group.ids.get(&id) {
+                found.push(Some(entry.clone()));
+            } else if let Some(pos) = self.db.get_pinned_cf(&ids_cf, id)? {
+                found.push(Some(self.id_entry(Position(codec::decode_u64(&pos)?))?));
+            } else {
+                found.push(None);
+            }
+        }
+        let known = found.iter().filter(|f| f.is_some()).count();
+        if known == 0 {
+            return Ok(None);
+        }
+        if known < found.len() || found.iter().flatten().any(|e| e.stream != r.stream) {
+            return Err(LogError::IdempotencyConflict(format!(
+                "{known} of the {} event ids are already in the log (for this or another \
+                 stream): resend exactly the original append, or use new ids",
+                found.len()
+            )));
+        }
+        let first = found.first().cloned().flatten().expect("non-empty");
+        let last = found.last().cloned().flatten().expect("non-empty");
+        Ok(Some(AppendOutcome {
+            first_position: first.position,
+            last_position: last.position,
+            stream_version: last.version,
+            duplicate: true,
+        }))
+    }
+
+    fn id_entry(&self, position: Position) -> Result<IdEntry, LogError> {
+        let cf = self.db.cf_handle(CF_EVENTS).expect("events family");
+        let bytes = self.db.get_pinned_cf(&cf, codec::u64_key(position.0))?.ok_or_else(|| {
+            crate::storage::StorageError::Corrupt(format!("event id points at missing position {position}"))
+        })?;
+        let event = codec::decode_event(&bytes)?;
+        Ok(IdEntry {
+            position,
+            stream: event.stream,
+            version: StreamVersion(event.stream_version),
+        })
+    }
+}

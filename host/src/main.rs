@@ -1,0 +1,153 @@
+//! The `prism` binary: parse the command line and run the command.
+
+use anyhow::Context;
+use clap::Parser;
+use prism::client::{Client, segment};
+use prism::config::Config;
+use serde_json::{Value, json};
+
+#[path = "cli/mod.rs"]
+mod cli;
+
+use cli::{Cli, Command, PluginAction};
+
+fn print(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("json"));
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG")
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            data,
+            plugins,
+            listen,
+            max_body_bytes,
+        } => {
+            let mut cfg = match &config {
+                Some(path) => Config::load(path, true)?,
+                None => Config::load("prism.toml".as_ref(), false)?,
+            };
+            if let Some(d) = data {
+                cfg.data = d;
+            }
+            if let Some(p) = plugins {
+                cfg.plugins = p;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(m) = max_body_bytes {
+                cfg.max_body_bytes = m;
+            }
+            let listener = tokio::net::TcpListener::bind(cfg.listen)
+                .await
+                .with_context(|| format!("listening on {}", cfg.listen))?;
+            // Tests and scripts read this line to learn the port.
+            println!("prism listening on http://{}", listener.local_addr()?);
+            let shutdown = async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            };
+            prism::server::serve(cfg, listener, shutdown).await
+        }
+        Command::Append {
+            stream,
+            event_type,
+            data,
+            metadata,
+            expected_version,
+            id,
+            server,
+        } => {
+            let client = Client::new(&server.server);
+            let data: Value = match data {
+                Some(d) => serde_json::from_str(&d).context("DATA is not JSON")?,
+                None => json!({}),
+            };
+            let mut event = json!({ "type": event_type, "data": data });
+            if let Some(m) = metadata {
+                event["metadata"] = serde_json::from_str(&m).context("--metadata is not JSON")?;
+            }
+            if let Some(id) = id {
+                event["id"] = json!(id);
+            }
+            let mut body = json!({ "events": [event] });
+            if let Some(v) = expected_version {
+                body["expected_version"] = match v.parse::<u64>() {
+                    Ok(n) => json!(n),
+                    Err(_) => json!(v),
+                };
+            }
+            let answer = client
+                .post_json(&format!("/streams/{}/events", segment(&stream)), &body)
+                .await?;
+            print(&answer);
+            Ok(())
+        }
+        Command::Import {
+            file,
+            chunk,
+            concurrency,
+            server,
+        } => {
+            let client = Client::new(&server.server);
+            let n = cli::import::run(&client, &file, chunk, concurrency).await?;
+            eprintln!("imported {n} events");
+            Ok(())
+        }
+        Command::Events {
+            from,
+            limit,
+            stream,
+            server,
+        } => {
+            let client = Client::new(&server.server);
+            let answer = match stream {
+                Some(s) => {
+                    let from = if from == 1 { 0 } else { from };
+                    client
+                        .get(&format!("/streams/{}/events?from_version={from}&limit={limit}", segment(&s)))
+                        .await?
+                }
+                None => client.get(&format!("/events?from_position={from}&limit={limit}")).await?,
+            };
+            for event in answer["events"].as_array().into_iter().flatten() {
+                println!("{event}");
+            }
+            Ok(())
+        }
+        Command::Plugins { action, server } => {
+            let client = Client::new(&server.server);
+            let answer = match action {
+                PluginAction::List => client.get("/plugins").await?,
+                PluginAction::Show { name } => client.get(&format!("/plugins/{}", segment(&name))).await?,
+                PluginAction::Install { name, file } => {
+                    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                    client.put_bytes(&format!("/plugins/{}", segment(&name)), bytes).await?
+                }
+                PluginAction::Remove { name } => {
+                    client.delete(&format!("/plugins/{}", segment(&name))).await?;
+                    json!({ "removed": name })
+                }
+                PluginAction::Rebuild { name } => {
+                    client.post(&format!("/plugins/{}/rebuild", segment(&name))).await?
+                }
+            };
+            print(&answer);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Watches the plugin directory and turns file changes into installs and
+//! removals.
+//!
+//! File events are debounced per plugin: a file is looked at only after it
+//! has been quiet for `QUIET` and its size has stopped changing, so a slow
+//! `cp` is loaded once, complete. Editor temp files and dotfiles are not
+//! plugin names and are ignored. (`cp x.wasm dir/.x.tmp && mv dir/.x.tmp
+//! dir/NAME.wasm` is still the safe way: the rename is atomic.)
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{PluginManager, names};
+
+/// How long a file must be left alone before it is loaded.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Start watching; the returned watcher must be kept alive.
+pub fn watch(manager: PluginManager) -> notify::Result<notify::RecommendedWatcher> {
+    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        for path in event.paths {
+            if let Some(name) = path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .and_then(names::plugin_of_file)
+            {
+                let _ = tx.send(name.to_string());
+            }
+        }
+    })?;
+    watcher.watch(manager.dir(), RecursiveMode::NonRecursive)?;
+    tokio::spawn(debounce(manager, rx));
+    Ok(watcher)
+}
+
+fn size_of(dir: &Path, name: &str) -> Option<u64> {
+    std::fs::metadata(dir.join(format!("{name}.wasm"))).ok().map(|m| m.len())
+}
+
+async fn debounce(manager: PluginManager, mut rx: mpsc::UnboundedReceiver<String>) {
+    // Plugin → (when it may be looked at, its size when last seen).
+    let mut pending: HashMap<String, (Instant, Option<u64>)> = HashMap::new();
+    loop {
+        let next = pending.values().map(|(at, _)| *at).min();
+        let received = match next {
+            Some(at) => tokio::select! {
+                r = rx.recv() => r.map(Some),
+                _ = tokio::time::sleep_until(at) => Some(None),
+            },
+            None => rx.recv().await.map(Some),
+        };
+        match received {
+            None => return,
+            Some(Some(name)) => {
+                let size = size_of(manager.dir(), &name);
+                pending.insert(name, (Instant::now() + QUIET, size));
+            }
+            Some(None) => {
+                let now = Instant::now();
+                let due: Vec<String> = pending
+                    .iter()
+                    .filter(|(_, (at, _))| *at <= now)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for name in due {
+                    let (_, seen) = pending.remove(&name).expect("due entry");
+                    let size = size_of(manager.dir(), &name);
+                    if size != seen {
+                        // Still being written: look again later.
+                        pending.insert(name, (Instant::now() + QUIET, size));
+                        continue;
+                    }
+                    match manager.sync_file(&name).await {
+                        Ok(outcome) => tracing::debug!(plugin = %name, ?outcome, "plugin file synced"),
+                        Err(e) => tracing::warn!(plugin = %name, error = %e, "plugin file not loaded"),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! What `GET /plugins/{name}` reports about a projector, kept up to date by
+//! the projector thread and read by the API.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::log::Position;
+
+/// Lifecycle of a plugin generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Compiling, instantiating, describing.
+    Loading,
+    /// Catching up with the head it saw when it started.
+    Replaying,
+    /// Caught up; following the log as it grows.
+    Live,
+    /// Stopped on an error; a new version or a rebuild starts it again.
+    Failed,
+}
+
+/// The last error of a plugin, for the operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorReport {
+    pub message: String,
+    /// The log position of the event that failed, when an event did.
+    pub position: Option<Position>,
+    pub at_ms: u64,
+}
+
+impl ErrorReport {
+    pub fn new(message: impl Into<String>, position: Option<Position>) -> Self {
+        ErrorReport {
+            message: message.into(),
+            position,
+            at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Window over which events/s is computed.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    position: Position,
+    /// The head when replay started: replay is done when `position` reaches it.
+    replay_target: Position,
+    last_error: Option<ErrorReport>,
+    /// (when, events processed so far) samples for the rate.
+    samples: VecDeque<(Instant, u64)>,
+    processed: u64,
+    /// When `position` last moved; for stall detection.
+    last_progress: Instant,
+    dead_letters: u64,
+}
+
+/// Shared, lock-protected status of one projector.
+#[derive(Debug)]
+pub struct Status {
+    inner: Mutex<Inner>,
+}
+
+/// A point-in-time copy of a status, with derived figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub state: State,
+    /// True when the plugin has lag that has not moved for the stall timeout.
+    pub stalled: bool,
+    pub position: Position,
+    pub head: Position,
+    pub lag: u64,
+    pub events_per_second: f64,
+    /// Replay progress in percent while replaying (100 once live).
+    pub replay_progress: f64,
+    /// Seconds left in the replay at the current rate, while replaying.
+    pub replay_eta_seconds: Option<f64>,
+    pub last_error: Option<ErrorReport>,
+    pub dead_letters: u64,
+}
+
+impl Status {
+    pub fn new(position: Position) -> Self {
+        Status {
+            inner: Mutex::new(Inner {
+                state: State::Loading,
+                position,
+                replay_target: position,
+                last_error: None,
+                samples: VecDeque::new(),
+                processed: 0,
+                last_progress: Instant::now(),
+                dead_letters: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("status lock")
+    }
+
+    pub fn state(&self) -> State {
+        self.lock().state
+    }
+
+    pub fn position(&self) -> Position {
+        self.lock().position
+    }
+
+    pub fn start_replay(&self, target: Position) {
+        let mut s = self.lock();
+        s.replay_target = target;
+        s.state = if s.position >= target {
+            State::Live
+        } else {
+            State::Replaying
+        };
+        s.last_progress = Instant::now();
+    }
+
+    pub fn advanced(&self, position: Position, processed: u64) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        if position > s.position {
+            s.last_progress = now;
+        }
+        s.position = position;
+        s.processed += processed;
+        let total = s.processed;
+        s.samples.push_back((now, total));
+        while s.samples.len() > 2
+            && s.samples.front().is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            s.samples.pop_front();
+        }
+        if s.state == State::Replaying && position >= s.replay_target {
+            s.state = State::Live;
+        }
+    }
+
+    pub fn dead_lettered(&self) {
+        self.lock().dead_letters += 1;
+    }
+
+    pub fn fail(&self, report: ErrorReport) {
+        let mut s = self.lock();
+        s.state = State::Failed;
+        s.last_error = Some(report);
+    }
+
+    /// Record an error the projector recovered from (e.g. a skipped event).
+    pub fn note_error(&self, report: ErrorReport) {
+        self.lock().last_error = Some(report);
+    }
+
+    pub fn report(&self, head: Position, stall_after: Duration) -> StatusReport {
+        let s = self.lock();
+        let now = Instant::now();
+        let lag = head.0.saturating_sub(s.position.0);
+        let events_per_second = match (s.samples.front(), s.samples.back()) {
+            (Some((t0, n0)), Some(_)) if now.duration_since(*t0) > Duration::from_millis(50) => {
+                // Count time up to now so the rate decays to 0 when idle.
+                let elapsed = now.duration_since(*t0).as_secs_f64();
+                (s.processed - n0) as f64 / elapsed
+            }
+            _ => 0.0,
+        };
+        let replaying = s.state == State::Replaying;
+        let target = s.replay_target.0.max(1);
+        let replay_progress = if replaying {
+            (s.position.0 as f64 / target as f64 * 100.0).min(100.0)
+        } else if s.state == State::Live {
+            100.0
+        } else {
+            s.position.0 as f64 / target as f64 * 100.0
+        };
+        let replay_eta_seconds = (replaying && events_per_second > 0.0)
+            .then(|| (s.replay_target.0.saturating_sub(s.position.0)) as f64 / events_per_second);
+        StatusReport {
+            state: s.state,
+            stalled: lag > 0
+                && matches!(s.state, State::Replaying | State::Live)
+                && now.duration_since(s.last_progress) > stall_after,
+            position: s.position,
+            head,
+            lag,
+            events_per_second: (events_per_second * 10.0).round() / 10.0,
+            replay_progress: (replay_progress * 10.0).round() / 10.0,
+            replay_eta_seconds: replay_eta_seconds.map(|e| (e * 10.0).round() / 10.0),
+            last_error: s.last_error.clone(),
+            dead_letters: s.dead_letters,
+        }
+    }
+}

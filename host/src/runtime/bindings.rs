@@ -1,0 +1,15 @@
+//! The one `bindgen!` of Prism's WIT world; everything else imports from here.
+//!
+//! Host imports are `trappable`: a storage failure inside a host call is a
+//! host problem and traps the guest (the projector then retries or fails the
+//! plugin), while errors the plugin should handle are the WIT `result`s.
+
+wasmtime::component::bindgen!({
+    world: "projector",
+    path: "../wit",
+    imports: { default: trappable },
+});
+
+pub use exports::prism::projection::projection::{Description, Event, HandleError, QueryError};
+pub use prism::projection::logging::Level;
+pub use prism::projection::view::{Entry, ViewError, Write};

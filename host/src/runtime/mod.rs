@@ -1,0 +1,186 @@
+//! The sandbox: wasmtime with the component model, one `Engine` for the
+//! process, a compile cache on disk, and per-plugin stores with limits.
+//!
+//! # Layout
+//! - `bindings`: the generated bindings of the `projector` world.
+//! - `view/`, `logging/`: the host side of the two imports a plugin gets.
+//! - `state`: what a plugin's `Store` holds (WASI granting nothing).
+//! - `instance`: one instantiated plugin and the calls into it.
+
+pub mod bindings;
+mod instance;
+pub mod logging;
+pub(crate) mod state;
+pub mod view;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+pub use instance::{CallError, PluginInstance};
+pub use logging::PluginLog;
+
+use bindings::ProjectorPre;
+use state::PluginState;
+
+/// How often the epoch advances; the granularity of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits of one plugin's sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Linear memory the plugin may grow to, in bytes. Default 64 MiB.
+    pub memory_bytes: usize,
+    /// Longest a single call (`handle`, `query`, `describe`) may run. Default 5 s.
+    pub call_timeout: Duration,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a plugin could not be loaded. The plugin is reported failed; nothing
+/// else is affected.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("not a WebAssembly component: {0}")]
+    Compile(String),
+    #[error("does not implement the prism:projection/projector@0.1.0 world: {0}")]
+    WrongWorld(String),
+    #[error("failed to start: {0}")]
+    Instantiate(String),
+    #[error("compile cache: {0}")]
+    Cache(#[from] std::io::Error),
+}
+
+/// A compiled, linked plugin ready to be instantiated any number of times.
+#[derive(Clone)]
+pub struct CompiledPlugin {
+    pre: ProjectorPre<PluginState>,
+    /// Whether this came from the on-disk cache rather than a fresh compile.
+    pub from_cache: bool,
+}
+
+/// The process-wide wasmtime engine and linker.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<PluginState>>,
+    /// Where compiled components are kept between runs.
+    cache_dir: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.parallel_compilation(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        std::fs::create_dir_all(cache_dir)?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("prism-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            cache_dir: cache_dir.to_path_buf(),
+        })
+    }
+
+    /// The content hash of a plugin file: its generation.
+    pub fn content_hash(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    fn cache_path(&self, content_hash: &str) -> PathBuf {
+        let mut h = DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        env!("CARGO_PKG_VERSION").hash(&mut h);
+        self.cache_dir
+            .join(format!("{content_hash}-{:016x}.cwasm", h.finish()))
+    }
+
+    /// Compile (or load from the cache) and link a component, checking that
+    /// it has the projector world's exports and needs no import we lack.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPlugin, RuntimeError> {
+        let path = self.cache_path(&Self::content_hash(bytes));
+        let mut from_cache = false;
+        let mut component = None;
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of this
+            // very engine configuration (its compatibility hash is in the
+            // name) into our own cache directory, and is replaced atomically.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => {
+                    component = Some(c);
+                    from_cache = true;
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component"),
+            }
+        }
+        let component = match component {
+            Some(c) => c,
+            None => {
+                if wasmparser_looks_like_core_module(bytes) {
+                    return Err(RuntimeError::Compile(
+                        "this is a core WebAssembly module, not a component (build for wasm32-wasip2 or run `wasm-tools component new`)".into(),
+                    ));
+                }
+                let c = Component::from_binary(&self.engine, bytes)
+                    .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+                let serialized = c
+                    .serialize()
+                    .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, serialized)?;
+                std::fs::rename(&tmp, &path)?;
+                c
+            }
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        let pre = ProjectorPre::new(instance_pre)
+            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        Ok(CompiledPlugin { pre, from_cache })
+    }
+
+    /// Start an instance of a compiled plugin against `view`.
+    pub fn instantiate(
+        &self,
+        plugin: &CompiledPlugin,
+        view: view::ViewAccess,
+        log: Arc<PluginLog>,
+        limits: PluginLimits,
+    ) -> Result<PluginInstance, RuntimeError> {
+        PluginInstance::new(&self.engine, &plugin.pre, view, log, limits)
+    }
+}
+
+/// A core module starts with the same magic as a component but a different
+/// version/layer field; tell users which one they gave us.
+fn wasmparser_looks_like_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}

@@ -1,0 +1,61 @@
+//! Starting and stopping the server: open storage, load plugins, watch the
+//! plugin directory, serve HTTP until the shutdown future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, ApiLimits, AppState, Metrics};
+use crate::config::Config;
+use crate::log::EventLog;
+use crate::plugins::{PluginManager, PluginsConfig, watcher};
+use crate::runtime::Runtime;
+use crate::storage;
+use crate::views::ViewStore;
+
+/// Run the server on `listener` until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data)?;
+    let db = storage::open(&config.data.join("db"))?;
+    let log = EventLog::open(db.clone())?;
+    let views = ViewStore::new(db.clone());
+    let runtime = Runtime::new(&config.data.join("cache"))?;
+    let plugins = PluginManager::new(
+        runtime,
+        log.clone(),
+        views,
+        PluginsConfig {
+            dir: config.plugins.clone(),
+            defaults: config.plugin_defaults.clone(),
+            per_plugin: config.plugin.clone(),
+            stall_after: Duration::from_secs(config.stall_after_secs),
+        },
+        tokio::runtime::Handle::current(),
+    );
+    plugins.start(&config.data).await?;
+    let _watcher = watcher::watch(plugins.clone())?;
+    let state = AppState {
+        log,
+        plugins: plugins.clone(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let app = api::router(
+        state,
+        ApiLimits {
+            max_body_bytes: config.max_body_bytes,
+            max_plugin_bytes: config.max_plugin_bytes,
+        },
+    );
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    plugins.shutdown().await;
+    Ok(())
+}

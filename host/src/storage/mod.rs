@@ -1,0 +1,91 @@
+//! The one embedded RocksDB database behind Prism, and the byte layouts in it.
+//!
+//! The event log and every view keyspace live in one database so that a
+//! projector can commit a batch's view writes *and* its checkpoint in a single
+//! atomic `WriteBatch`. This module owns opening the database and the names of
+//! its fixed column families; the log (`crate::log`) and the view store
+//! (`crate::views`) are the only other modules that touch RocksDB types.
+
+pub(crate) mod codec;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options};
+
+/// The RocksDB handle shared by the log and the view store.
+pub(crate) type Rocks = DBWithThreadMode<MultiThreaded>;
+
+/// Events by global position (big-endian `u64` key, `codec` value).
+pub(crate) const CF_EVENTS: &str = "events";
+/// Stream index: `stream 0x00 version` → position.
+pub(crate) const CF_STREAMS: &str = "streams";
+/// Last version of every stream: `stream` → version.
+pub(crate) const CF_STREAM_HEADS: &str = "stream_heads";
+/// Event ids already in the log: 16-byte UUID → position, for idempotent retries.
+pub(crate) const CF_EVENT_IDS: &str = "event_ids";
+/// Projector checkpoints and plugin generations (see `crate::views`).
+pub(crate) const CF_META: &str = "meta";
+/// Dead letters of plugins whose poison policy is `skip`.
+pub(crate) const CF_DEAD_LETTERS: &str = "dead_letters";
+
+const FIXED_FAMILIES: [&str; 6] = [
+    CF_EVENTS,
+    CF_STREAMS,
+    CF_STREAM_HEADS,
+    CF_EVENT_IDS,
+    CF_META,
+    CF_DEAD_LETTERS,
+];
+
+/// Why the database could not be used. The server cannot start without it.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("RocksDB: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Options for every column family: views and the log are both read by
+/// ordered scans and point lookups, so one tuning serves both.
+fn family_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts
+}
+
+/// Open (creating if needed) the database in `dir`, with every column family
+/// that exists on disk — view keyspaces included — so that none is lost.
+pub(crate) fn open(dir: &Path) -> Result<Arc<Rocks>, StorageError> {
+    let mut opts = family_options();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.increase_parallelism(2);
+    // Big write buffers make replays and imports cheaper; the WAL keeps them durable.
+    opts.set_write_buffer_size(64 << 20);
+    let mut names: Vec<String> = Rocks::list_cf(&opts, dir).unwrap_or_default();
+    for fixed in FIXED_FAMILIES {
+        if !names.iter().any(|n| n == fixed) {
+            names.push(fixed.to_string());
+        }
+    }
+    let descriptors = names
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, family_options()));
+    let db = Rocks::open_cf_descriptors(&opts, dir, descriptors)?;
+    Ok(Arc::new(db))
+}
+
+/// Create a column family if it does not exist yet.
+pub(crate) fn ensure_family(db: &Rocks, name: &str) -> Result<(), StorageError> {
+    if db.cf_handle(name).is_none() {
+        db.create_cf(name, &family_options())?;
+    }
+    Ok(())
+}
+
+/// The names of every column family currently open.
+pub(crate) fn family_names(dir: &Path) -> Vec<String> {
+    Rocks::list_cf(&Options::default(), dir).unwrap_or_default()
+}
