@@ -17,6 +17,8 @@ use crate::plugins::PluginSettings;
 pub struct Config {
     /// Data directory: the RocksDB database and the compile cache. Default `./data`.
     pub data: PathBuf,
+    /// Compile cache directory. Default `<data>/cache`.
+    pub cache: Option<PathBuf>,
     /// The watched plugin directory. Default `./plugins`.
     pub plugins: PathBuf,
     /// Address to listen on. Default `127.0.0.1:7070`.
@@ -37,6 +39,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data: PathBuf::from("./data"),
+            cache: None,
             plugins: PathBuf::from("./plugins"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             max_body_bytes: 4 << 20,

@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             config,
             data,
+            cache,
             plugins,
             listen,
             max_body_bytes,
@@ -38,6 +39,9 @@ async fn main() -> anyhow::Result<()> {
             };
             if let Some(d) = data {
                 cfg.data = d;
+            }
+            if let Some(c) = cache {
+                cfg.cache = Some(c);
             }
             if let Some(p) = plugins {
                 cfg.plugins = p;

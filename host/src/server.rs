@@ -25,7 +25,8 @@ pub async fn serve(
     let db = storage::open(&config.data.join("db"))?;
     let log = EventLog::open(db.clone())?;
     let views = ViewStore::new(db.clone());
-    let runtime = Runtime::new(&config.data.join("cache"))?;
+    let cache = config.cache.clone().unwrap_or_else(|| config.data.join("cache"));
+    let runtime = Runtime::new(&cache)?;
     let plugins = PluginManager::new(
         runtime,
         log.clone(),

@@ -2,13 +2,13 @@
 //! logs and dead letters.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::body::Body;
+use super::body::{Body, Params};
 use super::error::ApiError;
 use crate::plugins::names::name_problem;
 
@@ -89,7 +89,7 @@ pub struct DeadLetterQuery {
 pub async fn dead_letters(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<DeadLetterQuery>,
+    Params(q): Params<DeadLetterQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let generation = state
         .plugins

@@ -4,7 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::body::JsonBody;
+use super::body::{JsonBody, Params};
 use super::error::ApiError;
 use crate::log::{AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamVersion};
 
@@ -169,7 +169,7 @@ pub struct StreamReadQuery {
 pub async fn read_stream(
     State(state): State<AppState>,
     Path(stream): Path<String>,
-    Query(q): Query<StreamReadQuery>,
+    Params(q): Params<StreamReadQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = clamp_limit(q.limit)?;
     let from = StreamVersion(q.from_version.unwrap_or(0));
@@ -201,7 +201,7 @@ pub struct LogReadQuery {
 
 pub async fn read_log(
     State(state): State<AppState>,
-    Query(q): Query<LogReadQuery>,
+    Params(q): Params<LogReadQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = clamp_limit(q.limit)?;
     let from = Position(q.from_position.unwrap_or(1));

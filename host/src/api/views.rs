@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::AppState;
+use super::body::Params;
 use super::error::ApiError;
 use crate::log::Position;
 use crate::plugins::{Generation, QueryFailure};
@@ -93,7 +94,7 @@ fn document(text: &str) -> Response {
 pub async fn get_key(
     State(state): State<AppState>,
     Path((plugin, key)): Path<(String, String)>,
-    Query(c): Query<Consistency>,
+    Params(c): Params<Consistency>,
 ) -> Result<Response, ApiError> {
     let (generation, position) = serving(&state, &plugin, &c).await?;
     let started = std::time::Instant::now();
@@ -124,7 +125,7 @@ pub struct ScanQuery {
 pub async fn scan(
     State(state): State<AppState>,
     Path(plugin): Path<String>,
-    Query(q): Query<ScanQuery>,
+    Params(q): Params<ScanQuery>,
 ) -> Result<Response, ApiError> {
     let c = Consistency {
         min_position: q.min_position,
@@ -183,7 +184,7 @@ pub async fn scan(
 pub async fn query(
     State(state): State<AppState>,
     Path((plugin, name)): Path<(String, String)>,
-    Query(mut params): Query<BTreeMap<String, String>>,
+    Params(mut params): Params<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let c = Consistency {
         min_position: params.remove("min_position").and_then(|v| v.parse().ok()),

@@ -31,6 +31,9 @@ pub enum Command {
         /// Data directory (RocksDB and compile cache). Default ./data.
         #[arg(long, env = "PRISM_DATA")]
         data: Option<PathBuf>,
+        /// Compile cache directory. Default <data>/cache.
+        #[arg(long, env = "PRISM_CACHE")]
+        cache: Option<PathBuf>,
         /// Plugin directory, watched for NAME.wasm files. Default ./plugins.
         #[arg(long, env = "PRISM_PLUGINS")]
         plugins: Option<PathBuf>,
