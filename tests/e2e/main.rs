@@ -5,6 +5,14 @@ mod common;
 
 mod append_and_read;
 mod bad_input;
+mod bad_plugins;
 mod concurrent_writers;
+mod crash_recovery;
 mod durability;
+mod event_filter;
+mod hot_swap;
 mod idempotent_retry;
+mod plugin_directory;
+mod plugin_status;
+mod poison_events;
+mod view_reads;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what building and testing Prism needs, idempotently: Debian
+# packages (system RocksDB and clang for its bindings), the wasm32-wasip2
+# Rust target, and the Python/JavaScript component toolchains.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+need=()
+for pkg in librocksdb-dev clang libclang-dev pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "setup: installing ${need[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "setup: adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+fi
+
+if [ -x "$root/scripts/setup-other-toolchains.sh" ]; then
+    "$root/scripts/setup-other-toolchains.sh"
+fi
