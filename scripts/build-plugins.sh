@@ -55,7 +55,7 @@ install_component() {
         cp "$built" "$destination_dir/.$name.wasm.tmp"
         mv -f "$destination_dir/.$name.wasm.tmp" "$destination"
     fi
-    printf '  %-40s %8d bytes\n' "${destination#"$root"/}" "$(wc -c <"$destination")"
+    printf '  %-44s %8d bytes\n' "${destination#"$root"/}" "$(wc -c <"$destination")"
 }
 
 echo "Components:"

@@ -15,6 +15,14 @@ use crate::runtime::Runtime;
 use crate::storage;
 use crate::views::ViewStore;
 
+/// The log and the view store over one database in `data_dir` (for tools
+/// and benchmarks that work below the HTTP API).
+pub fn open_stores(data_dir: &std::path::Path) -> anyhow::Result<(EventLog, ViewStore)> {
+    std::fs::create_dir_all(data_dir)?;
+    let db = storage::open(&data_dir.join("db"))?;
+    Ok((EventLog::open(db.clone())?, ViewStore::new(db)))
+}
+
 /// Run the server on `listener` until `shutdown` resolves.
 pub async fn serve(
     config: Config,

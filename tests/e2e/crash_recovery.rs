@@ -8,19 +8,25 @@ use crate::common::{TestServer, assert_balances, bank_workload, example_plugin};
 #[tokio::test]
 async fn views_built_across_sigkills_equal_views_built_in_one_go() {
     let mut server = TestServer::start().await;
-    let expected = bank_workload(&server, 200, 150).await;
+    let expected = bank_workload(&server, 400, 250).await;
     server.install_file("bank", &example_plugin("account-balance"));
+    server
+        .wait_plugin("bank", Duration::from_secs(60), |p| p["state"] == "replaying")
+        .await;
     let mut kills = 0;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut positions = Vec::new();
+    for round in 0..30 {
+        tokio::time::sleep(Duration::from_millis(40 + (round * 37) % 120)).await;
         let status = server.plugin("bank").await;
         if status["state"] == "live" {
             break;
         }
+        positions.push(status["position"].as_u64().unwrap());
         server.kill();
         server.restart().await;
         kills += 1;
     }
+    assert!(kills >= 1, "the replay was never interrupted");
     server.wait_caught_up("bank").await;
     assert_balances(&server, "bank", &expected).await;
     let docs = server.all_docs("bank").await;
@@ -28,9 +34,9 @@ async fn views_built_across_sigkills_equal_views_built_in_one_go() {
 
     // The same view built in one go, on a fresh server, is identical.
     let clean = TestServer::start().await;
-    bank_workload(&clean, 200, 150).await;
+    bank_workload(&clean, 400, 250).await;
     clean.install_file("bank", &example_plugin("account-balance"));
     clean.wait_caught_up("bank").await;
     assert_eq!(clean.all_docs("bank").await, docs);
-    eprintln!("killed {kills} times during replay");
+    eprintln!("killed {kills} times during replay, at positions {positions:?}");
 }

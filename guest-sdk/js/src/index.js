@@ -1,0 +1,482 @@
+// Write Prism projections in JavaScript.
+//
+// `defineProjection({...})` describes a projection: its name, version, the event types it
+// consumes, `handle(view, event)` and named queries. This module is the batch engine behind
+// it and is free of any WebAssembly binding: `component.js` connects it to the `view` and
+// `logging` imports inside a component, `testing.js` to an in-memory host in unit tests, so
+// a test runs exactly the code the plugin runs.
+//
+// One `handle(batch)` is a handful of boundary crossings, not two per event: an optional
+// `get-many` prefetches the keys `keys(event)` names, reads are cached and writes buffered
+// in the guest, and one `write-many` carries the batch's writes at the end. An exception in
+// `handle` for event i refuses the batch as `{index: i, message}` and writes nothing.
+
+// JSON with 64-bit integers. A JavaScript number holds integers exactly only up to 2^53,
+// while the host, Rust and Python projections keep integers up to 2^63. So `parse` returns
+// integers beyond 2^53 as BigInt, and `dumps` writes BigInt as a plain JSON integer. Both
+// take the engine's native path unless the text has a run of 16 or more digits / the value
+// holds a BigInt.
+
+/** Compact JSON, as serde_json writes it; BigInt values become JSON integers. */
+export function dumps(value) {
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch (e) {
+    if (!(e instanceof TypeError) || !/BigInt/i.test(e.message)) throw e;
+    text = stringifyWithBigInt(value, '');
+  }
+  if (text === undefined) {
+    throw new TypeError(`cannot store ${typeof value} as a JSON document`);
+  }
+  return text;
+}
+
+function stringifyWithBigInt(value, key) {
+  if (value !== null && typeof value === 'object' && typeof value.toJSON === 'function') {
+    value = value.toJSON(key);
+  }
+  switch (typeof value) {
+    case 'bigint':
+      return value.toString();
+    case 'string':
+    case 'number':
+    case 'boolean':
+      return JSON.stringify(value);
+    case 'object': {
+      if (value === null) return 'null';
+      if (Array.isArray(value)) {
+        return `[${value.map((v, i) => stringifyWithBigInt(v, String(i)) ?? 'null').join(',')}]`;
+      }
+      const members = [];
+      for (const k of Object.keys(value)) {
+        const v = stringifyWithBigInt(value[k], k);
+        if (v !== undefined) members.push(`${JSON.stringify(k)}:${v}`);
+      }
+      return `{${members.join(',')}}`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Parse JSON; integers outside the safe range come back as BigInt, exactly. */
+export function parse(text) {
+  if (!/\d{16}/.test(text)) return JSON.parse(text);
+  return new ExactParser(text).document();
+}
+
+const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
+const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+
+class ExactParser {
+  constructor(text) {
+    this.text = text;
+    this.at = 0;
+  }
+
+  document() {
+    const value = this.value();
+    this.space();
+    if (this.at !== this.text.length) this.fail('unexpected text after the document');
+    return value;
+  }
+
+  fail(why) {
+    throw new SyntaxError(`JSON: ${why} at offset ${this.at}`);
+  }
+
+  space() {
+    while (' \t\n\r'.includes(this.text[this.at] ?? 'x')) this.at++;
+  }
+
+  token(re) {
+    re.lastIndex = this.at;
+    const m = re.exec(this.text);
+    if (!m) return null;
+    this.at = re.lastIndex;
+    return m;
+  }
+
+  value() {
+    this.space();
+    const c = this.text[this.at];
+    if (c === '{') {
+      this.at++;
+      const obj = {};
+      this.space();
+      if (this.text[this.at] === '}') {
+        this.at++;
+        return obj;
+      }
+      for (;;) {
+        this.space();
+        const k = this.token(STRING) ?? this.fail('expected a key');
+        this.space();
+        if (this.text[this.at++] !== ':') this.fail('expected :');
+        const key = JSON.parse(k[0]);
+        const v = this.value();
+        if (key === '__proto__') {
+          Object.defineProperty(obj, key, { value: v, writable: true, enumerable: true, configurable: true });
+        } else {
+          obj[key] = v;
+        }
+        this.space();
+        const next = this.text[this.at++];
+        if (next === '}') return obj;
+        if (next !== ',') this.fail('expected , or }');
+      }
+    }
+    if (c === '[') {
+      this.at++;
+      const arr = [];
+      this.space();
+      if (this.text[this.at] === ']') {
+        this.at++;
+        return arr;
+      }
+      for (;;) {
+        arr.push(this.value());
+        this.space();
+        const next = this.text[this.at++];
+        if (next === ']') return arr;
+        if (next !== ',') this.fail('expected , or ]');
+      }
+    }
+    if (c === '"') return JSON.parse((this.token(STRING) ?? this.fail('bad string'))[0]);
+    for (const [word, v] of [['true', true], ['false', false], ['null', null]]) {
+      if (this.text.startsWith(word, this.at)) {
+        this.at += word.length;
+        return v;
+      }
+    }
+    const m = this.token(NUMBER) ?? this.fail('expected a value');
+    const n = Number(m[0]);
+    return m[1] === undefined && m[2] === undefined && !Number.isSafeInteger(n) ? BigInt(m[0]) : n;
+  }
+}
+
+/** Raise from a query to answer `failed(message)`. */
+export class QueryError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'QueryError';
+    this.kind = 'failed';
+  }
+}
+
+/** Raise from a query when its parameters are missing or malformed. */
+export class InvalidParams extends QueryError {
+  constructor(message) {
+    super(message);
+    this.name = 'InvalidParams';
+    this.kind = 'invalid-params';
+  }
+}
+
+/** No query of that name. */
+export class UnknownQuery extends QueryError {
+  constructor(name) {
+    super(name);
+    this.name = 'UnknownQuery';
+    this.kind = 'unknown-query';
+  }
+}
+
+/** The host refused a write: `kind` is `invalid-json`, `invalid-key` or `read-only`. */
+export class ViewError extends Error {
+  constructor(kind, detail = '') {
+    super(detail ? `${kind}: ${detail}` : kind);
+    this.name = 'ViewError';
+    this.kind = kind;
+    this.detail = detail;
+  }
+}
+
+/** Where `log.*` goes: set by the component glue or the test host. */
+let logSink = null;
+
+/** Replace the log sink; returns the previous one. */
+export function setLogSink(sink) {
+  const previous = logSink;
+  logSink = sink;
+  return previous;
+}
+
+function emit(level, message) {
+  if (logSink) logSink(level, String(message));
+}
+
+/** Structured logging into the plugin's log (`GET /plugins/{name}/logs`). */
+export const log = {
+  trace: (m) => emit('trace', m),
+  debug: (m) => emit('debug', m),
+  info: (m) => emit('info', m),
+  warn: (m) => emit('warn', m),
+  error: (m) => emit('error', m),
+};
+
+/** One recorded event; `data` and `metadata` are parsed from JSON on first use. */
+export class Event {
+  #data;
+  #metadata;
+
+  constructor({ position, streamId, streamVersion, eventType, data, metadata = '{}', recordedAt = 0, id = '' }) {
+    this.position = Number(position);
+    this.streamId = streamId;
+    this.streamVersion = Number(streamVersion);
+    this.eventType = eventType;
+    this.rawData = data;
+    this.rawMetadata = metadata;
+    this.recordedAt = Number(recordedAt);
+    this.id = id;
+  }
+
+  /** The payload as JavaScript values. */
+  get data() {
+    if (this.#data === undefined) this.#data = parse(this.rawData);
+    return this.#data;
+  }
+
+  /** The metadata as JavaScript values (`{}` when the writer gave none). */
+  get metadata() {
+    if (this.#metadata === undefined) this.#metadata = parse(this.rawMetadata);
+    return this.#metadata;
+  }
+}
+
+/** The smallest string above every string that starts with `prefix`, or undefined. */
+function prefixEnd(prefix) {
+  const chars = Array.from(prefix);
+  while (chars.length > 0) {
+    const last = chars[chars.length - 1].codePointAt(0);
+    if (last < 0x10ffff) {
+      chars[chars.length - 1] = String.fromCodePoint(last + 1);
+      return chars.join('');
+    }
+    chars.pop();
+  }
+  return undefined;
+}
+
+// Host keys are compared as UTF-8 bytes; JavaScript compares UTF-16 code units. The two
+// orders agree except around surrogate pairs, so compare code points.
+function compareKeys(a, b) {
+  const ia = a[Symbol.iterator]();
+  const ib = b[Symbol.iterator]();
+  for (;;) {
+    const x = ia.next();
+    const y = ib.next();
+    if (x.done || y.done) return x.done === y.done ? 0 : x.done ? -1 : 1;
+    const d = x.value.codePointAt(0) - y.value.codePointAt(0);
+    if (d !== 0) return d;
+  }
+}
+
+/**
+ * The projection's keyspace as JSON values, with this batch's reads cached and writes
+ * buffered. Reads see the batch's own earlier writes; nothing reaches the host until the
+ * batch has been applied in full.
+ */
+export class View {
+  #host;
+  #readOnly;
+  /** key -> JSON text, or null when known absent. */
+  #cache = new Map();
+  /** key -> JSON text, or null for a delete, in first-write order. */
+  #pending = new Map();
+
+  constructor(host, { readOnly = false } = {}) {
+    this.#host = host;
+    this.#readOnly = readOnly;
+  }
+
+  /** Fetch every not-yet-cached key in one `get-many` crossing. */
+  prefetch(keys) {
+    const missing = [...new Set(keys)].filter((k) => !this.#cache.has(k));
+    if (missing.length === 0) return;
+    const values = this.#host.getMany(missing);
+    missing.forEach((k, i) => this.#cache.set(k, values[i] ?? null));
+  }
+
+  /** The JSON text at `key`, or null. */
+  getRaw(key) {
+    if (!this.#cache.has(key)) this.prefetch([key]);
+    return this.#cache.get(key);
+  }
+
+  /** The document at `key`, or `fallback` when absent. Each call parses afresh. */
+  get(key, fallback = null) {
+    const raw = this.getRaw(key);
+    return raw === null ? fallback : parse(raw);
+  }
+
+  has(key) {
+    return this.getRaw(key) !== null;
+  }
+
+  /**
+   * `[key, value]` pairs with `start <= key < end` in key order, at most `limit`,
+   * including this batch's unflushed writes. `{prefix}` selects keys starting with it.
+   */
+  scan({ start = '', end, limit = 100, prefix } = {}) {
+    if (prefix !== undefined) {
+      if (compareKeys(prefix, start) > 0) start = prefix;
+      end = prefixEnd(prefix);
+    }
+    if (limit <= 0) return [];
+    const inRange = (k) => compareKeys(k, start) >= 0 && (end === undefined || compareKeys(k, end) < 0);
+    let pending = [...this.#pending].filter(([k]) => inRange(k));
+    const deletes = pending.filter(([, v]) => v === null).length;
+    const ask = limit + deletes;
+    const entries = this.#host.scan(start, end, ask);
+    const merged = new Map(entries);
+    if (entries.length >= ask) {
+      // The host range was cut: only keys up to its last one are fully known.
+      const last = entries[entries.length - 1][0];
+      pending = pending.filter(([k]) => compareKeys(k, last) <= 0);
+    }
+    for (const [k, v] of pending) merged.set(k, v);
+    return [...merged]
+      .filter(([, v]) => v !== null)
+      .sort(([a], [b]) => compareKeys(a, b))
+      .slice(0, limit)
+      .map(([k, v]) => [k, parse(v)]);
+  }
+
+  /** Store `value` (anything JSON can hold) at `key`. */
+  put(key, value) {
+    this.#checkWritable();
+    if (typeof key !== 'string') throw new TypeError(`view keys are strings, not ${typeof key}`);
+    const raw = dumps(value);
+    this.#cache.set(key, raw);
+    this.#pending.set(key, raw);
+  }
+
+  /** Remove `key` (removing an absent key is not an error). */
+  delete(key) {
+    this.#checkWritable();
+    this.#cache.set(key, null);
+    this.#pending.set(key, null);
+  }
+
+  /**
+   * `put(key, fn(current ?? copy of fallback))` and return the new value; a `fn` that
+   * returns null or undefined deletes the key.
+   */
+  update(key, fn, fallback = null) {
+    let current = this.get(key);
+    if (current === null) current = fallback === null ? null : parse(dumps(fallback));
+    const next = fn(current);
+    if (next === null || next === undefined) {
+      this.delete(key);
+      return null;
+    }
+    this.put(key, next);
+    return next;
+  }
+
+  /** This batch's writes in order: `[key, jsonText]` puts and `[key, null]` deletes. */
+  pendingWrites() {
+    return [...this.#pending];
+  }
+
+  #checkWritable() {
+    if (this.#readOnly) throw new ViewError('read-only', 'the view is read-only inside a query');
+  }
+}
+
+function describeError(e) {
+  if (e instanceof Error) return e.message ? `${e.name}: ${e.message}` : e.name;
+  return `thrown: ${String(e)}`;
+}
+
+/**
+ * Describe a projection. Fields: `name`, `version`, `eventTypes` (default `[]`: all),
+ * `handle(view, event)`, optional `keys(event)` (keys `handle` will read, prefetched for the
+ * whole batch in one crossing) and optional `queries: {name(params, view) {...}}`.
+ */
+export function defineProjection(definition) {
+  const { name, version, handle } = definition;
+  if (typeof name !== 'string' || name === '') throw new TypeError('defineProjection: `name` is required');
+  if (typeof version !== 'string') throw new TypeError('defineProjection: `version` is required');
+  if (typeof handle !== 'function') throw new TypeError('defineProjection: `handle(view, event)` is required');
+  return Object.freeze({
+    name,
+    version,
+    eventTypes: Object.freeze([...(definition.eventTypes ?? [])]),
+    keys: definition.keys ?? null,
+    handle,
+    queries: Object.freeze({ ...(definition.queries ?? {}) }),
+  });
+}
+
+/** Drives one projection against one host (`getMany`, `writeMany`, `scan`). */
+export class Runtime {
+  constructor(projection, host) {
+    this.projection = defineProjection(projection);
+    this.host = host;
+  }
+
+  describe() {
+    const p = this.projection;
+    return {
+      name: p.name,
+      version: p.version,
+      eventTypes: [...p.eventTypes],
+      queries: Object.keys(p.queries).sort(),
+    };
+  }
+
+  /** Apply `events` (`Event`s); returns undefined, or `{index, message}` and writes nothing. */
+  handle(events) {
+    const p = this.projection;
+    const view = new View(this.host);
+    if (p.keys) {
+      const keys = [];
+      for (let i = 0; i < events.length; i++) {
+        try {
+          keys.push(...(p.keys(events[i]) ?? []));
+        } catch (e) {
+          return { index: i, message: `keys(): ${describeError(e)}` };
+        }
+      }
+      if (keys.length > 0) view.prefetch(keys);
+    }
+    for (let i = 0; i < events.length; i++) {
+      try {
+        p.handle(view, events[i]);
+      } catch (e) {
+        return { index: i, message: describeError(e) };
+      }
+    }
+    const writes = view.pendingWrites();
+    if (writes.length > 0) {
+      try {
+        this.host.writeMany(writes);
+      } catch (e) {
+        if (e instanceof ViewError) return { index: undefined, message: `write refused: ${e.message}` };
+        throw e;
+      }
+    }
+    return undefined;
+  }
+
+  /** Answer a named query: returns JSON text or throws a `QueryError`. */
+  query(name, paramsJson) {
+    const fn = Object.hasOwn(this.projection.queries, name) ? this.projection.queries[name] : undefined;
+    if (typeof fn !== 'function') throw new UnknownQuery(name);
+    let params;
+    try {
+      params = paramsJson ? JSON.parse(paramsJson) : {};
+    } catch (e) {
+      throw new InvalidParams(`params are not JSON: ${e.message}`);
+    }
+    try {
+      return dumps(fn(params, new View(this.host, { readOnly: true })));
+    } catch (e) {
+      if (e instanceof QueryError) throw e;
+      throw new QueryError(describeError(e));
+    }
+  }
+}

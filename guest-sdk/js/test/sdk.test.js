@@ -1,0 +1,173 @@
+// Tests of the JavaScript SDK itself: the batch engine, the cached view and the harness.
+// `npm test` (or `node --test test/`) from guest-sdk/js.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { InvalidParams, QueryError, Runtime, UnknownQuery, defineProjection, dumps, log, parse } from '../src/index.js';
+import { HandleFailed, Harness, InMemoryHost, event } from '../src/testing.js';
+
+/** Counts events per stream; refuses `Bad`; answers `count`, `streams` and `broken`. */
+const counts = defineProjection({
+  name: 'counts',
+  version: '1.2.3',
+  keys: (e) => [e.streamId],
+  handle(view, e) {
+    if (e.eventType === 'Bad') throw new Error('bad event');
+    if (e.eventType === 'Forget') return view.delete(e.streamId);
+    log.info(`counting ${e.streamId}`);
+    view.update(e.streamId, (d) => ({ ...d, count: d.count + 1 }), { count: 0 });
+  },
+  queries: {
+    count(params, view) {
+      if (params.stream === undefined) throw new InvalidParams('stream is required');
+      return view.get(params.stream)?.count ?? 0;
+    },
+    streams(params, view) {
+      return view.scan({ prefix: params.prefix ?? '', limit: Number(params.limit ?? 100) }).map(([k]) => k);
+    },
+    broken(params, view) {
+      view.put('x', 1);
+    },
+  },
+});
+
+/** Writes in a batch, then records what `scan` sees in the same batch. */
+let seen;
+const scanProbe = defineProjection({
+  name: 'scan-probe',
+  version: '0',
+  handle(view, e) {
+    for (const [op, ...args] of e.data.ops) {
+      if (op === 'put') view.put(args[0], args[1]);
+      else if (op === 'delete') view.delete(args[0]);
+      else seen = view.scan({ start: args[0], end: args[1] ?? undefined, limit: args[2] });
+    }
+  },
+});
+
+describe('runtime', () => {
+  test('the description lists event types and queries', () => {
+    assert.deepEqual(new Harness(counts).describe(), {
+      name: 'counts',
+      version: '1.2.3',
+      eventTypes: [],
+      queries: ['broken', 'count', 'streams'],
+    });
+  });
+
+  test('a batch is one getMany and one writeMany', () => {
+    const h = new Harness(counts).given(Array.from({ length: 200 }, (_, n) => event(`s-${n % 5}`, 'Seen')));
+    assert.equal(h.host.crossings, 2);
+    assert.deepEqual(h.view('s-0'), { count: 40 });
+  });
+
+  test('a failing event is reported by index and its batch writes nothing', () => {
+    const host = new InMemoryHost();
+    const runtime = new Runtime(counts, host);
+    const log = new Harness(counts);
+    const error = runtime.handle(['Seen', 'Seen', 'Bad'].map((t) => log.append('s', t)));
+    assert.deepEqual(error, { index: 2, message: 'Error: bad event' });
+    assert.equal(host.data.size, 0);
+  });
+
+  test('thrown non-errors are reported too', () => {
+    const h = new Harness(defineProjection({ name: 'x', version: '0', handle() { throw 'nope'; } }));
+    assert.deepEqual(h.when([event('s', 'A')]), { index: 0, message: 'thrown: nope' });
+  });
+
+  test('given throws when the history does not apply', () => {
+    assert.throws(() => new Harness(counts).given([event('s', 'Bad')]), HandleFailed);
+  });
+
+  test('a refused write fails the batch without an index', () => {
+    const error = new Harness(counts).when([event('_reserved', 'Seen')]);
+    assert.equal(error.index, undefined);
+    assert.match(error.message, /invalid-key/);
+  });
+
+  test("reads see the batch's own writes and deletes", () => {
+    const h = new Harness(counts).given([event('s', 'Seen'), event('s', 'Forget'), event('s', 'Seen')]);
+    assert.deepEqual(h.view('s'), { count: 1 });
+  });
+
+  test('undeclared event types never reach the projection', () => {
+    const h = new Harness({ ...counts, eventTypes: ['Seen'] }).given([
+      event('s', 'Seen'),
+      event('s', 'Bad'),
+      event('s', 'Seen'),
+    ]);
+    assert.deepEqual(h.view('s'), { count: 2 });
+    assert.deepEqual(h.events.map((e) => e.position), [1, 2, 3]);
+  });
+
+  test('events parse their data and metadata', () => {
+    const e = new Harness(counts).append('s', 'Seen', { a: [1, 2] }, { user: 'ann' });
+    assert.deepEqual([e.data, e.metadata, e.streamVersion, e.position], [{ a: [1, 2] }, { user: 'ann' }, 0, 1]);
+  });
+
+  test('logs reach the host', () => {
+    assert.deepEqual(new Harness(counts).given([event('s', 'Seen')]).logs, [['info', 'counting s']]);
+  });
+});
+
+describe('json', () => {
+  test('integers beyond 2^53 round-trip exactly', () => {
+    const text = '{"a":9223372036854775807,"b":[-9223372036854775808,1.5,"12345678901234567890"]}';
+    const value = parse(text);
+    assert.equal(value.a, 9223372036854775807n);
+    assert.equal(value.b[2], '12345678901234567890');
+    assert.equal(dumps(value), text);
+  });
+
+  test('the exact parser rejects what JSON.parse rejects', () => {
+    assert.throws(() => parse('{"a":12345678901234567,}'), SyntaxError);
+    assert.throws(() => parse('[12345678901234567'), SyntaxError);
+  });
+});
+
+describe('scan', () => {
+  const scanAfter = (stored, ops) => {
+    const h = new Harness(scanProbe);
+    for (const [k, v] of Object.entries(stored)) h.host.data.set(k, dumps(v));
+    h.given([event('s', 'Ops', { ops })]);
+    return seen;
+  };
+
+  test('merges unflushed puts and deletes in key order', () => {
+    const out = scanAfter({ a: 1, b: 2, c: 3, d: 4 }, [['put', 'bb', 22], ['delete', 'b'], ['delete', 'c'], ['scan', 'a', null, 3]]);
+    assert.deepEqual(out, [['a', 1], ['bb', 22], ['d', 4]]);
+  });
+
+  test('respects end and limit with pending writes past the host page', () => {
+    const stored = Object.fromEntries(Array.from({ length: 10 }, (_, n) => [`k${n}`, n]));
+    assert.deepEqual(scanAfter(stored, [['put', 'k95', 95], ['delete', 'k0'], ['scan', 'k', 'k9', 3]]), [
+      ['k1', 1],
+      ['k2', 2],
+      ['k3', 3],
+    ]);
+    assert.deepEqual(scanAfter(stored, [['put', 'k10', 10], ['scan', 'k1', 'k2', 5]]), [
+      ['k1', 1],
+      ['k10', 10],
+    ]);
+  });
+});
+
+describe('queries', () => {
+  const h = new Harness(counts).given([event('order-1', 'Seen'), event('order-2', 'Seen'), event('user-1', 'Seen')]);
+
+  test('read the view', () => {
+    assert.equal(h.query('count', { stream: 'order-1' }), 1);
+    assert.deepEqual(h.query('streams', { prefix: 'order-' }), ['order-1', 'order-2']);
+    assert.deepEqual(h.query('streams', { limit: 1 }), ['order-1']);
+  });
+
+  test('errors say which kind', () => {
+    assert.throws(() => h.query('count'), InvalidParams);
+    assert.throws(() => h.query('nope'), UnknownQuery);
+    assert.throws(() => h.query('toString'), UnknownQuery);
+    assert.throws(
+      () => h.query('broken'),
+      (e) => e instanceof QueryError && e.kind === 'failed' && /read-only/.test(e.message),
+    );
+  });
+});

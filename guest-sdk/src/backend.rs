@@ -1,0 +1,221 @@
+//! Where a [`View`](crate::View) keeps its documents. [`Backend`] is the WIT
+//! `view` interface as a Rust trait, reduced to the three bulk calls the view
+//! needs, so the same projection runs over the host's imports inside
+//! WebAssembly, over [`MemoryBackend`] in unit tests, and natively over real
+//! storage in the host's benchmark.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::{Error, ViewError};
+
+/// The longest key, in bytes, the host accepts.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// A projection's keyspace: ordered UTF-8 keys, JSON document values.
+///
+/// Every method is one boundary crossing in WebAssembly, so the view batches:
+/// reads of a batch go through one `get_many`, its writes through one
+/// `write_many`. Storage failures are not the projection's to handle: the
+/// host traps the guest, and a native implementation should panic likewise.
+pub trait Backend {
+    /// The documents at `keys`, in the same order.
+    fn get_many(&mut self, keys: &[String]) -> Vec<Option<String>>;
+
+    /// Applies `writes` in order, all or none.
+    fn write_many(&mut self, writes: Vec<Write>) -> Result<(), ViewError>;
+
+    /// Entries with `start <= key < end` (no `end`: to the last key), in key
+    /// order, at most `limit` of them.
+    fn scan(&mut self, start: &str, end: Option<&str>, limit: u32) -> Vec<Entry>;
+}
+
+/// One key and its JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    /// The document as JSON text; see [`Entry::json`] for a typed view.
+    pub value: String,
+}
+
+impl Entry {
+    /// The document decoded as `T`.
+    pub fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Error> {
+        serde_json::from_str(&self.value)
+            .map_err(|error| Error::from(error).context(format!("document at `{}`", self.key)))
+    }
+}
+
+/// One change in a [`Backend::write_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Put(Entry),
+    Delete(String),
+}
+
+impl Write {
+    /// The key the change is to.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Put(entry) => &entry.key,
+            Self::Delete(key) => key,
+        }
+    }
+}
+
+/// Checks `key` by the host's rules, so a bad key fails at the event that
+/// wrote it rather than when the batch is flushed.
+pub fn check_key(key: &str) -> Result<(), ViewError> {
+    if key.is_empty() {
+        Err(ViewError::InvalidKey("the key is empty".into()))
+    } else if key.len() > MAX_KEY_LEN {
+        Err(ViewError::InvalidKey(format!(
+            "the key is {} bytes long; at most {MAX_KEY_LEN} are allowed",
+            key.len()
+        )))
+    } else if key.starts_with('_') {
+        Err(ViewError::InvalidKey(format!(
+            "`{key}` starts with `_`, which is reserved"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks that `value` is one JSON document, as the host does before storing it.
+pub fn check_json(value: &str) -> Result<(), ViewError> {
+    serde_json::from_str::<IgnoredAny>(value)
+        .map(drop)
+        .map_err(|error| ViewError::InvalidJson(error.to_string()))
+}
+
+/// A keyspace in memory, with the host's validation: the backend of the test
+/// harness, and of anyone who wants to run a projection without storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryBackend {
+    entries: BTreeMap<String, String>,
+}
+
+impl MemoryBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The document at `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(String::as_str)
+    }
+
+    /// Every entry, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get_many(&mut self, keys: &[String]) -> Vec<Option<String>> {
+        keys.iter()
+            .map(|key| self.entries.get(key).cloned())
+            .collect()
+    }
+
+    fn write_many(&mut self, writes: Vec<Write>) -> Result<(), ViewError> {
+        // Validate everything first: like the host, a refused batch changes nothing.
+        for write in &writes {
+            match write {
+                Write::Put(entry) => {
+                    check_key(&entry.key)?;
+                    check_json(&entry.value)?;
+                }
+                Write::Delete(key) => check_key(key)?,
+            }
+        }
+        for write in writes {
+            match write {
+                Write::Put(Entry { key, value }) => {
+                    self.entries.insert(key, value);
+                }
+                Write::Delete(key) => {
+                    self.entries.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan(&mut self, start: &str, end: Option<&str>, limit: u32) -> Vec<Entry> {
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        if end.is_some_and(|end| end <= start) {
+            return Vec::new();
+        }
+        self.entries
+            .range::<str, _>((Bound::Included(start), upper))
+            .take(limit as usize)
+            .map(|(key, value)| Entry {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, value: &str) -> Write {
+        Write::Put(Entry {
+            key: key.into(),
+            value: value.into(),
+        })
+    }
+
+    #[test]
+    fn reserved_empty_and_oversized_keys_are_refused() {
+        assert!(check_key("account-1").is_ok());
+        assert!(matches!(check_key(""), Err(ViewError::InvalidKey(_))));
+        assert!(matches!(check_key("_meta"), Err(ViewError::InvalidKey(_))));
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        assert!(matches!(check_key(&long), Err(ViewError::InvalidKey(_))));
+    }
+
+    #[test]
+    fn a_refused_write_many_changes_nothing() {
+        let mut backend = MemoryBackend::new();
+        let result = backend.write_many(vec![put("a", "1"), put("b", "{not json")]);
+        assert!(matches!(result, Err(ViewError::InvalidJson(_))));
+        assert!(backend.is_empty());
+    }
+
+    #[test]
+    fn scan_is_ordered_half_open_and_limited() {
+        let mut backend = MemoryBackend::new();
+        backend
+            .write_many(vec![
+                put("b", "2"),
+                put("a", "1"),
+                put("c", "3"),
+                put("d", "4"),
+            ])
+            .unwrap();
+        let keys = |entries: Vec<Entry>| -> Vec<String> {
+            entries.into_iter().map(|entry| entry.key).collect()
+        };
+        assert_eq!(keys(backend.scan("b", Some("d"), 10)), ["b", "c"]);
+        assert_eq!(keys(backend.scan("a", None, 3)), ["a", "b", "c"]);
+        assert!(backend.scan("c", Some("a"), 10).is_empty());
+    }
+}

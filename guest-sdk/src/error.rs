@@ -1,0 +1,150 @@
+//! The errors a projection deals in: [`Error`] when an event cannot be applied,
+//! [`QueryError`] when a named query cannot be answered, [`ViewError`] when the
+//! keyspace refuses a write, and [`HandleError`], the shape in which a failed
+//! batch is reported to the host. They mirror the WIT contract's error types so
+//! that crossing the component boundary loses nothing.
+
+use std::fmt;
+
+/// Why a projection could not apply an event (or read its view).
+///
+/// Returned from [`Projection::handle`](crate::Projection::handle): the SDK
+/// reports it with the index of the failing event and nothing of the batch is
+/// applied; the host then applies the events before it and reports the failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    message: String,
+}
+
+impl Error {
+    /// An error that tells the operator `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// What went wrong, as the operator will read it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Prefixes the message with `context`, e.g. which key was being read.
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        Self::new(format!("{context}: {}", self.message))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Self {
+        Self::new(error.to_string())
+    }
+}
+
+impl From<ViewError> for Error {
+    fn from(error: ViewError) -> Self {
+        Self::new(error.to_string())
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}
+
+/// Why a batch was refused, as the host receives it. Nothing of the batch is
+/// applied; the host re-runs the events before `index` on their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandleError {
+    /// The index in the batch of the event that failed; `None` when the
+    /// failure belongs to the batch as a whole (its prefetch or final write).
+    pub index: Option<u32>,
+    /// What went wrong, for the operator.
+    pub message: String,
+}
+
+impl fmt::Display for HandleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(index) => write!(f, "event {index} of the batch failed: {}", self.message),
+            None => write!(f, "the batch failed: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for HandleError {}
+
+/// Why a named query could not be answered; the host maps each case to an
+/// HTTP status (unknown query: 404, invalid parameters: 400, failed: 500).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryError {
+    /// No query of that name.
+    UnknownQuery(String),
+    /// The parameters are missing or malformed.
+    InvalidParams(String),
+    /// The query ran but failed.
+    Failed(String),
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownQuery(name) => write!(f, "unknown query `{name}`"),
+            Self::InvalidParams(message) => write!(f, "invalid parameters: {message}"),
+            Self::Failed(message) => write!(f, "query failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+impl From<Error> for QueryError {
+    fn from(error: Error) -> Self {
+        Self::Failed(error.message)
+    }
+}
+
+impl From<serde_json::Error> for QueryError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::Failed(error.to_string())
+    }
+}
+
+/// Why the keyspace refused a write. A refused write changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewError {
+    /// The value is not a valid JSON document.
+    InvalidJson(String),
+    /// The key is empty, longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN)
+    /// bytes, or reserved (starts with `_`).
+    InvalidKey(String),
+    /// Writes are not allowed here (inside a query).
+    ReadOnly,
+}
+
+impl fmt::Display for ViewError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidJson(message) => write!(f, "invalid JSON value: {message}"),
+            Self::InvalidKey(message) => write!(f, "invalid key: {message}"),
+            Self::ReadOnly => f.write_str("the view is read-only here"),
+        }
+    }
+}
+
+impl std::error::Error for ViewError {}

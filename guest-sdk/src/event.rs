@@ -1,0 +1,172 @@
+//! The two records a projection shares with the host: the [`Event`] it is fed
+//! and the [`Description`] it gives of itself. They are plain Rust twins of the
+//! WIT records, so a projection (and its tests) never touch generated bindings;
+//! the typed accessors turn the JSON payloads into the projection's own types.
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// One recorded event, as the log stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Gapless global position in the log, starting at 1. A projection sees
+    /// gaps: the host only passes on the event types it declared.
+    pub position: u64,
+    /// The stream the event was appended to, e.g. `account-42`.
+    pub stream_id: String,
+    /// Version of the event within its stream: 0 for the stream's first event.
+    pub stream_version: u64,
+    /// The event type, e.g. `Deposited`.
+    pub event_type: String,
+    /// The payload, a JSON document; see [`Event::data`] for a typed view.
+    pub data: String,
+    /// The metadata, a JSON document (`{}` when the writer gave none).
+    pub metadata: String,
+    /// When the log recorded the event, in milliseconds since the Unix epoch.
+    pub recorded_at: u64,
+    /// The event's UUID in hyphenated form.
+    pub id: String,
+}
+
+impl Event {
+    /// The payload decoded as `T`. The error names the event, so a projection
+    /// can pass it on with `?` and the operator still knows what was wrong.
+    pub fn data<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Error> {
+        serde_json::from_str(&self.data)
+            .map_err(|error| Error::from(error).context(self.describe_for_errors("data")))
+    }
+
+    /// The metadata decoded as `T`.
+    pub fn metadata<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Error> {
+        serde_json::from_str(&self.metadata)
+            .map_err(|error| Error::from(error).context(self.describe_for_errors("metadata")))
+    }
+
+    fn describe_for_errors(&self, part: &str) -> String {
+        format!(
+            "{} at position {} on stream {}: invalid {part}",
+            self.event_type, self.position, self.stream_id
+        )
+    }
+}
+
+/// What a projection tells the host about itself.
+///
+/// ```
+/// use prism_guest::Description;
+///
+/// let description = Description::new("orders", "1.0.0")
+///     .event_types(["OrderPlaced", "OrderShipped"])
+///     .queries(["open-orders"]);
+/// assert!(description.wants("OrderPlaced"));
+/// assert!(!description.wants("CustomerRegistered"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Description {
+    /// A human-readable name (the plugin's identity is its file name).
+    pub name: String,
+    /// The projection's own version, free form (e.g. semver).
+    pub version: String,
+    /// The event types the projection consumes; the host filters the log by
+    /// them before any event crosses into WebAssembly. Empty means all.
+    pub event_types: Vec<String>,
+    /// The named queries [`Projection::query`](crate::Projection::query) answers.
+    pub queries: Vec<String>,
+}
+
+impl Description {
+    /// A description that consumes every event type and answers no queries.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            event_types: Vec::new(),
+            queries: Vec::new(),
+        }
+    }
+
+    /// Consume only these event types.
+    pub fn event_types<I>(mut self, event_types: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.event_types = event_types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Answer these named queries.
+    pub fn queries<I>(mut self, queries: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.queries = queries.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether events of `event_type` reach the projection, by the rule the
+    /// host applies: an empty list means every type.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.event_types.is_empty() || self.event_types.iter().any(|wanted| wanted == event_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deposited(data: &str) -> Event {
+        Event {
+            position: 7,
+            stream_id: "account-1".into(),
+            stream_version: 1,
+            event_type: "Deposited".into(),
+            data: data.into(),
+            metadata: r#"{"user":"ann"}"#.into(),
+            recorded_at: 0,
+            id: "00000000-0000-4000-8000-000000000007".into(),
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Deposited {
+        amount: i64,
+    }
+
+    #[test]
+    fn data_decodes_the_payload_into_the_projections_type() {
+        let event = deposited(r#"{"amount": 5}"#);
+        assert_eq!(event.data::<Deposited>().unwrap().amount, 5);
+    }
+
+    #[test]
+    fn data_errors_name_the_event_they_come_from() {
+        let error = deposited(r#"{"amount": "five"}"#)
+            .data::<Deposited>()
+            .unwrap_err();
+        assert!(
+            error
+                .message()
+                .starts_with("Deposited at position 7 on stream account-1: invalid data:"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn metadata_can_be_borrowed_without_copying() {
+        #[derive(Deserialize)]
+        struct Metadata<'a> {
+            user: &'a str,
+        }
+        let event = deposited("{}");
+        assert_eq!(event.metadata::<Metadata>().unwrap().user, "ann");
+    }
+
+    #[test]
+    fn an_empty_event_type_list_wants_everything() {
+        let description = Description::new("all", "1");
+        assert!(description.wants("Anything"));
+    }
+}

@@ -1,0 +1,582 @@
+//! [`View`]: the projection's keyspace as it sees it during one batch (or one
+//! query), with a cache in front of the [`Backend`].
+//!
+//! Crossing the component boundary costs far more than a map lookup, so the
+//! view reads a batch's keys with one `get_many` (see
+//! [`Projection::keys`](crate::Projection::keys)), serves every later read and
+//! write from the cache, and hands the dirty keys to one `write_many` when the
+//! batch succeeds. A document is cached once per key, as JSON text or as a
+//! decoded [`serde_json::Value`], whichever it was last used as, so it is
+//! parsed or printed at most once per use rather than once per event.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::backend::{check_json, check_key};
+use crate::{Backend, Entry, Error, ViewError, Write};
+
+/// The projection's keyspace: ordered UTF-8 keys, JSON document values.
+///
+/// Reads see the batch's own earlier writes. Keys starting with `_` are
+/// reserved, and values must be JSON documents: both are checked on write, so
+/// a bad write fails the event that made it.
+pub struct View<'b> {
+    backend: &'b mut dyn Backend,
+    cache: HashMap<String, Slot, BuildHasherDefault<KeyHasher>>,
+    /// Whether any cached document changed since the last flush, so a batch
+    /// or query that changed nothing skips the walk over the cache.
+    dirty: bool,
+    /// Set for queries: the host refuses their writes, so the view refuses
+    /// them first, with a clearer error.
+    read_only: bool,
+}
+
+struct Slot {
+    document: Document,
+    dirty: bool,
+}
+
+enum Document {
+    Absent,
+    Text(String),
+    Json(Value),
+}
+
+impl<'b> View<'b> {
+    /// A view for applying events: writes are cached until the batch ends.
+    pub fn new(backend: &'b mut dyn Backend) -> Self {
+        Self {
+            backend,
+            cache: HashMap::default(),
+            dirty: false,
+            read_only: false,
+        }
+    }
+
+    /// A view for answering queries: every write is refused.
+    pub fn read_only(backend: &'b mut dyn Backend) -> Self {
+        Self {
+            read_only: true,
+            ..Self::new(backend)
+        }
+    }
+
+    /// Reads every key not yet cached with a single `get_many`. The SDK calls
+    /// this with the keys [`Projection::keys`](crate::Projection::keys) names
+    /// for a batch; a query may call it before reading many keys.
+    pub fn prefetch<I>(&mut self, keys: I)
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let mut missing: Vec<String> = keys
+            .into_iter()
+            .map(Into::into)
+            .filter(|key| !self.cache.contains_key(key))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        if missing.len() > 1 {
+            missing = without_duplicates(missing);
+        }
+        let documents = self.backend.get_many(&missing);
+        assert_eq!(
+            documents.len(),
+            missing.len(),
+            "get_many must answer every key it is asked for"
+        );
+        self.cache.reserve(missing.len());
+        for (key, document) in missing.into_iter().zip(documents) {
+            self.cache.insert(key, Slot::loaded(document));
+        }
+    }
+
+    /// The document at `key` as JSON text.
+    pub fn get(&mut self, key: &str) -> Option<String> {
+        match &self.slot(key).document {
+            Document::Absent => None,
+            Document::Text(text) => Some(text.clone()),
+            Document::Json(value) => Some(value.to_string()),
+        }
+    }
+
+    /// The document at `key` as a [`Value`], decoded at most once per batch.
+    pub fn get_value(&mut self, key: &str) -> Result<Option<&Value>, Error> {
+        let slot = self.slot(key);
+        if let Document::Text(text) = &slot.document {
+            let value = serde_json::from_str(text).map_err(|error| stored_json(key, error))?;
+            slot.document = Document::Json(value);
+        }
+        match &slot.document {
+            Document::Json(value) => Ok(Some(value)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The document at `key` decoded as `T`.
+    pub fn get_json<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, Error> {
+        match &self.slot(key).document {
+            Document::Absent => Ok(None),
+            Document::Text(text) => serde_json::from_str(text)
+                .map(Some)
+                .map_err(|error| stored_json(key, error)),
+            Document::Json(value) => T::deserialize(value)
+                .map(Some)
+                .map_err(|error| stored_json(key, error)),
+        }
+    }
+
+    /// Stores the JSON text `json` at `key`.
+    pub fn put(&mut self, key: &str, json: &str) -> Result<(), Error> {
+        check_json(json).map_err(|error| Error::from(error).context(format!("put `{key}`")))?;
+        self.set(key, Document::Text(json.to_owned()))
+    }
+
+    /// Stores `value` at `key`.
+    pub fn put_value(&mut self, key: &str, value: Value) -> Result<(), Error> {
+        self.set(key, Document::Json(value))
+    }
+
+    /// Stores `document` at `key`, encoded as JSON.
+    pub fn put_json<T: Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        document: &T,
+    ) -> Result<(), Error> {
+        let text = serde_json::to_string(document)
+            .map_err(|error| Error::from(error).context(format!("put `{key}`")))?;
+        self.set(key, Document::Text(text))
+    }
+
+    /// Removes `key`; removing an absent key is not an error.
+    pub fn delete(&mut self, key: &str) -> Result<(), Error> {
+        self.set(key, Document::Absent)
+    }
+
+    /// Replaces the document at `key` with what `change` makes of it:
+    /// `None` in means the key is absent, `None` out deletes it.
+    pub fn update<T, F>(&mut self, key: &str, change: F) -> Result<(), Error>
+    where
+        T: DeserializeOwned + Serialize,
+        F: FnOnce(Option<T>) -> Option<T>,
+    {
+        let before = self.get_json::<T>(key)?;
+        let existed = before.is_some();
+        match change(before) {
+            Some(after) => self.put_json(key, &after),
+            None if existed => self.delete(key),
+            None => Ok(()),
+        }
+    }
+
+    /// Changes the document at `key` in place, starting from `T::default()`
+    /// when the key is absent, and stores it; returns what `change` returns.
+    pub fn upsert<T, R, F>(&mut self, key: &str, change: F) -> Result<R, Error>
+    where
+        T: DeserializeOwned + Serialize + Default,
+        F: FnOnce(&mut T) -> R,
+    {
+        let mut document = self.get_json::<T>(key)?.unwrap_or_default();
+        let result = change(&mut document);
+        self.put_json(key, &document)?;
+        Ok(result)
+    }
+
+    /// Entries with `start <= key < end` (no `end`: to the last key), in key
+    /// order, at most `limit` of them. Pending writes are handed to the host
+    /// first, so the scan sees them.
+    pub fn scan(
+        &mut self,
+        start: &str,
+        end: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Entry>, Error> {
+        self.flush()?;
+        Ok(self.backend.scan(start, end, limit))
+    }
+
+    /// Entries whose key starts with `prefix`, in key order, at most `limit`.
+    pub fn scan_prefix(&mut self, prefix: &str, limit: u32) -> Result<Vec<Entry>, Error> {
+        let end = prefix_end(prefix);
+        self.scan(prefix, end.as_deref(), limit)
+    }
+
+    /// Hands the pending writes to the backend in one `write_many`, keeping
+    /// the documents cached.
+    pub(crate) fn flush(&mut self) -> Result<(), Error> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.dirty = false;
+        let writes = self
+            .cache
+            .iter_mut()
+            .filter(|(_, slot)| slot.dirty)
+            .map(|(key, slot)| {
+                slot.dirty = false;
+                let key = key.clone();
+                match &slot.document {
+                    Document::Absent => Write::Delete(key),
+                    Document::Text(text) => Write::Put(Entry {
+                        key,
+                        value: text.clone(),
+                    }),
+                    Document::Json(value) => Write::Put(Entry {
+                        key,
+                        value: value.to_string(),
+                    }),
+                }
+            })
+            .collect();
+        Ok(self.backend.write_many(writes)?)
+    }
+
+    /// Hands the pending writes to the backend in one `write_many` at the end
+    /// of a batch, moving the documents out of the cache instead of copying.
+    pub(crate) fn commit(self) -> Result<(), Error> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let writes = self
+            .cache
+            .into_iter()
+            .filter(|(_, slot)| slot.dirty)
+            .map(|(key, slot)| match slot.document {
+                Document::Absent => Write::Delete(key),
+                Document::Text(value) => Write::Put(Entry { key, value }),
+                Document::Json(value) => Write::Put(Entry {
+                    key,
+                    value: value.to_string(),
+                }),
+            })
+            .collect();
+        Ok(self.backend.write_many(writes)?)
+    }
+
+    /// The cached slot for `key`, read from the backend on a miss.
+    fn slot(&mut self, key: &str) -> &mut Slot {
+        if !self.cache.contains_key(key) {
+            self.prefetch([key]);
+        }
+        self.cache.get_mut(key).expect("prefetch caches every key")
+    }
+
+    fn set(&mut self, key: &str, document: Document) -> Result<(), Error> {
+        if self.read_only {
+            return Err(ViewError::ReadOnly.into());
+        }
+        check_key(key)?;
+        self.dirty = true;
+        match self.cache.get_mut(key) {
+            Some(slot) => {
+                slot.document = document;
+                slot.dirty = true;
+            }
+            None => {
+                self.cache.insert(
+                    key.to_owned(),
+                    Slot {
+                        document,
+                        dirty: true,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Slot {
+    fn loaded(document: Option<String>) -> Self {
+        Self {
+            document: document.map_or(Document::Absent, Document::Text),
+            dirty: false,
+        }
+    }
+}
+
+/// `keys` without repeats, in first-seen order. Hashing rather than sorting:
+/// string comparisons are slow in WebAssembly, and sorting a batch's keys
+/// cost more than any other part of a prefetch.
+fn without_duplicates(keys: Vec<String>) -> Vec<String> {
+    let mut seen: HashSet<&str, BuildHasherDefault<KeyHasher>> =
+        HashSet::with_capacity_and_hasher(keys.len(), BuildHasherDefault::default());
+    let first_sightings: Vec<bool> = keys.iter().map(|key| seen.insert(key.as_str())).collect();
+    drop(seen);
+    keys.into_iter()
+        .zip(first_sightings)
+        .filter_map(|(key, first)| first.then_some(key))
+        .collect()
+}
+
+/// FxHash, the hasher of rustc. The cache lives for one batch and holds keys
+/// of the projection's own making, so SipHash's resistance to crafted
+/// collisions buys nothing here, while its cost showed up as a tenth of the
+/// guest's time in a WebAssembly replay profile.
+#[derive(Default)]
+struct KeyHasher {
+    hash: u64,
+}
+
+impl KeyHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        // The product's high bits are the well-mixed ones, and the table
+        // picks buckets by the low bits: bring them down (as rustc-hash 2 does).
+        self.hash.rotate_left(26)
+    }
+}
+
+fn stored_json(key: &str, error: serde_json::Error) -> Error {
+    Error::from(error).context(format!("document at `{key}`"))
+}
+
+/// The smallest string above every string that starts with `prefix`, or
+/// `None` when there is none (an empty prefix, or one of only `char::MAX`).
+/// UTF-8 orders bytes as it orders code points, so bumping the last code point
+/// bounds the range in the host's byte order too.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            char::MAX => None,
+            // The surrogates are not chars: the next one after them is U+E000.
+            '\u{D7FF}' => Some('\u{E000}'),
+            _ => char::from_u32(u32::from(last) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+    use crate::MemoryBackend;
+
+    /// A backend that counts its crossings, to hold the view to its promise
+    /// of one read and one write per batch.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryBackend,
+        get_many_calls: usize,
+        write_many_calls: usize,
+    }
+
+    impl Backend for Counting {
+        fn get_many(&mut self, keys: &[String]) -> Vec<Option<String>> {
+            self.get_many_calls += 1;
+            self.inner.get_many(keys)
+        }
+
+        fn write_many(&mut self, writes: Vec<Write>) -> Result<(), ViewError> {
+            self.write_many_calls += 1;
+            self.inner.write_many(writes)
+        }
+
+        fn scan(&mut self, start: &str, end: Option<&str>, limit: u32) -> Vec<Entry> {
+            self.inner.scan(start, end, limit)
+        }
+    }
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct Counter {
+        count: u32,
+    }
+
+    fn backend_with(entries: &[(&str, &str)]) -> Counting {
+        let mut backend = Counting::default();
+        let writes = entries
+            .iter()
+            .map(|(key, value)| {
+                Write::Put(Entry {
+                    key: (*key).into(),
+                    value: (*value).into(),
+                })
+            })
+            .collect();
+        backend.inner.write_many(writes).unwrap();
+        backend
+    }
+
+    #[test]
+    fn prefetched_keys_cost_one_read_and_changes_one_write() {
+        let mut backend = backend_with(&[("a", r#"{"count":1}"#)]);
+        let mut view = View::new(&mut backend);
+        view.prefetch(["a", "b", "a"]);
+        for key in ["a", "b", "a", "b", "a"] {
+            view.upsert(key, |counter: &mut Counter| counter.count += 1)
+                .unwrap();
+        }
+        view.commit().unwrap();
+        assert_eq!(backend.get_many_calls, 1);
+        assert_eq!(backend.write_many_calls, 1);
+        assert_eq!(backend.inner.get("a"), Some(r#"{"count":4}"#));
+        assert_eq!(backend.inner.get("b"), Some(r#"{"count":2}"#));
+    }
+
+    #[test]
+    fn reads_see_the_batchs_own_writes_and_deletes() {
+        let mut backend = backend_with(&[("gone", "1")]);
+        let mut view = View::new(&mut backend);
+        view.put_json("doc", &json!({"n": 1})).unwrap();
+        view.delete("gone").unwrap();
+        assert_eq!(view.get("doc").as_deref(), Some(r#"{"n":1}"#));
+        assert_eq!(view.get_value("gone").unwrap(), None);
+        assert_eq!(
+            view.get_json::<Value>("doc").unwrap(),
+            Some(json!({"n": 1}))
+        );
+    }
+
+    #[test]
+    fn a_batchs_writes_reach_the_backend_in_key_order() {
+        #[derive(Default)]
+        struct Recording(Vec<String>);
+
+        impl Backend for Recording {
+            fn get_many(&mut self, keys: &[String]) -> Vec<Option<String>> {
+                vec![None; keys.len()]
+            }
+
+            fn write_many(&mut self, writes: Vec<Write>) -> Result<(), ViewError> {
+                self.0
+                    .extend(writes.iter().map(|write| write.key().to_owned()));
+                Ok(())
+            }
+
+            fn scan(&mut self, _: &str, _: Option<&str>, _: u32) -> Vec<Entry> {
+                Vec::new()
+            }
+        }
+
+        let mut backend = Recording::default();
+        let mut view = View::new(&mut backend);
+        for key in ["c", "a", "d", "b"] {
+            view.put(key, "0").unwrap();
+        }
+        view.delete("e").unwrap();
+        view.get("untouched");
+        view.commit().unwrap();
+        assert_eq!(backend.0, ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn nothing_reaches_the_backend_until_the_batch_commits() {
+        let mut backend = backend_with(&[]);
+        let mut view = View::new(&mut backend);
+        view.put("k", "true").unwrap();
+        drop(view);
+        assert!(backend.inner.is_empty());
+        assert_eq!(backend.write_many_calls, 0);
+    }
+
+    #[test]
+    fn a_scan_sees_pending_writes() {
+        let mut backend = backend_with(&[("item-1", "1"), ("item-3", "3")]);
+        let mut view = View::new(&mut backend);
+        view.put("item-2", "2").unwrap();
+        view.delete("item-3").unwrap();
+        let keys: Vec<String> = view
+            .scan_prefix("item-", 10)
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.key)
+            .collect();
+        assert_eq!(keys, ["item-1", "item-2"]);
+    }
+
+    #[test]
+    fn update_to_none_deletes_and_absent_to_none_writes_nothing() {
+        let mut backend = backend_with(&[("a", r#"{"count":1}"#)]);
+        let mut view = View::new(&mut backend);
+        view.update("a", |_: Option<Counter>| None).unwrap();
+        view.update("b", |_: Option<Counter>| None).unwrap();
+        view.commit().unwrap();
+        assert!(backend.inner.is_empty());
+        assert_eq!(backend.write_many_calls, 1);
+    }
+
+    #[test]
+    fn bad_keys_and_bad_json_fail_at_the_write_that_made_them() {
+        let mut backend = backend_with(&[]);
+        let mut view = View::new(&mut backend);
+        let reserved = view.put("_checkpoint", "1").unwrap_err();
+        assert!(reserved.message().contains("reserved"), "{reserved}");
+        let bad_json = view.put("k", "{oops").unwrap_err();
+        assert!(bad_json.message().contains("invalid JSON"), "{bad_json}");
+    }
+
+    #[test]
+    fn a_read_only_view_refuses_writes() {
+        let mut backend = backend_with(&[]);
+        let mut view = View::read_only(&mut backend);
+        assert_eq!(
+            view.put("k", "1").unwrap_err(),
+            Error::from(ViewError::ReadOnly)
+        );
+    }
+
+    #[test]
+    fn a_stored_document_of_the_wrong_shape_names_its_key() {
+        let mut backend = backend_with(&[("a", r#"{"count":"many"}"#)]);
+        let mut view = View::new(&mut backend);
+        let error = view.get_json::<Counter>("a").unwrap_err();
+        assert!(error.message().starts_with("document at `a`"), "{error}");
+    }
+
+    #[test]
+    fn the_cache_hasher_spreads_keys_that_differ_only_at_the_end() {
+        use std::hash::BuildHasher;
+        let hasher = BuildHasherDefault::<KeyHasher>::default();
+        let buckets: HashSet<u64> = (0..1000)
+            .map(|n| hasher.hash_one(format!("account-{n}")) & 2047)
+            .collect();
+        // 1000 random keys in 2048 buckets fill about 800 of them.
+        assert!(buckets.len() > 700, "only {} buckets used", buckets.len());
+    }
+
+    #[test]
+    fn prefix_end_bounds_exactly_the_keys_with_the_prefix() {
+        assert_eq!(prefix_end("by-stock/").as_deref(), Some("by-stock0"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+    }
+}

@@ -1,0 +1,789 @@
+//! Prism's benchmark suite: every performance figure the project claims,
+//! measured in one run against release builds, written to `BENCHMARKS.md`.
+//!
+//! Run it with `scripts/bench.sh` (add `--quick` for a smoke run, `--only
+//! NAME` for one figure). Workloads are generated deterministically from a
+//! seed: bank accounts (`account-<n>` streams, ~200-byte JSON events).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use prism::log::{EventLog, ExpectedVersion, NewEvent, Position};
+use prism::views::{Keyspace, Transaction, ViewStore};
+use prism_guest::{Backend, Entry, ViewError, Write};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Deterministic pseudo-random numbers (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const SEED: u64 = 0x5052_4953_4d;
+const ACCOUNTS: u64 = 10_000;
+
+/// One event of the bank workload, ~200 bytes of JSON in all.
+fn bank_event(rng: &mut Rng, opened: &mut HashSet<u64>) -> (String, NewEvent) {
+    let account = rng.below(ACCOUNTS);
+    let stream = format!("account-{account}");
+    let (event_type, data) = if opened.insert(account) {
+        ("AccountOpened", json!({"owner": format!("owner-{account}"), "currency": "EUR", "branch": "main-street-0042", "note": "opened online"}))
+    } else if rng.below(3) == 0 {
+        ("Withdrawn", json!({"amount": rng.below(100) + 1, "currency": "EUR", "reference": format!("ref-{:016x}", rng.next()), "channel": "atm", "note": "cash"}))
+    } else {
+        ("Deposited", json!({"amount": rng.below(500) + 1, "currency": "EUR", "reference": format!("ref-{:016x}", rng.next()), "channel": "transfer", "note": "salary"}))
+    };
+    (
+        stream,
+        NewEvent {
+            id: Uuid::from_u64_pair(rng.next(), rng.next()),
+            event_type: event_type.to_string(),
+            data: data.to_string(),
+            metadata: json!({"correlation": format!("{:08x}", rng.next() as u32)}).to_string(),
+        },
+    )
+}
+
+struct Machine {
+    cpu: String,
+    cores: usize,
+    memory_gib: u64,
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_gib: kb / 1024 / 1024,
+    }
+}
+
+/// One measured figure for the report.
+struct Figure {
+    section: &'static str,
+    name: String,
+    value: String,
+    goal: String,
+    met: Option<bool>,
+    workload: String,
+    command: String,
+}
+
+struct Suite {
+    quick: bool,
+    only: Option<String>,
+    root: PathBuf,
+    work: tempfile::TempDir,
+    figures: Vec<Figure>,
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn human(n: f64) -> String {
+    if n >= 1e6 {
+        format!("{:.2} M", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} k", n / 1e3)
+    } else {
+        format!("{n:.0}")
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Fill `log` with `n` bank events, appended in batches of 1000.
+async fn fill(log: &EventLog, n: u64, seed: u64) -> Result<Duration> {
+    let mut rng = Rng(seed);
+    let mut opened = HashSet::new();
+    let started = Instant::now();
+    let mut pending = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(1000);
+        // One stream per request keeps stream versions meaningful.
+        let mut batch = Vec::with_capacity(take as usize);
+        let mut stream = String::new();
+        for _ in 0..take {
+            let (s, e) = bank_event(&mut rng, &mut opened);
+            stream = s;
+            batch.push(e);
+        }
+        left -= take;
+        let log = log.clone();
+        pending.push(tokio::spawn(async move {
+            log.append(stream, ExpectedVersion::Any, batch).await
+        }));
+        if pending.len() >= 4 {
+            pending.remove(0).await??;
+        }
+    }
+    for p in pending {
+        p.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// The view as a native projection sees it: the same keyspace and
+/// transaction the WebAssembly imports use.
+struct NativeBackend<'a> {
+    keyspace: &'a Keyspace,
+    txn: &'a mut Transaction,
+}
+
+impl Backend for NativeBackend<'_> {
+    fn get_many(&mut self, keys: &[String]) -> Vec<Option<String>> {
+        self.txn.get_many(self.keyspace, keys).expect("storage")
+    }
+
+    fn write_many(&mut self, writes: Vec<Write>) -> Result<(), ViewError> {
+        for w in writes {
+            match w {
+                Write::Put(Entry { key, value }) => self.txn.put(key, value),
+                Write::Delete(key) => self.txn.delete(key),
+            }
+        }
+        Ok(())
+    }
+
+    fn scan(&mut self, start: &str, end: Option<&str>, limit: u32) -> Vec<Entry> {
+        self.txn
+            .scan(self.keyspace, start, end, limit as usize)
+            .expect("storage")
+            .into_iter()
+            .map(|(key, value)| Entry { key, value })
+            .collect()
+    }
+}
+
+/// Replay the whole log through the natively compiled `account-balance`,
+/// batch by batch with checkpoints, exactly as the projector does.
+fn replay_native(log: &EventLog, views: &ViewStore, family: &str) -> Result<(u64, Duration)> {
+    use prism_guest::Projection;
+    let keyspace = views.keyspace("native", family)?;
+    let description = account_balance::AccountBalance::describe();
+    let mut projection = account_balance::AccountBalance::default();
+    let head = log.head();
+    let started = Instant::now();
+    let mut position = Position::ZERO;
+    while position < head {
+        let mut batch = Vec::with_capacity(2048);
+        let mut last = position;
+        log.scan(position.next(), |e| {
+            last = e.position;
+            if description.wants(&e.event_type) {
+                batch.push(prism_guest::Event {
+                    position: e.position.0,
+                    stream_id: e.stream,
+                    stream_version: e.stream_version.0,
+                    event_type: e.event_type,
+                    data: e.data,
+                    metadata: e.metadata,
+                    recorded_at: e.recorded_at_ms,
+                    id: e.id.hyphenated().to_string(),
+                });
+            }
+            batch.len() < 2048
+        })?;
+        let mut txn = Transaction::new();
+        let mut backend = NativeBackend {
+            keyspace: &keyspace,
+            txn: &mut txn,
+        };
+        prism_guest::handle_batch(&mut projection, &mut backend, &batch)
+            .map_err(|e| anyhow::anyhow!("native handle: {}", e.message))?;
+        keyspace.commit(&txn, &[], last)?;
+        position = last;
+    }
+    Ok((head.0, started.elapsed()))
+}
+
+/// A server of our own, in this process, on a loopback port.
+struct Server {
+    base: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+async fn start_server(data: &Path, plugins: &Path) -> Result<Server> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let config = prism::config::Config {
+        data: data.to_path_buf(),
+        plugins: plugins.to_path_buf(),
+        ..Default::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        prism::server::serve(config, listener, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Server {
+        base,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+impl Server {
+    async fn stop(mut self) -> Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await??;
+        Ok(())
+    }
+}
+
+async fn plugin_status(http: &reqwest::Client, base: &str, name: &str) -> Result<Value> {
+    Ok(http
+        .get(format!("{base}/plugins/{name}"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// Wait until `name` is live at `head`, a new generation if `not_generation` is given.
+async fn wait_live(http: &reqwest::Client, base: &str, name: &str, head: u64, not_generation: Option<&str>) -> Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let s = plugin_status(http, base, name).await?;
+        let fresh = not_generation.is_none_or(|g| s["generation"].as_str() != Some(g));
+        if s["state"] == "live" && s["position"].as_u64() >= Some(head) && fresh && s["candidate"].is_null() {
+            return Ok(s);
+        }
+        if s["state"] == "failed" {
+            bail!("{name} failed: {s}");
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not catch up: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A copy of a component with a custom section appended: valid, same
+/// behaviour, different content hash (a new generation).
+fn with_marker(wasm: &[u8], marker: &str) -> Vec<u8> {
+    let name = b"prism-bench";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(marker.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    let mut len = payload.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&payload);
+    out
+}
+
+impl Suite {
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == name)
+    }
+
+    fn command(&self, name: &str) -> String {
+        format!("scripts/bench.sh{} --only {name}", if self.quick { " --quick" } else { "" })
+    }
+
+    fn plugin(&self, name: &str) -> Option<PathBuf> {
+        let p = self.root.join("target/plugins").join(format!("{name}.wasm"));
+        p.exists().then_some(p)
+    }
+
+    fn scale(&self, full: u64, quick: u64) -> u64 {
+        if self.quick { quick } else { full }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn figure(&mut self, section: &'static str, bench: &str, name: impl Into<String>, value: String, goal: impl Into<String>, met: Option<bool>, workload: impl Into<String>) {
+        let f = Figure {
+            section,
+            name: name.into(),
+            value,
+            goal: goal.into(),
+            met,
+            workload: workload.into(),
+            command: self.command(bench),
+        };
+        eprintln!("  {}: {} (goal: {})", f.name, f.value, f.goal);
+        self.figures.push(f);
+    }
+
+    async fn append(&mut self) -> Result<()> {
+        let n = self.scale(1_000_000, 100_000);
+        let (log, _) = prism::server::open_stores(&self.work.path().join("append"))?;
+        let took = fill(&log, n, SEED).await?;
+        let r = rate(n, took);
+        self.figure("Append", "append", "Batched appends at the storage layer (1000 events per append, 4 in flight, WAL synced)", format!("{} events/s", human(r)), "≥ 500 k events/s", Some(r >= 500_000.0), format!("{n} bank events of ~200 bytes"));
+
+        let data = self.work.path().join("append-http");
+        let plugins = self.work.path().join("append-http-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        let server = start_server(&data, &plugins).await?;
+        let secs = self.scale(10, 3);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..32 {
+            let http = http.clone();
+            let url = format!("{}/streams/client-{c}/events", server.base);
+            tasks.push(tokio::spawn(async move {
+                let mut rng = Rng(SEED + c);
+                let mut opened = HashSet::new();
+                let mut done = 0u64;
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let (_, e) = bank_event(&mut rng, &mut opened);
+                    let body = format!(r#"{{"events":[{{"type":"{}","data":{},"metadata":{}}}]}}"#, e.event_type, e.data, e.metadata);
+                    let t = Instant::now();
+                    let r = http.post(&url).header("content-type", "application/json").body(body).send().await?;
+                    if r.status().as_u16() != 201 {
+                        bail!("append failed: {}", r.status());
+                    }
+                    latencies.push(t.elapsed());
+                    done += 1;
+                }
+                Ok::<_, anyhow::Error>((done, latencies))
+            }));
+        }
+        let mut total = 0;
+        let mut latencies = Vec::new();
+        for t in tasks {
+            let (n, l) = t.await??;
+            total += n;
+            latencies.extend(l);
+        }
+        let took = started.elapsed();
+        latencies.sort();
+        server.stop().await?;
+        let r = rate(total, took);
+        self.figure("Append", "append", "Single-event HTTP appends, 32 concurrent clients (durable, group commit)", format!("{} events/s (p50 {}, p99 {})", human(r), ms(percentile(&latencies, 0.5)), ms(percentile(&latencies, 0.99))), "≥ 20 k/s", Some(r >= 20_000.0), format!("{total} appends over {secs} s, client in the same process"));
+        Ok(())
+    }
+
+    async fn replay(&mut self) -> Result<()> {
+        let n = self.scale(1_000_000, 100_000);
+        let data = self.work.path().join("replay");
+        let plugins = self.work.path().join("replay-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        {
+            let (log, _) = prism::server::open_stores(&data)?;
+            fill(&log, n, SEED).await?;
+        }
+        let (native_n, native_took) = {
+            let (log, views) = prism::server::open_stores(&data)?;
+            let r = replay_native(&log, &views, "bench")?;
+            views.drop_keyspace(&prism::views::family_name("native", "bench"))?;
+            r
+        };
+        let native = rate(native_n, native_took);
+        let server = start_server(&data, &plugins).await?;
+        let http = reqwest::Client::new();
+        let mut wasm_rust = None;
+        for (plugin, label) in [("account-balance", "Rust"), ("account-balance-py", "Python"), ("account-balance-js", "JavaScript")] {
+            let Some(path) = self.plugin(plugin) else {
+                eprintln!("  {plugin}.wasm not built; skipped");
+                continue;
+            };
+            // Compile first (warm cache) so the figure is replay alone.
+            let bytes = std::fs::read(&path)?;
+            let name = format!("replay-{}", label.to_lowercase());
+            let r = http.put(format!("{}/plugins/{name}", server.base)).body(bytes).send().await?;
+            let started = Instant::now();
+            if !r.status().is_success() {
+                bail!("installing {plugin}: {}", r.text().await?);
+            }
+            wait_live(&http, &server.base, &name, n, None).await?;
+            let took = started.elapsed();
+            let r = rate(n, took);
+            if label == "Rust" {
+                wasm_rust = Some(r);
+            }
+            let goal = if label == "Rust" { "≥ 1 M events/s" } else { "(reported)" };
+            self.figure("Replay", "replay", format!("Replay through account-balance in {label} (WASM), checkpoints included"), format!("{} events/s", human(r)), goal, (label == "Rust").then_some(r >= 1_000_000.0), format!("{n} bank events from RocksDB into the view"));
+            http.delete(format!("{}/plugins/{name}", server.base)).send().await?;
+        }
+        server.stop().await?;
+        self.figure("Replay", "replay", "Replay through account-balance compiled natively (same SDK, same storage)", format!("{} events/s", human(native)), "(baseline)", None, format!("{n} bank events"));
+        if let Some(w) = wasm_rust {
+            let ratio = w / native;
+            self.figure("Replay", "replay", "WASM / native ratio (Rust account-balance)", format!("{ratio:.2}"), "≥ 0.5", Some(ratio >= 0.5), "same run, same events");
+        }
+        Ok(())
+    }
+
+    async fn live_latency(&mut self) -> Result<()> {
+        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
+        let data = self.work.path().join("live");
+        let plugins = self.work.path().join("live-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        std::fs::copy(&path, plugins.join("bank.wasm"))?;
+        let server = start_server(&data, &plugins).await?;
+        let http = reqwest::Client::new();
+        wait_live(&http, &server.base, "bank", 0, None).await?;
+        let count = self.scale(5000, 1000);
+        let mut rng = Rng(SEED);
+        let mut opened = HashSet::new();
+        let mut latencies = Vec::with_capacity(count as usize);
+        let interval = Duration::from_millis(1);
+        let mut next = Instant::now();
+        for _ in 0..count {
+            tokio::time::sleep_until(next.into()).await;
+            next += interval;
+            let (stream, e) = bank_event(&mut rng, &mut opened);
+            let body = format!(r#"{{"events":[{{"type":"{}","data":{}}}]}}"#, e.event_type, e.data);
+            let ack: Value = http.post(format!("{}/streams/{stream}/events", server.base)).header("content-type", "application/json").body(body).send().await?.json().await?;
+            let acked = Instant::now();
+            let position = ack["last_position"].as_u64().context("ack")?;
+            let r = http.get(format!("{}/views/bank/{stream}?min_position={position}&timeout_ms=10000", server.base)).send().await?;
+            if !r.status().is_success() {
+                bail!("read after append: {}", r.status());
+            }
+            latencies.push(acked.elapsed());
+        }
+        server.stop().await?;
+        latencies.sort();
+        let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+        self.figure("Live", "live", "Append acknowledged → change visible in the view (read with min_position returns)", format!("p50 {}, p99 {}", ms(p50), ms(p99)), "(reported)", None, format!("{count} appends at 1,000 events/s, one client"));
+        Ok(())
+    }
+
+    async fn query(&mut self) -> Result<()> {
+        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
+        if which("wrk").is_none() {
+            eprintln!("  wrk not installed; skipped (scripts/bench.sh installs it)");
+            return Ok(());
+        }
+        let data = self.work.path().join("query");
+        let plugins = self.work.path().join("query-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        {
+            let (log, _) = prism::server::open_stores(&data)?;
+            fill(&log, 100_000, SEED).await?;
+        }
+        std::fs::copy(&path, plugins.join("bank.wasm"))?;
+        let server = start_server(&data, &plugins).await?;
+        let http = reqwest::Client::new();
+        wait_live(&http, &server.base, "bank", 100_000, None).await?;
+        let secs = self.scale(10, 3);
+        let (rps, p99) = run_wrk(&format!("{}/views/bank/account-42", server.base), secs, &self.work.path().join("keys.lua"))?;
+        server.stop().await?;
+        self.figure("Query", "query", "Point reads GET /views/bank/{key} (wrk, 2 threads, 64 connections, random keys)", format!("{} req/s, p99 {}", human(rps), ms(p99)), "≥ 50 k req/s, p99 ≤ 5 ms", Some(rps >= 50_000.0 && p99 <= Duration::from_millis(5)), format!("10,000 account documents, {secs} s, load generator on the same 2 cores"));
+        Ok(())
+    }
+
+    async fn hot_swap(&mut self) -> Result<()> {
+        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
+        let n = self.scale(1_000_000, 100_000);
+        let data = self.work.path().join("swap");
+        let plugins = self.work.path().join("swap-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        {
+            let (log, _) = prism::server::open_stores(&data)?;
+            fill(&log, n, SEED).await?;
+        }
+        let bytes = std::fs::read(&path)?;
+        std::fs::write(plugins.join("bank.wasm"), &bytes)?;
+        let server = start_server(&data, &plugins).await?;
+        let http = reqwest::Client::new();
+        let old = wait_live(&http, &server.base, "bank", n, None).await?;
+        let old_gen = old["generation"].as_str().unwrap_or_default().to_string();
+        // Warm the compile cache for the new content so the figure is the swap itself.
+        let new_bytes = with_marker(&bytes, "v2");
+        let read_latencies = |d: Duration| {
+            let http = http.clone();
+            let base = server.base.clone();
+            async move {
+                let mut l = Vec::new();
+                let end = Instant::now() + d;
+                let mut i = 0u64;
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    http.get(format!("{base}/views/bank/account-{}", i % ACCOUNTS)).send().await?.bytes().await?;
+                    l.push(t.elapsed());
+                    i += 1;
+                }
+                l.sort();
+                Ok::<_, anyhow::Error>(l)
+            }
+        };
+        let baseline = read_latencies(Duration::from_secs(2)).await?;
+        let tmp = plugins.join(".bank.tmp");
+        std::fs::write(&tmp, &new_bytes)?;
+        let started = Instant::now();
+        std::fs::rename(&tmp, plugins.join("bank.wasm"))?;
+        let reader = tokio::spawn(read_latencies(Duration::from_secs(600)));
+        wait_live(&http, &server.base, "bank", n, Some(&old_gen)).await?;
+        let took = started.elapsed();
+        reader.abort();
+        let during = {
+            // Measure reads over a window as long as the swap itself.
+            let l = read_latencies(took.min(Duration::from_secs(5))).await;
+            l?
+        };
+        server.stop().await?;
+        self.figure("Hot swap", "swap", "File dropped → new generation current (compile, replay, take over)", format!("{:.2} s", took.as_secs_f64()), "≤ 2 s", Some(took <= Duration::from_secs(2)), format!("account-balance over {n} events"));
+        self.figure("Hot swap", "swap", "Point-read p99 without / after a swap", format!("{} / {}", ms(percentile(&baseline, 0.99)), ms(percentile(&during, 0.99))), "(reported)", None, "one sequential reader");
+        Ok(())
+    }
+
+    async fn memory(&mut self) -> Result<()> {
+        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
+        let data = self.work.path().join("memory");
+        let plugins = self.work.path().join("memory-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        let bin = self.root.join("target/release/prism");
+        if !bin.exists() {
+            eprintln!("  target/release/prism not built; skipped");
+            return Ok(());
+        }
+        let bytes = std::fs::read(&path)?;
+        let mut child = std::process::Command::new(&bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .arg("--plugins")
+            .arg(&plugins)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().context("stdout")?), &mut line)?;
+        let base = line.trim().trim_start_matches("prism listening on ").to_string();
+        let http = reqwest::Client::new();
+        let rss = |pid: u32, field: &str| -> u64 {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let empty = rss(child.id(), "VmRSS:");
+        let mut per_language = Vec::new();
+        for i in 0..10 {
+            http.put(format!("{base}/plugins/bank{i}")).body(with_marker(&bytes, &format!("m{i}"))).send().await?;
+        }
+        for i in 0..10 {
+            wait_live(&http, &base, &format!("bank{i}"), 0, None).await?;
+        }
+        let ten = rss(child.id(), "VmRSS:");
+        per_language.push(("Rust", (ten.saturating_sub(empty)) / 10));
+        for (plugin, label) in [("account-balance-py", "Python"), ("account-balance-js", "JavaScript")] {
+            if let Some(p) = self.plugin(plugin) {
+                let before = rss(child.id(), "VmRSS:");
+                http.put(format!("{base}/plugins/{plugin}")).body(std::fs::read(p)?).send().await?;
+                wait_live(&http, &base, plugin, 0, None).await?;
+                per_language.push((label, rss(child.id(), "VmRSS:").saturating_sub(before)));
+            }
+        }
+        let peak = rss(child.id(), "VmHWM:");
+        let _ = child.kill();
+        let _ = child.wait();
+        self.figure("Memory", "memory", "Peak RSS of the server with 10 Rust plugins loaded", format!("{} MiB (empty server {} MiB)", ten / 1024, empty / 1024), "(reported)", None, format!("10 × account-balance, release build; peak over the run incl. other languages: {} MiB", peak / 1024));
+        for (label, kb) in per_language {
+            self.figure("Memory", "memory", format!("RSS per plugin ({label}): projector + query instance, compiled code"), format!("{:.1} MiB", kb as f64 / 1024.0), "(reported)", None, "RSS delta when loading");
+        }
+        Ok(())
+    }
+
+    async fn scaling(&mut self) -> Result<()> {
+        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
+        let sizes: Vec<u64> = if self.quick { vec![50_000, 100_000, 200_000] } else { vec![100_000, 1_000_000, 5_000_000] };
+        let bytes = std::fs::read(&path)?;
+        let mut rows = Vec::new();
+        for n in sizes {
+            let data = self.work.path().join(format!("scale-{n}"));
+            let plugins = self.work.path().join(format!("scale-{n}-plugins"));
+            std::fs::create_dir_all(&plugins)?;
+            {
+                let (log, _) = prism::server::open_stores(&data)?;
+                fill(&log, n, SEED).await?;
+            }
+            let server = start_server(&data, &plugins).await?;
+            let http = reqwest::Client::new();
+            http.put(format!("{}/plugins/bank", server.base)).body(bytes.clone()).send().await?;
+            let started = Instant::now();
+            wait_live(&http, &server.base, "bank", n, None).await?;
+            let took = started.elapsed();
+            server.stop().await?;
+            std::fs::remove_dir_all(&data)?;
+            rows.push((n, took));
+        }
+        let first = rows[0];
+        let per_event_first = first.1.as_secs_f64() / first.0 as f64;
+        for (n, took) in rows {
+            let per_event = took.as_secs_f64() / n as f64;
+            self.figure("Scaling", "scaling", format!("Replay of {n} events"), format!("{:.2} s ({} events/s, {:.2}× the smallest run's time per event)", took.as_secs_f64(), human(rate(n, took)), per_event / per_event_first), "linear (≈ 1.0×)", None, "Rust account-balance");
+        }
+        Ok(())
+    }
+
+    fn report(&self, started: Instant) -> String {
+        let m = machine();
+        let mut out = String::new();
+        let _ = writeln!(out, "# Prism benchmarks\n");
+        let _ = writeln!(out, "Written by `scripts/bench.sh{}` in {:.0} s (release build). Machine: {} — {} cores, {} GiB RAM, {}.\n", if self.quick { " --quick" } else { "" }, started.elapsed().as_secs_f64(), m.cpu, m.cores, m.memory_gib, std::env::consts::OS);
+        let _ = writeln!(out, "Workload: bank accounts (10,000 `account-<n>` streams; `AccountOpened`, `Deposited`, `Withdrawn`), ~200 bytes of JSON per event with metadata, generated from seed {SEED:#x}. Every figure comes from this one run; rerun one alone with its command.\n");
+        let mut section = "";
+        for f in &self.figures {
+            if f.section != section {
+                section = f.section;
+                let _ = writeln!(out, "\n## {section}\n\n| figure | result | goal | met | workload | command |\n|---|---|---|---|---|---|");
+            }
+            let met = match f.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "–",
+            };
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} | `{}` |", f.name, f.value, f.goal, met, f.workload, f.command);
+        }
+        out
+    }
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(cmd))
+            .find(|p| p.exists())
+    })
+}
+
+/// Run wrk over random account keys; requests/s and p99.
+fn run_wrk(url: &str, secs: u64, script: &Path) -> Result<(f64, Duration)> {
+    std::fs::write(
+        script,
+        format!("math.randomseed(42)\nrequest = function()\n  return wrk.format(\"GET\", \"/views/bank/account-\" .. math.random(0, {}))\nend\n", ACCOUNTS - 1),
+    )?;
+    let out = std::process::Command::new("wrk")
+        .args(["-t2", "-c64", &format!("-d{secs}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(url)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps: f64 = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .context(format!("wrk output: {text}"))?;
+    let p99 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("99%"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(parse_wrk_duration)
+        .context("wrk p99")?;
+    Ok((rps, p99))
+}
+
+fn parse_wrk_duration(s: &str) -> Duration {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_alphabetic()).unwrap_or(s.len()));
+    let v: f64 = num.parse().unwrap_or(0.0);
+    match unit {
+        "us" => Duration::from_secs_f64(v / 1e6),
+        "ms" => Duration::from_secs_f64(v / 1e3),
+        "s" => Duration::from_secs_f64(v),
+        "m" => Duration::from_secs_f64(v * 60.0),
+        _ => Duration::ZERO,
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("repo root")?.to_path_buf();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let mut suite = Suite {
+            quick,
+            only,
+            root: root.clone(),
+            work: tempfile::tempdir()?,
+            figures: Vec::new(),
+        };
+        let started = Instant::now();
+        let steps: [(&str, fn(&mut Suite) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + '_>>); 7] = [
+            ("append", |s| Box::pin(s.append())),
+            ("replay", |s| Box::pin(s.replay())),
+            ("live", |s| Box::pin(s.live_latency())),
+            ("query", |s| Box::pin(s.query())),
+            ("swap", |s| Box::pin(s.hot_swap())),
+            ("memory", |s| Box::pin(s.memory())),
+            ("scaling", |s| Box::pin(s.scaling())),
+        ];
+        for (name, step) in steps {
+            if suite.wants(name) {
+                eprintln!("bench: {name}");
+                step(&mut suite).await.with_context(|| format!("benchmark {name}"))?;
+            }
+        }
+        let report = suite.report(started);
+        let target = if suite.only.is_some() { root.join("target/BENCHMARKS-partial.md") } else { root.join("BENCHMARKS.md") };
+        std::fs::write(&target, &report)?;
+        eprintln!("wrote {}", target.display());
+        Ok(())
+    })
+}

@@ -1,0 +1,81 @@
+// `account-balance` in JavaScript: the canonical Prism demo, document for document the
+// same as the Rust plugin (`plugins/account-balance`).
+//
+// One document per account stream (`account-<id>`), keyed by the stream id:
+//
+//   {"owner": "ann", "balance": 75, "transactions": 2}
+//
+// Amounts are JSON integers in the currency's minor unit; a fractional amount (or one that
+// is not a number) refuses the batch rather than being rounded, and so does a balance that
+// would leave the 64-bit range the Rust plugin keeps it in (the SDK reads and writes
+// integers beyond 2^53 as BigInt, so none is rounded). Money moved on a stream before its
+// `AccountOpened` still counts: the owner is `null` until the account is opened. A
+// withdrawal may overdraw: the read model reports what happened.
+import { defineProjection } from '../../guest-sdk/js/src/index.js';
+
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
+
+function object(event) {
+  const data = event.data;
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new TypeError(`${event.eventType} data must be a JSON object`);
+  }
+  return data;
+}
+
+function owner(event) {
+  const { owner } = object(event);
+  if (typeof owner !== 'string') throw new TypeError(`AccountOpened owner must be a string, not ${owner}`);
+  return owner;
+}
+
+function amount(event) {
+  const { amount } = object(event);
+  const integer = typeof amount === 'bigint' || Number.isInteger(amount);
+  if (!integer || BigInt(amount) < I64_MIN || BigInt(amount) > I64_MAX) {
+    throw new TypeError(`${event.eventType} amount must be a 64-bit integer, not ${amount}`);
+  }
+  return BigInt(amount);
+}
+
+/** A BigInt as a plain number when that is exact, so documents hold ordinary numbers. */
+function integer(n) {
+  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+}
+
+export default defineProjection({
+  name: 'account-balance',
+  version: '0.1.0',
+  eventTypes: ['AccountOpened', 'Deposited', 'Withdrawn'],
+
+  keys: (event) => [event.streamId],
+
+  handle(view, event) {
+    const key = event.streamId;
+    const account = view.get(key) ?? { owner: null, balance: 0, transactions: 0 };
+    switch (event.eventType) {
+      case 'AccountOpened':
+        account.owner = owner(event);
+        break;
+      case 'Deposited':
+      case 'Withdrawn': {
+        const moved = amount(event);
+        const before = BigInt(account.balance);
+        const after = event.eventType === 'Deposited' ? before + moved : before - moved;
+        if (after < I64_MIN || after > I64_MAX) {
+          throw new RangeError(
+            `${event.eventType} of ${moved} at position ${event.position} overflows the balance ${before} of ${key}`,
+          );
+        }
+        account.balance = integer(after);
+        account.transactions += 1;
+        break;
+      }
+      default:
+        return; // not declared, so the host never sends it
+    }
+    // Field order as the Rust plugin writes it, so the documents match byte for byte.
+    view.put(key, { owner: account.owner, balance: account.balance, transactions: account.transactions });
+  },
+});

@@ -1,0 +1,240 @@
+//! `account-balance`: the canonical Prism demo. One document per account
+//! stream (`account-<id>`), keyed by the stream id, holding the owner, the
+//! balance, and how many deposits and withdrawals moved it:
+//!
+//! ```json
+//! {"owner": "ann", "balance": 75, "transactions": 2}
+//! ```
+//!
+//! Other tests, and the Python and JavaScript versions of this plugin, rely on
+//! exactly this shape. Amounts are JSON integers in the currency's minor unit
+//! (cents); a fractional amount is refused rather than rounded, because a
+//! balance that silently drifts is worse than a projection that stops and says
+//! why. Money moved on a stream before its `AccountOpened` still counts: the
+//! owner is `null` until the account is opened. A withdrawal may overdraw: the
+//! read model reports what happened, the write side enforces the rules.
+
+use prism_guest::{Description, Error, Event, Projection, View};
+use serde::{Deserialize, Serialize};
+
+/// The projection; it keeps nothing outside the view.
+#[derive(Debug, Default)]
+pub struct AccountBalance;
+
+/// The document stored under each account's stream id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Who opened the account; `None` (JSON `null`) until `AccountOpened`.
+    pub owner: Option<String>,
+    /// In the currency's minor unit.
+    pub balance: i64,
+    /// How many `Deposited` and `Withdrawn` events the account has seen.
+    pub transactions: u64,
+}
+
+#[derive(Deserialize)]
+struct AccountOpened {
+    owner: String,
+}
+
+/// The payload of both `Deposited` and `Withdrawn`.
+#[derive(Deserialize)]
+struct MoneyMoved {
+    amount: i64,
+}
+
+impl Projection for AccountBalance {
+    fn describe() -> Description {
+        Description::new("account-balance", env!("CARGO_PKG_VERSION")).event_types([
+            "AccountOpened",
+            "Deposited",
+            "Withdrawn",
+        ])
+    }
+
+    fn keys(&self, event: &Event) -> Vec<String> {
+        vec![event.stream_id.clone()]
+    }
+
+    fn handle(&mut self, view: &mut View, event: &Event) -> Result<(), Error> {
+        let key = &event.stream_id;
+        let mut account: Account = view.get_json(key)?.unwrap_or_default();
+        match event.event_type.as_str() {
+            "AccountOpened" => {
+                account.owner = Some(event.data::<AccountOpened>()?.owner);
+            }
+            "Deposited" => {
+                let MoneyMoved { amount } = event.data()?;
+                account.balance = account
+                    .balance
+                    .checked_add(amount)
+                    .ok_or_else(|| overflow(event, account.balance, amount))?;
+                account.transactions += 1;
+            }
+            "Withdrawn" => {
+                let MoneyMoved { amount } = event.data()?;
+                account.balance = account
+                    .balance
+                    .checked_sub(amount)
+                    .ok_or_else(|| overflow(event, account.balance, amount))?;
+                account.transactions += 1;
+            }
+            // Not declared, so the host never sends it.
+            _ => return Ok(()),
+        }
+        view.put_json(key, &account)
+    }
+}
+
+fn overflow(event: &Event, balance: i64, amount: i64) -> Error {
+    Error::new(format!(
+        "{} of {amount} at position {} overflows the balance {balance} of {}",
+        event.event_type, event.position, event.stream_id
+    ))
+}
+
+prism_guest::export_projection!(AccountBalance);
+
+#[cfg(test)]
+mod tests {
+    use prism_guest::testing::{Harness, NewEvent, event};
+    use serde_json::json;
+
+    use super::*;
+
+    fn opened(stream: &str, owner: &str) -> NewEvent {
+        event(stream, "AccountOpened", json!({ "owner": owner }))
+    }
+
+    fn deposited(stream: &str, amount: i64) -> NewEvent {
+        event(stream, "Deposited", json!({ "amount": amount }))
+    }
+
+    fn withdrawn(stream: &str, amount: i64) -> NewEvent {
+        event(stream, "Withdrawn", json!({ "amount": amount }))
+    }
+
+    #[test]
+    fn an_opened_account_starts_empty() {
+        let harness = Harness::<AccountBalance>::new().given([opened("account-1", "ann")]);
+        assert_eq!(
+            harness.view("account-1"),
+            Some(json!({"owner": "ann", "balance": 0, "transactions": 0}))
+        );
+    }
+
+    #[test]
+    fn deposits_and_withdrawals_move_the_balance_and_count_as_transactions() {
+        let harness = Harness::<AccountBalance>::new().given([
+            opened("account-42", "ann"),
+            deposited("account-42", 100),
+            withdrawn("account-42", 25),
+        ]);
+        assert_eq!(
+            harness.view("account-42"),
+            Some(json!({"owner": "ann", "balance": 75, "transactions": 2}))
+        );
+    }
+
+    #[test]
+    fn accounts_are_kept_apart_by_stream() {
+        let harness = Harness::<AccountBalance>::new().given([
+            opened("account-1", "ann"),
+            opened("account-2", "bob"),
+            deposited("account-1", 10),
+            deposited("account-2", 20),
+            deposited("account-1", 30),
+        ]);
+        let balance = |key| harness.view_json::<Account>(key).unwrap().balance;
+        assert_eq!(balance("account-1"), 40);
+        assert_eq!(balance("account-2"), 20);
+        assert_eq!(harness.keys(), ["account-1", "account-2"]);
+    }
+
+    #[test]
+    fn a_withdrawal_may_overdraw() {
+        let harness = Harness::<AccountBalance>::new()
+            .given([opened("account-1", "ann"), withdrawn("account-1", 5)]);
+        assert_eq!(
+            harness.view_json::<Account>("account-1").unwrap().balance,
+            -5
+        );
+    }
+
+    #[test]
+    fn money_moved_before_the_account_was_opened_still_counts() {
+        let mut harness = Harness::<AccountBalance>::new().given([deposited("account-7", 10)]);
+        assert_eq!(
+            harness.view("account-7"),
+            Some(json!({"owner": null, "balance": 10, "transactions": 1}))
+        );
+        harness.when([opened("account-7", "cy")]).unwrap();
+        assert_eq!(
+            harness.view("account-7"),
+            Some(json!({"owner": "cy", "balance": 10, "transactions": 1}))
+        );
+    }
+
+    #[test]
+    fn other_event_types_never_reach_the_view() {
+        let harness = Harness::<AccountBalance>::new().given([
+            opened("account-1", "ann"),
+            event("account-1", "AccountFrozen", json!({"amount": 99})),
+        ]);
+        assert_eq!(harness.events().len(), 2);
+        assert_eq!(
+            harness.view_json::<Account>("account-1"),
+            Some(Account {
+                owner: Some("ann".into()),
+                balance: 0,
+                transactions: 0
+            })
+        );
+    }
+
+    #[test]
+    fn fractional_amounts_are_refused_and_leave_the_balance_as_it_was() {
+        let mut harness = Harness::<AccountBalance>::new()
+            .given([opened("account-1", "ann"), deposited("account-1", 10)]);
+        let error = harness
+            .when([event("account-1", "Deposited", json!({"amount": 2.5}))])
+            .unwrap_err();
+        assert_eq!(error.index, Some(0));
+        assert!(error.message.contains("expected i64"), "{}", error.message);
+        assert_eq!(
+            harness.view_json::<Account>("account-1").unwrap().balance,
+            10
+        );
+    }
+
+    #[test]
+    fn an_overflowing_balance_is_refused() {
+        let mut harness =
+            Harness::<AccountBalance>::new().given([deposited("account-1", i64::MAX)]);
+        let error = harness.when([deposited("account-1", 1)]).unwrap_err();
+        assert!(error.message.contains("overflows"), "{}", error.message);
+    }
+
+    #[test]
+    fn batches_of_any_size_give_the_same_balances() {
+        let history = || {
+            (0..50).map(|n| {
+                let stream = format!("account-{}", n % 4);
+                if n % 5 == 0 {
+                    withdrawn(&stream, n)
+                } else {
+                    deposited(&stream, n)
+                }
+            })
+        };
+        let whole = Harness::<AccountBalance>::new().given(history());
+        let one_by_one = Harness::<AccountBalance>::new()
+            .batch_size(1)
+            .given(history());
+        let by_seven = Harness::<AccountBalance>::new()
+            .batch_size(7)
+            .given(history());
+        assert_eq!(whole.backend(), one_by_one.backend());
+        assert_eq!(whole.backend(), by_seven.backend());
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The benchmark suite: release builds, every figure in one run, written to
+# BENCHMARKS.md. `--quick` for a smoke run; `--only NAME` (append, replay,
+# live, query, swap, memory, scaling) for one figure, written to
+# target/BENCHMARKS-partial.md.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+"$root/scripts/setup.sh"
+if ! command -v wrk >/dev/null 2>&1; then
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq wrk >/dev/null
+fi
+"$root/scripts/build-plugins.sh"
+cargo build --release -p prism
+cargo bench -p prism --bench suite -- "$@"
