@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite: release builds, every figure in one run, written to
-# BENCHMARKS.md. `--quick` for a smoke run; `--only NAME` (append, replay,
-# live, query, swap, memory, scaling) for one figure, written to
+# BENCHMARKS.md. `--quick` for a smoke run; `--only NAME` (append, load,
+# replay, live, query, swap, memory, scaling) for one figure, written to
 # target/BENCHMARKS-partial.md.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -42,11 +43,20 @@ fn bank_event(rng: &mut Rng, opened: &mut HashSet<u64>) -> (String, NewEvent) {
     let account = rng.below(ACCOUNTS);
     let stream = format!("account-{account}");
     let (event_type, data) = if opened.insert(account) {
-        ("AccountOpened", json!({"owner": format!("owner-{account}"), "currency": "EUR", "branch": "main-street-0042", "note": "opened online"}))
+        (
+            "AccountOpened",
+            json!({"owner": format!("owner-{account}"), "currency": "EUR", "branch": "main-street-0042", "note": "opened online"}),
+        )
     } else if rng.below(3) == 0 {
-        ("Withdrawn", json!({"amount": rng.below(100) + 1, "currency": "EUR", "reference": format!("ref-{:016x}", rng.next()), "channel": "atm", "note": "cash"}))
+        (
+            "Withdrawn",
+            json!({"amount": rng.below(100) + 1, "currency": "EUR", "reference": format!("ref-{:016x}", rng.next()), "channel": "atm", "note": "cash"}),
+        )
     } else {
-        ("Deposited", json!({"amount": rng.below(500) + 1, "currency": "EUR", "reference": format!("ref-{:016x}", rng.next()), "channel": "transfer", "note": "salary"}))
+        (
+            "Deposited",
+            json!({"amount": rng.below(500) + 1, "currency": "EUR", "reference": format!("ref-{:016x}", rng.next()), "channel": "transfer", "note": "salary"}),
+        )
     };
     (
         stream,
@@ -295,12 +305,22 @@ async fn plugin_status(http: &reqwest::Client, base: &str, name: &str) -> Result
 }
 
 /// Wait until `name` is live at `head`, a new generation if `not_generation` is given.
-async fn wait_live(http: &reqwest::Client, base: &str, name: &str, head: u64, not_generation: Option<&str>) -> Result<Value> {
+async fn wait_live(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    head: u64,
+    not_generation: Option<&str>,
+) -> Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
         let s = plugin_status(http, base, name).await?;
         let fresh = not_generation.is_none_or(|g| s["generation"].as_str() != Some(g));
-        if s["state"] == "live" && s["position"].as_u64() >= Some(head) && fresh && s["candidate"].is_null() {
+        if s["state"] == "live"
+            && s["position"].as_u64() >= Some(head)
+            && fresh
+            && s["candidate"].is_null()
+        {
             return Ok(s);
         }
         if s["state"] == "failed" {
@@ -342,11 +362,17 @@ impl Suite {
     }
 
     fn command(&self, name: &str) -> String {
-        format!("scripts/bench.sh{} --only {name}", if self.quick { " --quick" } else { "" })
+        format!(
+            "scripts/bench.sh{} --only {name}",
+            if self.quick { " --quick" } else { "" }
+        )
     }
 
     fn plugin(&self, name: &str) -> Option<PathBuf> {
-        let p = self.root.join("target/plugins").join(format!("{name}.wasm"));
+        let p = self
+            .root
+            .join("target/plugins")
+            .join(format!("{name}.wasm"));
         p.exists().then_some(p)
     }
 
@@ -355,7 +381,16 @@ impl Suite {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn figure(&mut self, section: &'static str, bench: &str, name: impl Into<String>, value: String, goal: impl Into<String>, met: Option<bool>, workload: impl Into<String>) {
+    fn figure(
+        &mut self,
+        section: &'static str,
+        bench: &str,
+        name: impl Into<String>,
+        value: String,
+        goal: impl Into<String>,
+        met: Option<bool>,
+        workload: impl Into<String>,
+    ) {
         let f = Figure {
             section,
             name: name.into(),
@@ -395,9 +430,17 @@ impl Suite {
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let (_, e) = bank_event(&mut rng, &mut opened);
-                    let body = format!(r#"{{"events":[{{"type":"{}","data":{},"metadata":{}}}]}}"#, e.event_type, e.data, e.metadata);
+                    let body = format!(
+                        r#"{{"events":[{{"type":"{}","data":{},"metadata":{}}}]}}"#,
+                        e.event_type, e.data, e.metadata
+                    );
                     let t = Instant::now();
-                    let r = http.post(&url).header("content-type", "application/json").body(body).send().await?;
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
                     if r.status().as_u16() != 201 {
                         bail!("append failed: {}", r.status());
                     }
@@ -418,7 +461,20 @@ impl Suite {
         latencies.sort();
         server.stop().await?;
         let r = rate(total, took);
-        self.figure("Append", "append", "Single-event HTTP appends, 32 concurrent clients (durable, group commit)", format!("{} events/s (p50 {}, p99 {})", human(r), ms(percentile(&latencies, 0.5)), ms(percentile(&latencies, 0.99))), "≥ 20 k/s", Some(r >= 20_000.0), format!("{total} appends over {secs} s, client in the same process"));
+        self.figure(
+            "Append",
+            "append",
+            "Single-event HTTP appends, 32 concurrent clients (durable, group commit)",
+            format!(
+                "{} events/s (p50 {}, p99 {})",
+                human(r),
+                ms(percentile(&latencies, 0.5)),
+                ms(percentile(&latencies, 0.99))
+            ),
+            "≥ 20 k/s",
+            Some(r >= 20_000.0),
+            format!("{total} appends over {secs} s, client in the same process"),
+        );
         Ok(())
     }
 
@@ -441,7 +497,11 @@ impl Suite {
         let server = start_server(&data, &plugins).await?;
         let http = reqwest::Client::new();
         let mut wasm_rust = None;
-        for (plugin, label) in [("account-balance", "Rust"), ("account-balance-py", "Python"), ("account-balance-js", "JavaScript")] {
+        for (plugin, label) in [
+            ("account-balance", "Rust"),
+            ("account-balance-py", "Python"),
+            ("account-balance-js", "JavaScript"),
+        ] {
             let Some(path) = self.plugin(plugin) else {
                 eprintln!("  {plugin}.wasm not built; skipped");
                 continue;
@@ -449,7 +509,11 @@ impl Suite {
             // Compile first (warm cache) so the figure is replay alone.
             let bytes = std::fs::read(&path)?;
             let name = format!("replay-{}", label.to_lowercase());
-            let r = http.put(format!("{}/plugins/{name}", server.base)).body(bytes).send().await?;
+            let r = http
+                .put(format!("{}/plugins/{name}", server.base))
+                .body(bytes)
+                .send()
+                .await?;
             let started = Instant::now();
             if !r.status().is_success() {
                 bail!("installing {plugin}: {}", r.text().await?);
@@ -460,21 +524,101 @@ impl Suite {
             if label == "Rust" {
                 wasm_rust = Some(r);
             }
-            let goal = if label == "Rust" { "≥ 1 M events/s" } else { "(reported)" };
-            self.figure("Replay", "replay", format!("Replay through account-balance in {label} (WASM), checkpoints included"), format!("{} events/s", human(r)), goal, (label == "Rust").then_some(r >= 1_000_000.0), format!("{n} bank events from RocksDB into the view"));
-            http.delete(format!("{}/plugins/{name}", server.base)).send().await?;
+            let goal = if label == "Rust" {
+                "≥ 1 M events/s"
+            } else {
+                "(reported)"
+            };
+            self.figure(
+                "Replay",
+                "replay",
+                format!("Replay through account-balance in {label} (WASM), checkpoints included"),
+                format!("{} events/s", human(r)),
+                goal,
+                (label == "Rust").then_some(r >= 1_000_000.0),
+                format!("{n} bank events from RocksDB into the view"),
+            );
+            http.delete(format!("{}/plugins/{name}", server.base))
+                .send()
+                .await?;
         }
         server.stop().await?;
-        self.figure("Replay", "replay", "Replay through account-balance compiled natively (same SDK, same storage)", format!("{} events/s", human(native)), "(baseline)", None, format!("{n} bank events"));
+        self.figure(
+            "Replay",
+            "replay",
+            "Replay through account-balance compiled natively (same SDK, same storage)",
+            format!("{} events/s", human(native)),
+            "(baseline)",
+            None,
+            format!("{n} bank events"),
+        );
         if let Some(w) = wasm_rust {
             let ratio = w / native;
-            self.figure("Replay", "replay", "WASM / native ratio (Rust account-balance)", format!("{ratio:.2}"), "≥ 0.5", Some(ratio >= 0.5), "same run, same events");
+            self.figure(
+                "Replay",
+                "replay",
+                "WASM / native ratio (Rust account-balance)",
+                format!("{ratio:.2}"),
+                "≥ 0.5",
+                Some(ratio >= 0.5),
+                "same run, same events",
+            );
+        }
+        Ok(())
+    }
+
+    /// Cold load (compile into an empty cache) and warm load (from the cache)
+    /// of each example plugin, each including instantiate + describe.
+    async fn load(&mut self) -> Result<()> {
+        let (_, views) = prism::server::open_stores(&self.work.path().join("load"))?;
+        for plugin in [
+            "account-balance",
+            "order-summary",
+            "product-stock",
+            "account-balance-py",
+            "account-balance-js",
+        ] {
+            let Some(path) = self.plugin(plugin) else {
+                continue;
+            };
+            let bytes = std::fs::read(&path)?;
+            let cache = self.work.path().join(format!("load-cache-{plugin}"));
+            let mut times = Vec::new();
+            for _ in 0..2 {
+                let runtime = prism::runtime::Runtime::new(&cache)?;
+                let started = Instant::now();
+                let compiled = runtime.compile(&bytes)?;
+                let view = prism::runtime::view::ViewAccess::new(views.detached("view.bench"));
+                let log = Arc::new(prism::runtime::PluginLog::new());
+                let mut instance = runtime.instantiate(
+                    &compiled,
+                    view,
+                    log,
+                    prism::runtime::PluginLimits::default(),
+                )?;
+                instance.describe().map_err(|e| anyhow::anyhow!("{e}"))?;
+                times.push(started.elapsed());
+            }
+            self.figure(
+                "Load",
+                "load",
+                format!(
+                    "Load {plugin} ({:.1} MB): cold (compile) / warm (compile cache)",
+                    bytes.len() as f64 / 1e6
+                ),
+                format!("{} / {}", ms(times[0]), ms(times[1])),
+                "(reported)",
+                None,
+                "compile or deserialize, instantiate, describe",
+            );
         }
         Ok(())
     }
 
     async fn live_latency(&mut self) -> Result<()> {
-        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
+        let Some(path) = self.plugin("account-balance") else {
+            return Ok(());
+        };
         let data = self.work.path().join("live");
         let plugins = self.work.path().join("live-plugins");
         std::fs::create_dir_all(&plugins)?;
@@ -492,11 +636,27 @@ impl Suite {
             tokio::time::sleep_until(next.into()).await;
             next += interval;
             let (stream, e) = bank_event(&mut rng, &mut opened);
-            let body = format!(r#"{{"events":[{{"type":"{}","data":{}}}]}}"#, e.event_type, e.data);
-            let ack: Value = http.post(format!("{}/streams/{stream}/events", server.base)).header("content-type", "application/json").body(body).send().await?.json().await?;
+            let body = format!(
+                r#"{{"events":[{{"type":"{}","data":{}}}]}}"#,
+                e.event_type, e.data
+            );
+            let ack: Value = http
+                .post(format!("{}/streams/{stream}/events", server.base))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?
+                .json()
+                .await?;
             let acked = Instant::now();
             let position = ack["last_position"].as_u64().context("ack")?;
-            let r = http.get(format!("{}/views/bank/{stream}?min_position={position}&timeout_ms=10000", server.base)).send().await?;
+            let r = http
+                .get(format!(
+                    "{}/views/bank/{stream}?min_position={position}&timeout_ms=10000",
+                    server.base
+                ))
+                .send()
+                .await?;
             if !r.status().is_success() {
                 bail!("read after append: {}", r.status());
             }
@@ -505,12 +665,22 @@ impl Suite {
         server.stop().await?;
         latencies.sort();
         let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-        self.figure("Live", "live", "Append acknowledged → change visible in the view (read with min_position returns)", format!("p50 {}, p99 {}", ms(p50), ms(p99)), "(reported)", None, format!("{count} appends at 1,000 events/s, one client"));
+        self.figure(
+            "Live",
+            "live",
+            "Append acknowledged → change visible in the view (read with min_position returns)",
+            format!("p50 {}, p99 {}", ms(p50), ms(p99)),
+            "(reported)",
+            None,
+            format!("{count} appends at 1,000 events/s, one client"),
+        );
         Ok(())
     }
 
     async fn query(&mut self) -> Result<()> {
-        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
+        let Some(path) = self.plugin("account-balance") else {
+            return Ok(());
+        };
         if which("wrk").is_none() {
             eprintln!("  wrk not installed; skipped (scripts/bench.sh installs it)");
             return Ok(());
@@ -527,14 +697,28 @@ impl Suite {
         let http = reqwest::Client::new();
         wait_live(&http, &server.base, "bank", 100_000, None).await?;
         let secs = self.scale(10, 3);
-        let (rps, p99) = run_wrk(&format!("{}/views/bank/account-42", server.base), secs, &self.work.path().join("keys.lua"))?;
+        let (rps, p99) = run_wrk(
+            &format!("{}/views/bank/account-42", server.base),
+            secs,
+            &self.work.path().join("keys.lua"),
+        )?;
         server.stop().await?;
-        self.figure("Query", "query", "Point reads GET /views/bank/{key} (wrk, 2 threads, 64 connections, random keys)", format!("{} req/s, p99 {}", human(rps), ms(p99)), "≥ 50 k req/s, p99 ≤ 5 ms", Some(rps >= 50_000.0 && p99 <= Duration::from_millis(5)), format!("10,000 account documents, {secs} s, load generator on the same 2 cores"));
+        self.figure(
+            "Query",
+            "query",
+            "Point reads GET /views/bank/{key} (wrk, 2 threads, 64 connections, random keys)",
+            format!("{} req/s, p99 {}", human(rps), ms(p99)),
+            "≥ 50 k req/s, p99 ≤ 5 ms",
+            Some(rps >= 50_000.0 && p99 <= Duration::from_millis(5)),
+            format!("10,000 account documents, {secs} s, load generator on the same 2 cores"),
+        );
         Ok(())
     }
 
     async fn hot_swap(&mut self) -> Result<()> {
-        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
+        let Some(path) = self.plugin("account-balance") else {
+            return Ok(());
+        };
         let n = self.scale(1_000_000, 100_000);
         let data = self.work.path().join("swap");
         let plugins = self.work.path().join("swap-plugins");
@@ -560,7 +744,11 @@ impl Suite {
                 let mut i = 0u64;
                 while Instant::now() < end {
                     let t = Instant::now();
-                    http.get(format!("{base}/views/bank/account-{}", i % ACCOUNTS)).send().await?.bytes().await?;
+                    http.get(format!("{base}/views/bank/account-{}", i % ACCOUNTS))
+                        .send()
+                        .await?
+                        .bytes()
+                        .await?;
                     l.push(t.elapsed());
                     i += 1;
                 }
@@ -583,13 +771,35 @@ impl Suite {
             l?
         };
         server.stop().await?;
-        self.figure("Hot swap", "swap", "File dropped → new generation current (compile, replay, take over)", format!("{:.2} s", took.as_secs_f64()), "≤ 2 s", Some(took <= Duration::from_secs(2)), format!("account-balance over {n} events"));
-        self.figure("Hot swap", "swap", "Point-read p99 without / after a swap", format!("{} / {}", ms(percentile(&baseline, 0.99)), ms(percentile(&during, 0.99))), "(reported)", None, "one sequential reader");
+        self.figure(
+            "Hot swap",
+            "swap",
+            "File dropped → new generation current (compile, replay, take over)",
+            format!("{:.2} s", took.as_secs_f64()),
+            "≤ 2 s",
+            Some(took <= Duration::from_secs(2)),
+            format!("account-balance over {n} events"),
+        );
+        self.figure(
+            "Hot swap",
+            "swap",
+            "Point-read p99 without / after a swap",
+            format!(
+                "{} / {}",
+                ms(percentile(&baseline, 0.99)),
+                ms(percentile(&during, 0.99))
+            ),
+            "(reported)",
+            None,
+            "one sequential reader",
+        );
         Ok(())
     }
 
     async fn memory(&mut self) -> Result<()> {
-        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
+        let Some(path) = self.plugin("account-balance") else {
+            return Ok(());
+        };
         let data = self.work.path().join("memory");
         let plugins = self.work.path().join("memory-plugins");
         std::fs::create_dir_all(&plugins)?;
@@ -608,8 +818,14 @@ impl Suite {
             .stderr(std::process::Stdio::null())
             .spawn()?;
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().context("stdout")?), &mut line)?;
-        let base = line.trim().trim_start_matches("prism listening on ").to_string();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
+            &mut line,
+        )?;
+        let base = line
+            .trim()
+            .trim_start_matches("prism listening on ")
+            .to_string();
         let http = reqwest::Client::new();
         let rss = |pid: u32, field: &str| -> u64 {
             std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -623,17 +839,26 @@ impl Suite {
         let empty = rss(child.id(), "VmRSS:");
         let mut per_language = Vec::new();
         for i in 0..10 {
-            http.put(format!("{base}/plugins/bank{i}")).body(with_marker(&bytes, &format!("m{i}"))).send().await?;
+            http.put(format!("{base}/plugins/bank{i}"))
+                .body(with_marker(&bytes, &format!("m{i}")))
+                .send()
+                .await?;
         }
         for i in 0..10 {
             wait_live(&http, &base, &format!("bank{i}"), 0, None).await?;
         }
         let ten = rss(child.id(), "VmRSS:");
         per_language.push(("Rust", (ten.saturating_sub(empty)) / 10));
-        for (plugin, label) in [("account-balance-py", "Python"), ("account-balance-js", "JavaScript")] {
+        for (plugin, label) in [
+            ("account-balance-py", "Python"),
+            ("account-balance-js", "JavaScript"),
+        ] {
             if let Some(p) = self.plugin(plugin) {
                 let before = rss(child.id(), "VmRSS:");
-                http.put(format!("{base}/plugins/{plugin}")).body(std::fs::read(p)?).send().await?;
+                http.put(format!("{base}/plugins/{plugin}"))
+                    .body(std::fs::read(p)?)
+                    .send()
+                    .await?;
                 wait_live(&http, &base, plugin, 0, None).await?;
                 per_language.push((label, rss(child.id(), "VmRSS:").saturating_sub(before)));
             }
@@ -643,14 +868,28 @@ impl Suite {
         let _ = child.wait();
         self.figure("Memory", "memory", "Peak RSS of the server with 10 Rust plugins loaded", format!("{} MiB (empty server {} MiB)", ten / 1024, empty / 1024), "(reported)", None, format!("10 × account-balance, release build; peak over the run incl. other languages: {} MiB", peak / 1024));
         for (label, kb) in per_language {
-            self.figure("Memory", "memory", format!("RSS per plugin ({label}): projector + query instance, compiled code"), format!("{:.1} MiB", kb as f64 / 1024.0), "(reported)", None, "RSS delta when loading");
+            self.figure(
+                "Memory",
+                "memory",
+                format!("RSS per plugin ({label}): projector + query instance, compiled code"),
+                format!("{:.1} MiB", kb as f64 / 1024.0),
+                "(reported)",
+                None,
+                "RSS delta when loading",
+            );
         }
         Ok(())
     }
 
     async fn scaling(&mut self) -> Result<()> {
-        let Some(path) = self.plugin("account-balance") else { return Ok(()) };
-        let sizes: Vec<u64> = if self.quick { vec![50_000, 100_000, 200_000] } else { vec![100_000, 1_000_000, 5_000_000] };
+        let Some(path) = self.plugin("account-balance") else {
+            return Ok(());
+        };
+        let sizes: Vec<u64> = if self.quick {
+            vec![50_000, 100_000, 200_000]
+        } else {
+            vec![100_000, 1_000_000, 5_000_000]
+        };
         let bytes = std::fs::read(&path)?;
         let mut rows = Vec::new();
         for n in sizes {
@@ -663,7 +902,10 @@ impl Suite {
             }
             let server = start_server(&data, &plugins).await?;
             let http = reqwest::Client::new();
-            http.put(format!("{}/plugins/bank", server.base)).body(bytes.clone()).send().await?;
+            http.put(format!("{}/plugins/bank", server.base))
+                .body(bytes.clone())
+                .send()
+                .await?;
             let started = Instant::now();
             wait_live(&http, &server.base, "bank", n, None).await?;
             let took = started.elapsed();
@@ -675,7 +917,20 @@ impl Suite {
         let per_event_first = first.1.as_secs_f64() / first.0 as f64;
         for (n, took) in rows {
             let per_event = took.as_secs_f64() / n as f64;
-            self.figure("Scaling", "scaling", format!("Replay of {n} events"), format!("{:.2} s ({} events/s, {:.2}× the smallest run's time per event)", took.as_secs_f64(), human(rate(n, took)), per_event / per_event_first), "linear (≈ 1.0×)", None, "Rust account-balance");
+            self.figure(
+                "Scaling",
+                "scaling",
+                format!("Replay of {n} events"),
+                format!(
+                    "{:.2} s ({} events/s, {:.2}× the smallest run's time per event)",
+                    took.as_secs_f64(),
+                    human(rate(n, took)),
+                    per_event / per_event_first
+                ),
+                "linear (≈ 1.0×)",
+                None,
+                "Rust account-balance",
+            );
         }
         Ok(())
     }
@@ -684,20 +939,39 @@ impl Suite {
         let m = machine();
         let mut out = String::new();
         let _ = writeln!(out, "# Prism benchmarks\n");
-        let _ = writeln!(out, "Written by `scripts/bench.sh{}` in {:.0} s (release build). Machine: {} — {} cores, {} GiB RAM, {}.\n", if self.quick { " --quick" } else { "" }, started.elapsed().as_secs_f64(), m.cpu, m.cores, m.memory_gib, std::env::consts::OS);
-        let _ = writeln!(out, "Workload: bank accounts (10,000 `account-<n>` streams; `AccountOpened`, `Deposited`, `Withdrawn`), ~200 bytes of JSON per event with metadata, generated from seed {SEED:#x}. Every figure comes from this one run; rerun one alone with its command.\n");
+        let _ = writeln!(
+            out,
+            "Written by `scripts/bench.sh{}` in {:.0} s (release build). Machine: {} — {} cores, {} GiB RAM, {}.\n",
+            if self.quick { " --quick" } else { "" },
+            started.elapsed().as_secs_f64(),
+            m.cpu,
+            m.cores,
+            m.memory_gib,
+            std::env::consts::OS
+        );
+        let _ = writeln!(
+            out,
+            "Workload: bank accounts (10,000 `account-<n>` streams; `AccountOpened`, `Deposited`, `Withdrawn`), ~200 bytes of JSON per event with metadata, generated from seed {SEED:#x}. Every figure comes from this one run; rerun one alone with its command.\n"
+        );
         let mut section = "";
         for f in &self.figures {
             if f.section != section {
                 section = f.section;
-                let _ = writeln!(out, "\n## {section}\n\n| figure | result | goal | met | workload | command |\n|---|---|---|---|---|---|");
+                let _ = writeln!(
+                    out,
+                    "\n## {section}\n\n| figure | result | goal | met | workload | command |\n|---|---|---|---|---|---|"
+                );
             }
             let met = match f.met {
                 Some(true) => "yes",
                 Some(false) => "**no**",
                 None => "–",
             };
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} | `{}` |", f.name, f.value, f.goal, met, f.workload, f.command);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | `{}` |",
+                f.name, f.value, f.goal, met, f.workload, f.command
+            );
         }
         out
     }
@@ -715,7 +989,10 @@ fn which(cmd: &str) -> Option<PathBuf> {
 fn run_wrk(url: &str, secs: u64, script: &Path) -> Result<(f64, Duration)> {
     std::fs::write(
         script,
-        format!("math.randomseed(42)\nrequest = function()\n  return wrk.format(\"GET\", \"/views/bank/account-\" .. math.random(0, {}))\nend\n", ACCOUNTS - 1),
+        format!(
+            "math.randomseed(42)\nrequest = function()\n  return wrk.format(\"GET\", \"/views/bank/account-\" .. math.random(0, {}))\nend\n",
+            ACCOUNTS - 1
+        ),
     )?;
     let out = std::process::Command::new("wrk")
         .args(["-t2", "-c64", &format!("-d{secs}s"), "--latency", "-s"])
@@ -753,9 +1030,18 @@ fn parse_wrk_duration(s: &str) -> Duration {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("repo root")?.to_path_buf();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("repo root")?
+        .to_path_buf();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let mut suite = Suite {
             quick,
@@ -765,8 +1051,12 @@ fn main() -> Result<()> {
             figures: Vec::new(),
         };
         let started = Instant::now();
-        let steps: [(&str, fn(&mut Suite) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + '_>>); 7] = [
+        let steps: [(
+            &str,
+            fn(&mut Suite) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + '_>>,
+        ); 8] = [
             ("append", |s| Box::pin(s.append())),
+            ("load", |s| Box::pin(s.load())),
             ("replay", |s| Box::pin(s.replay())),
             ("live", |s| Box::pin(s.live_latency())),
             ("query", |s| Box::pin(s.query())),
@@ -777,11 +1067,17 @@ fn main() -> Result<()> {
         for (name, step) in steps {
             if suite.wants(name) {
                 eprintln!("bench: {name}");
-                step(&mut suite).await.with_context(|| format!("benchmark {name}"))?;
+                step(&mut suite)
+                    .await
+                    .with_context(|| format!("benchmark {name}"))?;
             }
         }
         let report = suite.report(started);
-        let target = if suite.only.is_some() { root.join("target/BENCHMARKS-partial.md") } else { root.join("BENCHMARKS.md") };
+        let target = if suite.only.is_some() {
+            root.join("target/BENCHMARKS-partial.md")
+        } else {
+            root.join("BENCHMARKS.md")
+        };
         std::fs::write(&target, &report)?;
         eprintln!("wrote {}", target.display());
         Ok(())

@@ -35,7 +35,11 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    async fn answer(&self, url: String, sent: Result<reqwest::Response, reqwest::Error>) -> Result<Value, ClientError> {
+    async fn answer(
+        &self,
+        url: String,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<Value, ClientError> {
         let response = sent.map_err(|source| ClientError::Unreachable { url, source })?;
         let status = response.status();
         let text = response
@@ -52,8 +56,14 @@ impl Client {
         } else {
             Err(ClientError::Api {
                 status: status.as_u16(),
-                code: body["error"]["code"].as_str().unwrap_or("unknown").to_string(),
-                message: body["error"]["message"].as_str().unwrap_or(&text).to_string(),
+                code: body["error"]["code"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_string(),
+                message: body["error"]["message"]
+                    .as_str()
+                    .unwrap_or(&text)
+                    .to_string(),
             })
         }
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::api::auth::TokenConfig;
 use crate::plugins::PluginSettings;
 
 /// Everything `prism serve` needs.
@@ -33,6 +34,10 @@ pub struct Config {
     pub plugin_defaults: PluginSettings,
     /// Per-plugin settings: `[plugin.NAME]` tables with the same keys.
     pub plugin: HashMap<String, PluginSettings>,
+    /// Bearer tokens: `[[tokens]]` with `token` and `scopes` (`read`,
+    /// `write`, `admin`). None (the default): no authentication, and the
+    /// server refuses to listen on anything but a loopback address.
+    pub tokens: Vec<TokenConfig>,
 }
 
 impl Default for Config {
@@ -47,6 +52,7 @@ impl Default for Config {
             stall_after_secs: 30,
             plugin_defaults: PluginSettings::default(),
             plugin: HashMap::new(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -67,6 +73,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Why this configuration must not be served; `None` if it may.
+    pub fn exposure_problem(&self, listen: SocketAddr) -> Option<String> {
+        (self.tokens.is_empty() && !listen.ip().is_loopback()).then(|| {
+            format!(
+                "refusing to listen on {listen} without authentication: configure bearer \
+                 tokens ([[tokens]] in prism.toml or PRISM_TOKENS) or listen on a loopback address"
+            )
+        })
+    }
+
     /// Read a `prism.toml`. A missing file is fine only if `required` is false.
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
@@ -74,7 +90,9 @@ impl Config {
                 path: path.to_path_buf(),
                 source,
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(Config::default())
+            }
             Err(source) => Err(ConfigError::Read {
                 path: path.to_path_buf(),
                 source,

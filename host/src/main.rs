@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
             cache,
             plugins,
             listen,
+            tokens,
             max_body_bytes,
         } => {
             let mut cfg = match &config {
@@ -52,14 +53,23 @@ async fn main() -> anyhow::Result<()> {
             if let Some(m) = max_body_bytes {
                 cfg.max_body_bytes = m;
             }
+            if let Some(t) = tokens {
+                cfg.tokens
+                    .extend(prism::api::auth::Tokens::parse_env(&t).map_err(anyhow::Error::msg)?);
+            }
+            // Refuse before binding, so the message is the first thing said.
+            if let Some(problem) = cfg.exposure_problem(cfg.listen) {
+                anyhow::bail!(problem);
+            }
             let listener = tokio::net::TcpListener::bind(cfg.listen)
                 .await
                 .with_context(|| format!("listening on {}", cfg.listen))?;
             // Tests and scripts read this line to learn the port.
             println!("prism listening on http://{}", listener.local_addr()?);
             let shutdown = async {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {},
                     _ = term.recv() => {},
@@ -123,10 +133,17 @@ async fn main() -> anyhow::Result<()> {
                 Some(s) => {
                     let from = if from == 1 { 0 } else { from };
                     client
-                        .get(&format!("/streams/{}/events?from_version={from}&limit={limit}", segment(&s)))
+                        .get(&format!(
+                            "/streams/{}/events?from_version={from}&limit={limit}",
+                            segment(&s)
+                        ))
                         .await?
                 }
-                None => client.get(&format!("/events?from_position={from}&limit={limit}")).await?,
+                None => {
+                    client
+                        .get(&format!("/events?from_position={from}&limit={limit}"))
+                        .await?
+                }
             };
             for event in answer["events"].as_array().into_iter().flatten() {
                 println!("{event}");
@@ -137,17 +154,26 @@ async fn main() -> anyhow::Result<()> {
             let client = Client::new(&server.server);
             let answer = match action {
                 PluginAction::List => client.get("/plugins").await?,
-                PluginAction::Show { name } => client.get(&format!("/plugins/{}", segment(&name))).await?,
+                PluginAction::Show { name } => {
+                    client.get(&format!("/plugins/{}", segment(&name))).await?
+                }
                 PluginAction::Install { name, file } => {
-                    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                    client.put_bytes(&format!("/plugins/{}", segment(&name)), bytes).await?
+                    let bytes = std::fs::read(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    client
+                        .put_bytes(&format!("/plugins/{}", segment(&name)), bytes)
+                        .await?
                 }
                 PluginAction::Remove { name } => {
-                    client.delete(&format!("/plugins/{}", segment(&name))).await?;
+                    client
+                        .delete(&format!("/plugins/{}", segment(&name)))
+                        .await?;
                     json!({ "removed": name })
                 }
                 PluginAction::Rebuild { name } => {
-                    client.post(&format!("/plugins/{}/rebuild", segment(&name))).await?
+                    client
+                        .post(&format!("/plugins/{}/rebuild", segment(&name)))
+                        .await?
                 }
             };
             print(&answer);

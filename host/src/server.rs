@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::api::auth::Tokens;
 use crate::api::{self, ApiLimits, AppState, Metrics};
 use crate::config::Config;
 use crate::log::EventLog;
@@ -29,11 +30,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if let Some(problem) = config.exposure_problem(listener.local_addr()?) {
+        anyhow::bail!(problem);
+    }
     std::fs::create_dir_all(&config.data)?;
     let db = storage::open(&config.data.join("db"))?;
     let log = EventLog::open(db.clone())?;
     let views = ViewStore::new(db.clone());
-    let cache = config.cache.clone().unwrap_or_else(|| config.data.join("cache"));
+    let cache = config
+        .cache
+        .clone()
+        .unwrap_or_else(|| config.data.join("cache"));
     let runtime = Runtime::new(&cache)?;
     let plugins = PluginManager::new(
         runtime,
@@ -60,6 +67,7 @@ pub async fn serve(
             max_body_bytes: config.max_body_bytes,
             max_plugin_bytes: config.max_plugin_bytes,
         },
+        Tokens::new(&config.tokens),
     );
     tracing::info!(address = %listener.local_addr()?, "listening");
     axum::serve(listener, app)

@@ -6,12 +6,13 @@
 //   {"owner": "ann", "balance": 75, "transactions": 2}
 //
 // Amounts are JSON integers in the currency's minor unit; a fractional amount (or one that
-// is not a number) refuses the batch rather than being rounded, and so does a balance that
-// would leave the 64-bit range the Rust plugin keeps it in (the SDK reads and writes
-// integers beyond 2^53 as BigInt, so none is rounded). Money moved on a stream before its
+// is not a number, or one written as a float such as `10.0`, as Rust's serde refuses it)
+// refuses the batch rather than being rounded, and so does a balance that would leave the
+// 64-bit range the Rust plugin keeps it in (the SDK reads and writes integers beyond 2^53
+// as BigInt, so none is rounded). Money moved on a stream before its
 // `AccountOpened` still counts: the owner is `null` until the account is opened. A
 // withdrawal may overdraw: the read model reports what happened.
-import { defineProjection } from '../../guest-sdk/js/src/index.js';
+import { defineProjection, rawMember } from '../../guest-sdk/js/src/index.js';
 
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
@@ -31,12 +32,13 @@ function owner(event) {
 }
 
 function amount(event) {
-  const { amount } = object(event);
-  const integer = typeof amount === 'bigint' || Number.isInteger(amount);
-  if (!integer || BigInt(amount) < I64_MIN || BigInt(amount) > I64_MAX) {
-    throw new TypeError(`${event.eventType} amount must be a 64-bit integer, not ${amount}`);
+  object(event);
+  // The literal as written: parsing would read `10.0` as the integer 10.
+  const literal = rawMember(event.rawData, 'amount');
+  if (literal === undefined || !/^-?\d+$/.test(literal) || BigInt(literal) < I64_MIN || BigInt(literal) > I64_MAX) {
+    throw new TypeError(`${event.eventType} amount must be a 64-bit integer, not ${literal}`);
   }
-  return BigInt(amount);
+  return BigInt(literal);
 }
 
 /** A BigInt as a plain number when that is exact, so documents hold ordinary numbers. */

@@ -8,7 +8,11 @@ async fn refused(server: &TestServer, path: &str, body: &str, status: u16, code:
     let (got, reply) = server.post_raw(path, body.to_string()).await;
     assert_eq!(got, status, "{body:.80} → {reply}");
     assert_eq!(reply["error"]["code"], code, "{body:.80} → {reply}");
-    assert!(reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
 }
 
 #[tokio::test]
@@ -17,27 +21,135 @@ async fn every_bad_append_is_refused_and_changes_nothing() {
     server.append("good", &[("Created", json!({}))]).await;
 
     let ok_event = r#"{"events":[{"type":"E","data":{}}]}"#;
-    refused(&server, "/streams/s/events", r#"{"events":[{"type":"E","#, 400, "invalid_json").await;
-    refused(&server, "/streams/s/events", "not json at all", 400, "invalid_json").await;
-    refused(&server, "/streams/s/events", r#"{"events":[{"data":{}}]}"#, 400, "invalid_event").await;
-    refused(&server, "/streams/s/events", r#"{"events":[]}"#, 400, "invalid_request").await;
-    refused(&server, "/streams/s/events", r#"{"evnts":[]}"#, 400, "invalid_request").await;
-    refused(&server, "/streams/s/events", r#"{"events":[{"type":""}]}"#, 400, "invalid_request").await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[{"type":"E","#,
+        400,
+        "invalid_json",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        "not json at all",
+        400,
+        "invalid_json",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[{"data":{}}]}"#,
+        400,
+        "invalid_event",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[]}"#,
+        400,
+        "invalid_request",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"evnts":[]}"#,
+        400,
+        "invalid_request",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[{"type":""}]}"#,
+        400,
+        "invalid_request",
+    )
+    .await;
     let long_type = format!(r#"{{"events":[{{"type":"{}"}}]}}"#, "T".repeat(257));
-    refused(&server, "/streams/s/events", &long_type, 400, "invalid_request").await;
-    refused(&server, "/streams/s/events", r#"{"events":[{"type":"A\u0007B"}]}"#, 400, "invalid_request").await;
+    refused(
+        &server,
+        "/streams/s/events",
+        &long_type,
+        400,
+        "invalid_request",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[{"type":"A\u0007B"}]}"#,
+        400,
+        "invalid_request",
+    )
+    .await;
     let long_stream = format!("/streams/{}/events", "s".repeat(257));
     refused(&server, &long_stream, ok_event, 400, "invalid_request").await;
-    refused(&server, "/streams/a%0Ab/events", ok_event, 400, "invalid_request").await;
-    refused(&server, "/streams/s/events", r#"{"events":[{"type":"E","metadata":[1]}]}"#, 400, "invalid_event").await;
-    refused(&server, "/streams/s/events", r#"{"events":[{"type":"E","id":"nope"}]}"#, 400, "invalid_event").await;
-    refused(&server, "/streams/s/events", r#"{"events":[{"type":"E"}],"expected_version":"sometimes"}"#, 400, "invalid_expected_version").await;
-    refused(&server, "/streams/s/events", r#"{"events":[{"type":"E"}],"expected_version":-1}"#, 400, "invalid_expected_version").await;
-    refused(&server, "/streams/good/events", r#"{"events":[{"type":"E"}],"expected_version":5}"#, 409, "wrong_expected_version").await;
-    let big = format!(r#"{{"events":[{{"type":"E","data":"{}"}}]}}"#, "x".repeat(70_000));
+    refused(
+        &server,
+        "/streams/a%0Ab/events",
+        ok_event,
+        400,
+        "invalid_request",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[{"type":"E","metadata":[1]}]}"#,
+        400,
+        "invalid_event",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[{"type":"E","id":"nope"}]}"#,
+        400,
+        "invalid_event",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[{"type":"E"}],"expected_version":"sometimes"}"#,
+        400,
+        "invalid_expected_version",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[{"type":"E"}],"expected_version":-1}"#,
+        400,
+        "invalid_expected_version",
+    )
+    .await;
+    refused(
+        &server,
+        "/streams/good/events",
+        r#"{"events":[{"type":"E"}],"expected_version":5}"#,
+        409,
+        "wrong_expected_version",
+    )
+    .await;
+    let big = format!(
+        r#"{{"events":[{{"type":"E","data":"{}"}}]}}"#,
+        "x".repeat(70_000)
+    );
     refused(&server, "/streams/s/events", &big, 413, "body_too_large").await;
     // A batch where only the last event is bad appends none of them.
-    refused(&server, "/streams/s/events", r#"{"events":[{"type":"A"},{"type":"B"},{"data":1}]}"#, 400, "invalid_event").await;
+    refused(
+        &server,
+        "/streams/s/events",
+        r#"{"events":[{"type":"A"},{"type":"B"},{"data":1}]}"#,
+        400,
+        "invalid_event",
+    )
+    .await;
 
     assert_eq!(server.head().await, 1);
     let log = server.get_ok("/events").await;

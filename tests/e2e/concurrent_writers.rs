@@ -79,6 +79,15 @@ async fn concurrent_writers_with_expected_versions_never_lose_or_duplicate() {
         assert_eq!(e["position"], i as u64 + 1, "positions are gapless");
     }
     let counter = server.get_ok("/streams/counter/events?limit=10000").await;
-    let versions: Vec<u64> = counter["events"].as_array().unwrap().iter().map(|e| e["stream_version"].as_u64().unwrap()).collect();
-    assert_eq!(versions, (0..versions.len() as u64).collect::<Vec<_>>(), "stream versions are gapless");
+    let versions: Vec<u64> = counter["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["stream_version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        (0..versions.len() as u64).collect::<Vec<_>>(),
+        "stream versions are gapless"
+    );
 }

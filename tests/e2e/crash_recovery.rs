@@ -11,7 +11,9 @@ async fn views_built_across_sigkills_equal_views_built_in_one_go() {
     let expected = bank_workload(&server, 400, 250).await;
     server.install_file("bank", &example_plugin("account-balance"));
     server
-        .wait_plugin("bank", Duration::from_secs(60), |p| p["state"] == "replaying")
+        .wait_plugin("bank", Duration::from_secs(60), |p| {
+            p["state"] == "replaying"
+        })
         .await;
     let mut kills = 0;
     let mut positions = Vec::new();

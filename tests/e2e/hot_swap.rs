@@ -25,7 +25,8 @@ async fn swap_under_continuous_reads_never_shows_a_partial_view() {
     let reads = Arc::new(AtomicUsize::new(0));
     let saw_new = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (server, stop, reads, saw_new) = (server.clone(), stop.clone(), reads.clone(), saw_new.clone());
+        let (server, stop, reads, saw_new) =
+            (server.clone(), stop.clone(), reads.clone(), saw_new.clone());
         let (old_doc, new_doc) = (old_doc.clone(), new_doc.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -35,7 +36,10 @@ async fn swap_under_continuous_reads_never_shows_a_partial_view() {
                     saw_new.store(true, Ordering::Relaxed);
                 } else {
                     assert_eq!(body, old_doc, "a read showed neither generation");
-                    assert!(!saw_new.load(Ordering::Relaxed), "went back to the old generation");
+                    assert!(
+                        !saw_new.load(Ordering::Relaxed),
+                        "went back to the old generation"
+                    );
                 }
                 reads.fetch_add(1, Ordering::Relaxed);
             }
@@ -59,34 +63,59 @@ async fn swap_under_continuous_reads_never_shows_a_partial_view() {
 #[tokio::test]
 async fn a_failing_new_version_leaves_the_old_one_serving() {
     let server = TestServer::start().await;
-    server.append("account-1", &[("AccountOpened", json!({"owner": "ann"})), ("Deposited", json!({"amount": 9}))]).await;
+    server
+        .append(
+            "account-1",
+            &[
+                ("AccountOpened", json!({"owner": "ann"})),
+                ("Deposited", json!({"amount": 9})),
+            ],
+        )
+        .await;
     server.install_file("bank", &example_plugin("account-balance"));
     let old = server.wait_caught_up("bank").await;
 
     // A file that is not a component.
     std::fs::write(server.plugins_dir().join("bank.wasm"), b"garbage").unwrap();
     let status = server
-        .wait_plugin("bank", Duration::from_secs(30), |p| !p["failed_candidate"].is_null())
+        .wait_plugin("bank", Duration::from_secs(30), |p| {
+            !p["failed_candidate"].is_null()
+        })
         .await;
     assert_eq!(status["generation"], old["generation"]);
     assert_eq!(status["state"], "live");
-    assert!(status["failed_candidate"]["error"]["message"].as_str().unwrap().contains("not a WebAssembly component"));
+    assert!(
+        status["failed_candidate"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly component")
+    );
 
     // A component that traps during its replay.
     server.append("account-1", &[("Poison", json!({}))]).await;
     server.install_file("bank", &test_plugin("trap-on-event"));
     let status = server
         .wait_plugin("bank", Duration::from_secs(60), |p| {
-            p["failed_candidate"]["error"]["message"].as_str().is_some_and(|m| m.contains("Poison"))
+            p["failed_candidate"]["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Poison"))
         })
         .await;
     assert_eq!(status["generation"], old["generation"]);
     assert!(status["candidate"].is_null());
-    assert_eq!(server.view("bank", "account-1").await.unwrap()["balance"], 9);
+    assert_eq!(
+        server.view("bank", "account-1").await.unwrap()["balance"],
+        9
+    );
     // The old generation still follows the log.
-    server.append("account-1", &[("Deposited", json!({"amount": 1}))]).await;
+    server
+        .append("account-1", &[("Deposited", json!({"amount": 1}))])
+        .await;
     server.wait_caught_up("bank").await;
-    assert_eq!(server.view("bank", "account-1").await.unwrap()["balance"], 10);
+    assert_eq!(
+        server.view("bank", "account-1").await.unwrap()["balance"],
+        10
+    );
 }
 
 #[tokio::test]

@@ -19,7 +19,10 @@ async fn a_retried_append_returns_the_original_result() {
     let (status, again) = server.post("/streams/account-7/events", &body).await;
     assert_eq!(status, 201);
     assert_eq!(again, first);
-    assert_eq!(again, json!({"first_position": 2, "last_position": 3, "stream_version": 1}));
+    assert_eq!(
+        again,
+        json!({"first_position": 2, "last_position": 3, "stream_version": 1})
+    );
     assert_eq!(server.head().await, 4);
 
     // Concurrent retries of a new append: exactly one copy lands.
@@ -48,16 +51,25 @@ async fn a_partial_retry_is_a_conflict_and_appends_nothing() {
     let server = TestServer::start().await;
     let id = "00000000-0000-4000-8000-00000000000a";
     let (status, _) = server
-        .post("/streams/s/events", &json!({"events": [{"type": "A", "id": id}]}))
+        .post(
+            "/streams/s/events",
+            &json!({"events": [{"type": "A", "id": id}]}),
+        )
         .await;
     assert_eq!(status, 201);
     let (status, body) = server
-        .post("/streams/s/events", &json!({"events": [{"type": "A", "id": id}, {"type": "B"}]}))
+        .post(
+            "/streams/s/events",
+            &json!({"events": [{"type": "A", "id": id}, {"type": "B"}]}),
+        )
         .await;
     assert_eq!(status, 409);
     assert_eq!(body["error"]["code"], "idempotency_conflict");
     let (status, body) = server
-        .post("/streams/elsewhere/events", &json!({"events": [{"type": "A", "id": id}]}))
+        .post(
+            "/streams/elsewhere/events",
+            &json!({"events": [{"type": "A", "id": id}]}),
+        )
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(server.head().await, 1);

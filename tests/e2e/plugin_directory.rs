@@ -11,7 +11,9 @@ use crate::common::{TestServer, bank_workload, example_plugin};
 #[tokio::test]
 async fn deleting_the_file_unloads_the_plugin() {
     let server = TestServer::start().await;
-    server.append("account-1", &[("AccountOpened", json!({"owner": "ann"}))]).await;
+    server
+        .append("account-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .await;
     server.install_file("bank", &example_plugin("account-balance"));
     server.wait_caught_up("bank").await;
     assert!(server.view("bank", "account-1").await.is_some());
@@ -22,7 +24,10 @@ async fn deleting_the_file_unloads_the_plugin() {
         if status == 404 && body["error"]["code"] == "unknown_plugin" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "still serving: {status} {body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still serving: {status} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (status, _) = server.get("/plugins/bank").await;
@@ -32,12 +37,18 @@ async fn deleting_the_file_unloads_the_plugin() {
 #[tokio::test]
 async fn the_same_bytes_do_not_rebuild() {
     let server = TestServer::start().await;
-    server.append("account-1", &[("AccountOpened", json!({"owner": "ann"}))]).await;
-    let (status, body) = server.put_plugin("bank", &example_plugin("account-balance")).await;
+    server
+        .append("account-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .await;
+    let (status, body) = server
+        .put_plugin("bank", &example_plugin("account-balance"))
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["outcome"], "started");
     let first = server.wait_caught_up("bank").await;
-    let (status, body) = server.put_plugin("bank", &example_plugin("account-balance")).await;
+    let (status, body) = server
+        .put_plugin("bank", &example_plugin("account-balance"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["outcome"], "unchanged");
     // Touching the file in the directory changes nothing either.
@@ -60,14 +71,19 @@ async fn restart_resumes_from_the_checkpoint_without_replay() {
     server.restart().await;
     let after = server.plugin("bank").await;
     assert_eq!(after["generation"], before["generation"]);
-    assert_eq!(after["position"], head, "resumed at its checkpoint: {after}");
+    assert_eq!(
+        after["position"], head,
+        "resumed at its checkpoint: {after}"
+    );
     crate::common::assert_balances(&server, "bank", &expected).await;
 }
 
 #[tokio::test]
 async fn a_file_changed_while_down_is_rebuilt_and_dead_keyspaces_dropped() {
     let mut server = TestServer::start().await;
-    server.append("s-1", &[("AccountOpened", json!({"owner": "ann"}))]).await;
+    server
+        .append("s-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .await;
     server.install_file("bank", &example_plugin("account-balance"));
     let before = server.wait_caught_up("bank").await;
     server.kill();
@@ -79,14 +95,23 @@ async fn a_file_changed_while_down_is_rebuilt_and_dead_keyspaces_dropped() {
     server.restart().await;
     let after = server.wait_caught_up("bank").await;
     assert_ne!(after["generation"], before["generation"]);
-    assert_eq!(server.view("bank", "s-1").await.unwrap(), json!({"count": 1}));
-    assert!(server.server_log().contains("dropping a keyspace no plugin owns"));
+    assert_eq!(
+        server.view("bank", "s-1").await.unwrap(),
+        json!({"count": 1})
+    );
+    assert!(
+        server
+            .server_log()
+            .contains("dropping a keyspace no plugin owns")
+    );
 }
 
 #[tokio::test]
 async fn a_slow_plain_copy_is_loaded_once_complete() {
     let server = TestServer::start().await;
-    server.append("account-1", &[("AccountOpened", json!({"owner": "ann"}))]).await;
+    server
+        .append("account-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .await;
     let bytes = std::fs::read(example_plugin("account-balance")).unwrap();
     let mut file = std::fs::File::create(server.plugins_dir().join("bank.wasm")).unwrap();
     for chunk in bytes.chunks(bytes.len() / 4 + 1) {
@@ -97,7 +122,10 @@ async fn a_slow_plain_copy_is_loaded_once_complete() {
     drop(file);
     let status = server.wait_caught_up("bank").await;
     assert!(status["failed_candidate"].is_null(), "{status}");
-    assert_eq!(server.view("bank", "account-1").await.unwrap()["owner"], "ann");
+    assert_eq!(
+        server.view("bank", "account-1").await.unwrap()["owner"],
+        "ann"
+    );
 }
 
 #[tokio::test]
@@ -115,7 +143,10 @@ async fn bad_names_and_bad_uploads_are_refused_over_http() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "invalid_plugin");
     let files: Vec<_> = std::fs::read_dir(server.plugins_dir()).unwrap().collect();
-    assert!(files.is_empty(), "nothing was written to the plugin directory");
+    assert!(
+        files.is_empty(),
+        "nothing was written to the plugin directory"
+    );
     let (status, _) = server.delete("/plugins/nope").await;
     assert_eq!(status, 404);
     let (status, _) = server.post("/plugins/nope/rebuild", &json!({})).await;

@@ -25,9 +25,16 @@ async fn halt_stops_at_the_poison_after_applying_the_good_events_before_it() {
         let status = server
             .wait_plugin("p", Duration::from_secs(60), |p| p["state"] == "failed")
             .await;
-        assert_eq!(status["last_error"]["position"], poison, "{plugin}: {status}");
+        assert_eq!(
+            status["last_error"]["position"], poison,
+            "{plugin}: {status}"
+        );
         assert_eq!(status["position"], poison - 1, "{plugin}");
-        assert_eq!(server.view("p", "s-1").await.unwrap(), json!({"count": 10}), "{plugin}");
+        assert_eq!(
+            server.view("p", "s-1").await.unwrap(),
+            json!({"count": 10}),
+            "{plugin}"
+        );
     }
 }
 
@@ -38,7 +45,11 @@ async fn skip_dead_letters_the_poison_and_goes_on() {
         let poison = poisoned_log(&server).await;
         server.install_file("p", &test_plugin(plugin));
         server.wait_caught_up("p").await;
-        assert_eq!(server.view("p", "s-1").await.unwrap(), json!({"count": 20}), "{plugin}");
+        assert_eq!(
+            server.view("p", "s-1").await.unwrap(),
+            json!({"count": 20}),
+            "{plugin}"
+        );
         let letters = server.get_ok("/plugins/p/dead-letters").await;
         let letters = letters["dead_letters"].as_array().unwrap();
         assert_eq!(letters.len(), 1, "{plugin}");
@@ -50,7 +61,11 @@ async fn skip_dead_letters_the_poison_and_goes_on() {
         // Later events keep flowing.
         server.append("s-1", &[("Good", json!({}))]).await;
         server.wait_caught_up("p").await;
-        assert_eq!(server.view("p", "s-1").await.unwrap(), json!({"count": 21}), "{plugin}");
+        assert_eq!(
+            server.view("p", "s-1").await.unwrap(),
+            json!({"count": 21}),
+            "{plugin}"
+        );
     }
 }
 
@@ -59,7 +74,9 @@ async fn a_rebuild_restarts_a_halted_plugin() {
     let server = TestServer::start().await;
     let poison = poisoned_log(&server).await;
     server.install_file("p", &test_plugin("trap-on-event"));
-    server.wait_plugin("p", Duration::from_secs(60), |p| p["state"] == "failed").await;
+    server
+        .wait_plugin("p", Duration::from_secs(60), |p| p["state"] == "failed")
+        .await;
     // The rebuild replays into a new generation, which halts at the same
     // event; the halted one keeps serving what it had.
     let (status, body) = server.post("/plugins/p/rebuild", &json!({})).await;

@@ -19,7 +19,13 @@ async fn bank_server() -> TestServer {
 async fn documents_carry_their_position_and_missing_ones_are_told_apart() {
     let server = bank_server().await;
     let appended = server
-        .append("account-1", &[("AccountOpened", json!({"owner": "ann"})), ("Deposited", json!({"amount": 4}))])
+        .append(
+            "account-1",
+            &[
+                ("AccountOpened", json!({"owner": "ann"})),
+                ("Deposited", json!({"amount": 4})),
+            ],
+        )
         .await;
     let last = appended["last_position"].as_u64().unwrap();
     let response = server
@@ -29,28 +35,50 @@ async fn documents_carry_their_position_and_missing_ones_are_told_apart() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    let position: u64 = response.headers()["prism-position"].to_str().unwrap().parse().unwrap();
+    let position: u64 = response.headers()["prism-position"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(position >= last);
     let doc: Value = response.json().await.unwrap();
-    assert_eq!(doc, json!({"owner": "ann", "balance": 4, "transactions": 1}));
+    assert_eq!(
+        doc,
+        json!({"owner": "ann", "balance": 4, "transactions": 1})
+    );
 
     let (status, body) = server.get("/views/bank/account-404").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, body) = server.get("/views/nobody/account-1").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_plugin")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_plugin"))
+    );
     let (status, body) = server.get("/views/bank/_query/nothing").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_query")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_query"))
+    );
 }
 
 #[tokio::test]
 async fn a_client_reads_its_own_writes_with_min_position() {
     let server = bank_server().await;
-    server.append("account-1", &[("AccountOpened", json!({"owner": "ann"}))]).await;
+    server
+        .append("account-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .await;
     for i in 1..=100 {
-        let appended = server.append("account-1", &[("Deposited", json!({"amount": 1}))]).await;
+        let appended = server
+            .append("account-1", &[("Deposited", json!({"amount": 1}))])
+            .await;
         let last = appended["last_position"].as_u64().unwrap();
         let doc = server
-            .get_ok(&format!("/views/bank/account-1?min_position={last}&timeout_ms=10000"))
+            .get_ok(&format!(
+                "/views/bank/account-1?min_position={last}&timeout_ms=10000"
+            ))
             .await;
         assert_eq!(doc["balance"], i, "read {i} was stale");
     }
@@ -59,9 +87,13 @@ async fn a_client_reads_its_own_writes_with_min_position() {
 #[tokio::test]
 async fn waiting_for_a_position_that_never_comes_times_out_clearly() {
     let server = bank_server().await;
-    server.append("account-1", &[("AccountOpened", json!({"owner": "ann"}))]).await;
+    server
+        .append("account-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .await;
     server.wait_caught_up("bank").await;
-    let (status, body) = server.get("/views/bank/account-1?min_position=999&timeout_ms=200").await;
+    let (status, body) = server
+        .get("/views/bank/account-1?min_position=999&timeout_ms=200")
+        .await;
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["error"]["code"], "position_not_reached");
 }
@@ -86,9 +118,14 @@ async fn a_scan_walks_every_key_once_in_order_while_writes_happen() {
         pages += 1;
         // Writes between pages: new accounts and changes to existing ones.
         server
-            .append(&format!("zzz-{pages}"), &[("AccountOpened", json!({"owner": "late"}))])
+            .append(
+                &format!("zzz-{pages}"),
+                &[("AccountOpened", json!({"owner": "late"}))],
+            )
             .await;
-        server.append("account-3", &[("Deposited", json!({"amount": 1}))]).await;
+        server
+            .append("account-3", &[("Deposited", json!({"amount": 1}))])
+            .await;
         match page["cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => break,
@@ -103,9 +140,19 @@ async fn a_scan_walks_every_key_once_in_order_while_writes_happen() {
     assert_eq!(pages, 7);
 
     let (status, body) = server.get("/views/bank?cursor=zz").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_cursor")));
-    let ranged = server.get_ok("/views/bank?start=account-10&end=account-11&limit=1000").await;
-    let keys: Vec<&str> = ranged["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_cursor"))
+    );
+    let ranged = server
+        .get_ok("/views/bank?start=account-10&end=account-11&limit=1000")
+        .await;
+    let keys: Vec<&str> = ranged["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
     assert!(keys.contains(&"account-10") && keys.contains(&"account-109"));
     assert!(keys.iter().all(|k| *k >= "account-10" && *k < "account-11"));
 }
@@ -113,37 +160,82 @@ async fn a_scan_walks_every_key_once_in_order_while_writes_happen() {
 #[tokio::test]
 async fn the_change_feed_delivers_changes_made_after_subscribing() {
     let server = bank_server().await;
-    server.append("account-1", &[("AccountOpened", json!({"owner": "ann"}))]).await;
+    server
+        .append("account-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .await;
     server.wait_caught_up("bank").await;
-    let response = server.http.get(server.url("/views/bank/_changes")).send().await.unwrap();
+    let response = server
+        .http
+        .get(server.url("/views/bank/_changes"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let mut body = response.bytes_stream();
-    let appended = server.append("account-1", &[("Deposited", json!({"amount": 7}))]).await;
+    let appended = server
+        .append("account-1", &[("Deposited", json!({"amount": 7}))])
+        .await;
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !text.contains("\n\n") || !text.contains("data:") {
-        let chunk = tokio::time::timeout_at(deadline, body.next()).await.expect("a change arrives").unwrap().unwrap();
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("a change arrives")
+            .unwrap()
+            .unwrap();
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     let id_line = text.lines().find(|l| l.starts_with("id:")).unwrap();
-    assert_eq!(id_line.trim_start_matches("id:").trim(), appended["last_position"].to_string());
+    assert_eq!(
+        id_line.trim_start_matches("id:").trim(),
+        appended["last_position"].to_string()
+    );
     let data_line = text.lines().find(|l| l.starts_with("data:")).unwrap();
     let data: Value = serde_json::from_str(data_line.trim_start_matches("data:").trim()).unwrap();
-    assert_eq!(data, json!({"key": "account-1", "value": {"owner": "ann", "balance": 7, "transactions": 1}}));
+    assert_eq!(
+        data,
+        json!({"key": "account-1", "value": {"owner": "ann", "balance": 7, "transactions": 1}})
+    );
 }
 
 #[tokio::test]
 async fn metrics_and_health_report_the_server() {
     let server = bank_server().await;
-    server.append("account-1", &[("AccountOpened", json!({"owner": "ann"}))]).await;
+    server
+        .append("account-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .await;
     server.wait_caught_up("bank").await;
     server.get_ok("/views/bank/account-1").await;
-    let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("prism_events_appended_total 1"), "{text}");
-    assert!(text.contains("prism_plugin_position{plugin=\"bank\"} 1"), "{text}");
+    assert!(
+        text.contains("prism_plugin_position{plugin=\"bank\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("prism_plugin_lag_events{plugin=\"bank\"} 0"));
     assert!(text.contains("prism_view_read_seconds_count 1"));
+    assert!(
+        text.contains("prism_plugin_events_total{plugin=\"bank\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prism_plugin_batch_seconds_count{plugin=\"bank\"}"),
+        "{text}"
+    );
     let health = server.get_ok("/healthz").await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["head"], 1);

@@ -66,6 +66,19 @@ export function parse(text) {
   return new ExactParser(text).document();
 }
 
+/**
+ * The JSON text of member `key` of the object `text` holds, or undefined: how a number was
+ * written, which parsing loses (`10` and `10.0` both parse to 10). Throws on invalid JSON.
+ */
+export function rawMember(text, key) {
+  const p = new ExactParser(text);
+  let found;
+  p.members((k, start, end) => {
+    if (k === key) found = text.slice(start, end);
+  });
+  return found;
+}
+
 const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
 
@@ -96,6 +109,37 @@ class ExactParser {
     if (!m) return null;
     this.at = re.lastIndex;
     return m;
+  }
+
+  /** Walk the top-level object, calling `visit(key, start, end)` with each value's span. */
+  members(visit) {
+    this.space();
+    if (this.text[this.at] !== '{') {
+      this.document();
+      return;
+    }
+    this.at++;
+    this.space();
+    if (this.text[this.at] === '}') {
+      this.at++;
+    } else {
+      for (;;) {
+        this.space();
+        const k = this.token(STRING) ?? this.fail('expected a key');
+        this.space();
+        if (this.text[this.at++] !== ':') this.fail('expected :');
+        this.space();
+        const start = this.at;
+        this.value();
+        visit(JSON.parse(k[0]), start, this.at);
+        this.space();
+        const next = this.text[this.at++];
+        if (next === '}') break;
+        if (next !== ',') this.fail('expected , or }');
+      }
+    }
+    this.space();
+    if (this.at !== this.text.length) this.fail('unexpected text after the document');
   }
 
   value() {
@@ -245,6 +289,28 @@ export class Event {
   }
 }
 
+export const MAX_KEY_LEN = 1024;
+
+function utf8Length(text) {
+  let n = 0;
+  for (const ch of text) {
+    const c = ch.codePointAt(0);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+  }
+  return n;
+}
+
+/** Refuse a key the host would refuse, so the failing event is the one named. */
+export function checkKey(key) {
+  if (typeof key !== 'string') throw new TypeError(`view keys are strings, not ${typeof key}`);
+  if (key === '') throw new ViewError('invalid-key', 'the key is empty');
+  const size = utf8Length(key);
+  if (size > MAX_KEY_LEN) {
+    throw new ViewError('invalid-key', `the key is ${size} bytes long; at most ${MAX_KEY_LEN} are allowed`);
+  }
+  if (key.startsWith('_')) throw new ViewError('invalid-key', `\`${key}\` starts with \`_\`, which is reserved`);
+}
+
 /** The smallest string above every string that starts with `prefix`, or undefined. */
 function prefixEnd(prefix) {
   const chars = Array.from(prefix);
@@ -347,7 +413,7 @@ export class View {
   /** Store `value` (anything JSON can hold) at `key`. */
   put(key, value) {
     this.#checkWritable();
-    if (typeof key !== 'string') throw new TypeError(`view keys are strings, not ${typeof key}`);
+    checkKey(key);
     const raw = dumps(value);
     this.#cache.set(key, raw);
     this.#pending.set(key, raw);
@@ -356,6 +422,7 @@ export class View {
   /** Remove `key` (removing an absent key is not an error). */
   delete(key) {
     this.#checkWritable();
+    checkKey(key);
     this.#cache.set(key, null);
     this.#pending.set(key, null);
   }

@@ -3,7 +3,18 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { InvalidParams, QueryError, Runtime, UnknownQuery, defineProjection, dumps, log, parse } from '../src/index.js';
+import {
+  InvalidParams,
+  QueryError,
+  Runtime,
+  UnknownQuery,
+  ViewError,
+  defineProjection,
+  dumps,
+  log,
+  parse,
+  rawMember,
+} from '../src/index.js';
 import { HandleFailed, Harness, InMemoryHost, event } from '../src/testing.js';
 
 /** Counts events per stream; refuses `Bad`; answers `count`, `streams` and `broken`. */
@@ -79,10 +90,24 @@ describe('runtime', () => {
     assert.throws(() => new Harness(counts).given([event('s', 'Bad')]), HandleFailed);
   });
 
-  test('a refused write fails the batch without an index', () => {
-    const error = new Harness(counts).when([event('_reserved', 'Seen')]);
-    assert.equal(error.index, undefined);
-    assert.match(error.message, /invalid-key/);
+  test('a key the host would refuse fails the event that wrote it', () => {
+    const h = new Harness(counts);
+    for (const key of ['_reserved', 'x'.repeat(1025), 'é'.repeat(513)]) {
+      const error = h.when([event('ok', 'Seen'), event(key, 'Seen')]);
+      assert.equal(error.index, 1);
+      assert.match(error.message, /invalid-key/);
+    }
+    assert.deepEqual(h.when([event('é'.repeat(512), 'Seen')]), undefined);
+  });
+
+  test('a write the host refuses fails the batch without an index', () => {
+    const host = new InMemoryHost();
+    host.writeMany = () => {
+      throw new ViewError('invalid-json', 'no');
+    };
+    const runtime = new Runtime(counts, host);
+    const error = runtime.handle([new Harness(counts).append('s', 'Seen')]);
+    assert.deepEqual(error, { index: undefined, message: 'write refused: invalid-json: no' });
   });
 
   test("reads see the batch's own writes and deletes", () => {
@@ -117,6 +142,17 @@ describe('json', () => {
     assert.equal(value.a, 9223372036854775807n);
     assert.equal(value.b[2], '12345678901234567890');
     assert.equal(dumps(value), text);
+  });
+
+  test('rawMember tells how a member was written', () => {
+    const text = '{ "a" : 10.0, "b": {"a": 1}, "c": "x\\"y", "d": 1e2 }';
+    assert.equal(rawMember(text, 'a'), '10.0');
+    assert.equal(rawMember(text, 'b'), '{"a": 1}');
+    assert.equal(rawMember(text, 'c'), '"x\\"y"');
+    assert.equal(rawMember(text, 'd'), '1e2');
+    assert.equal(rawMember(text, 'e'), undefined);
+    assert.equal(rawMember('[1]', 'a'), undefined);
+    assert.throws(() => rawMember('{"a": 1', 'a'), SyntaxError);
   });
 
   test('the exact parser rejects what JSON.parse rejects', () => {

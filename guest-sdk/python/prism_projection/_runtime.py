@@ -246,8 +246,7 @@ class View:
     def put(self, key, value):
         """Store `value` (anything JSON can hold) at `key`."""
         self._check_writable()
-        if not isinstance(key, str):
-            raise TypeError(f"view keys are strings, not {type(key).__name__}")
+        check_key(key)
         raw = dumps(value)
         self._cache[key] = raw
         self._pending[key] = raw
@@ -255,6 +254,7 @@ class View:
     def delete(self, key):
         """Remove `key` (removing an absent key is not an error)."""
         self._check_writable()
+        check_key(key)
         self._cache[key] = None
         self._pending[key] = None
 
@@ -283,6 +283,22 @@ class View:
     def pending_writes(self):
         """This batch's writes in order: `(key, json_text)` puts and `(key, None)` deletes."""
         return list(self._pending.items())
+
+
+MAX_KEY_LEN = 1024
+
+
+def check_key(key):
+    """Refuse a key the host would refuse, so the failing event is the one named."""
+    if not isinstance(key, str):
+        raise TypeError(f"view keys are strings, not {type(key).__name__}")
+    if not key:
+        raise ViewError("invalid-key", "the key is empty")
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_LEN:
+        raise ViewError("invalid-key", f"the key is {size} bytes long; at most {MAX_KEY_LEN} are allowed")
+    if key.startswith("_"):
+        raise ViewError("invalid-key", f"`{key}` starts with `_`, which is reserved")
 
 
 def _prefix_end(prefix):

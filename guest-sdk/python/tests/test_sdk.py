@@ -88,10 +88,22 @@ class RuntimeTest(unittest.TestCase):
             Harness(Counts).given([event("s", "Bad")])
         self.assertEqual(caught.exception.error.index, 0)
 
-    def test_a_refused_write_fails_the_batch_without_an_index(self):
-        error = Harness(Counts).when([event("_reserved", "Seen")])
-        self.assertIsNone(error.index)
-        self.assertIn("invalid-key", error.message)
+    def test_a_key_the_host_would_refuse_fails_the_event_that_wrote_it(self):
+        h = Harness(Counts)
+        for key in ("_reserved", "x" * 1025, "é" * 513):
+            error = h.when([event("ok", "Seen"), event(key, "Seen")])
+            self.assertEqual(error.index, 1)
+            self.assertIn("invalid-key", error.message)
+        self.assertIsNone(h.when([event("é" * 512, "Seen")]))
+
+    def test_a_write_the_host_refuses_fails_the_batch_without_an_index(self):
+        class Refusing(InMemoryHost):
+            def write_many(self, writes):
+                raise prism.ViewError("invalid-json", "no")
+
+        runtime = prism._runtime.Runtime(Counts(), Refusing())
+        error = runtime.handle([Harness(Counts).append("s", "Seen")])
+        self.assertEqual(error, prism.HandleError(None, "write refused: invalid-json: no"))
 
     def test_reads_see_the_batch_s_own_writes_and_deletes(self):
         h = Harness(Counts).given([event("s", "Seen"), event("s", "Forget"), event("s", "Seen")])

@@ -5,21 +5,26 @@
 //! - `views`: documents, scans, queries, change feed, read-your-writes.
 //! - `plugins`: install, remove, rebuild, status, logs, dead letters.
 //! - `metrics`: Prometheus text.
+//! - `routes`: the route table behind authorization and the OpenAPI document.
+//! - `auth`: bearer tokens with scopes.
 //! - `body`, `error`: request bodies and JSON errors.
 
+pub mod auth;
 mod body;
 pub mod error;
 pub mod metrics;
 mod plugins;
+pub mod routes;
 mod streams;
 mod views;
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware;
 use axum::routing::{get, post};
-use axum::Json;
 use serde_json::{Value, json};
 
 pub use metrics::Metrics;
@@ -71,10 +76,18 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
 }
 
 async fn fallback() -> error::ApiError {
-    error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such route")
+    error::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "no_route",
+        "no such route",
+    )
 }
 
-pub fn router(state: AppState, limits: ApiLimits) -> Router {
+async fn openapi() -> Json<Value> {
+    Json(routes::openapi())
+}
+
+pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Router {
     let plugin_upload = Router::new()
         .route(
             "/plugins/{name}",
@@ -82,7 +95,10 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
         )
         .layer(DefaultBodyLimit::max(limits.max_plugin_bytes));
     Router::new()
-        .route("/streams/{stream}/events", post(streams::append).get(streams::read_stream))
+        .route(
+            "/streams/{stream}/events",
+            post(streams::append).get(streams::read_stream),
+        )
         .route("/events", get(streams::read_log))
         .route("/plugins", get(plugins::list))
         .route("/plugins/{name}/rebuild", post(plugins::rebuild))
@@ -94,8 +110,13 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
         .route("/views/{plugin}/{key}", get(views::get_key))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .merge(plugin_upload)
+        .route_layer(middleware::from_fn_with_state(
+            Arc::new(tokens),
+            auth::authorize,
+        ))
         .fallback(fallback)
         .with_state(state)
 }

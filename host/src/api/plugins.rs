@@ -31,7 +31,9 @@ pub async fn show(
         .plugins
         .report(&name)
         .ok_or_else(|| ApiError::unknown_plugin(&name))?;
-    Ok(Json(serde_json::to_value(report).map_err(ApiError::internal)?))
+    Ok(Json(
+        serde_json::to_value(report).map_err(ApiError::internal)?,
+    ))
 }
 
 pub async fn put(
@@ -41,14 +43,20 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     checked(&name)?;
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("invalid_plugin", "the body must be a .wasm component"));
+        return Err(ApiError::bad_request(
+            "invalid_plugin",
+            "the body must be a .wasm component",
+        ));
     }
     let outcome = state.plugins.put_file(&name, bytes.to_vec()).await?;
     let status = match outcome {
         crate::plugins::InstallOutcome::Started => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
-    Ok((status, Json(json!({ "outcome": outcome, "plugin": state.plugins.report(&name) }))))
+    Ok((
+        status,
+        Json(json!({ "outcome": outcome, "plugin": state.plugins.report(&name) })),
+    ))
 }
 
 pub async fn delete(
@@ -66,7 +74,10 @@ pub async fn rebuild(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     checked(&name)?;
     let outcome = state.plugins.rebuild(&name).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "outcome": outcome, "plugin": state.plugins.report(&name) }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "outcome": outcome, "plugin": state.plugins.report(&name) })),
+    ))
 }
 
 pub async fn logs(

@@ -14,7 +14,9 @@ use uuid::Uuid;
 use super::AppState;
 use super::body::{JsonBody, Params};
 use super::error::ApiError;
-use crate::log::{AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamVersion};
+use crate::log::{
+    AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamVersion,
+};
 
 /// Default and largest page of a log read.
 pub const DEFAULT_READ_LIMIT: usize = 100;
@@ -79,13 +81,18 @@ fn parse_event(index: usize, e: EventBody) -> Result<NewEvent, ApiError> {
     let id = match e.id {
         None => Uuid::new_v4(),
         Some(s) => Uuid::parse_str(&s).map_err(|_| {
-            ApiError::bad_request("invalid_event", format!("event {index}: id {s:?} is not a UUID"))
+            ApiError::bad_request(
+                "invalid_event",
+                format!("event {index}: id {s:?} is not a UUID"),
+            )
         })?,
     };
     Ok(NewEvent {
         id,
         event_type,
-        data: e.data.map_or_else(|| "{}".to_string(), |d| d.get().to_string()),
+        data: e
+            .data
+            .map_or_else(|| "{}".to_string(), |d| d.get().to_string()),
         metadata,
     })
 }
@@ -122,7 +129,9 @@ pub async fn append(
         stream_version,
         ..
     } = state.log.append(stream, expected, events).await?;
-    state.metrics.appended(last_position.0 - first_position.0 + 1);
+    state
+        .metrics
+        .appended(last_position.0 - first_position.0 + 1);
     Ok((
         StatusCode::CREATED,
         Json(AppendResponse {
@@ -155,7 +164,10 @@ pub fn event_json(e: &RecordedEvent) -> Value {
 fn clamp_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_READ_LIMIT),
-        Some(0) => Err(ApiError::bad_request("invalid_limit", "limit must be at least 1")),
+        Some(0) => Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be at least 1",
+        )),
         Some(n) => Ok(n.min(MAX_READ_LIMIT)),
     }
 }

@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
@@ -134,7 +134,12 @@ pub async fn scan(
     let (generation, position) = serving(&state, &plugin, &c).await?;
     let limit = match q.limit {
         None => DEFAULT_SCAN_LIMIT,
-        Some(0) => return Err(ApiError::bad_request("invalid_limit", "limit must be at least 1")),
+        Some(0) => {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                "limit must be at least 1",
+            ));
+        }
         Some(n) => n.min(MAX_SCAN_LIMIT),
     };
     let prefix = q.prefix.unwrap_or_default();
@@ -143,7 +148,12 @@ pub async fn scan(
         let last = hex::decode(&cursor)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one this server gave out"))?;
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "the cursor is not one this server gave out",
+                )
+            })?;
         // The smallest key after `last`.
         start = start.max(format!("{last}\0"));
     }
@@ -167,7 +177,8 @@ pub async fn scan(
     })
     .await
     .map_err(ApiError::internal)??;
-    let cursor = (more && !items.is_empty()).then(|| hex::encode(&items.last().expect("non-empty").0));
+    let cursor =
+        (more && !items.is_empty()).then(|| hex::encode(&items.last().expect("non-empty").0));
     let items: Vec<Value> = items
         .into_iter()
         .map(|(key, value)| {
@@ -195,7 +206,10 @@ pub async fn query(
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_query",
-            format!("plugin {plugin:?} has no query {name:?} (it has: {})", generation.description.queries.join(", ")),
+            format!(
+                "plugin {plugin:?} has no query {name:?} (it has: {})",
+                generation.description.queries.join(", ")
+            ),
         ));
     }
     let params = serde_json::to_string(&params).map_err(ApiError::internal)?;
@@ -213,9 +227,13 @@ pub async fn query(
                 format!("the query's answer is not JSON: {e}"),
             )),
         },
-        Err(QueryFailure::Unknown(m)) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_query", m)),
+        Err(QueryFailure::Unknown(m)) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_query", m))
+        }
         Err(QueryFailure::InvalidParams(m)) => Err(ApiError::bad_request("invalid_params", m)),
-        Err(QueryFailure::Failed(m)) => Err(ApiError::new(StatusCode::BAD_GATEWAY, "query_failed", m)),
+        Err(QueryFailure::Failed(m)) => {
+            Err(ApiError::new(StatusCode::BAD_GATEWAY, "query_failed", m))
+        }
     }
 }
 

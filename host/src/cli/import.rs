@@ -18,7 +18,12 @@ use serde_json::{Value, json};
 use prism::client::{Client, segment};
 use prism::log::limits::MAX_EVENTS_PER_APPEND;
 
-pub async fn run(client: &Client, file: &Path, chunk: usize, concurrency: usize) -> anyhow::Result<u64> {
+pub async fn run(
+    client: &Client,
+    file: &Path,
+    chunk: usize,
+    concurrency: usize,
+) -> anyhow::Result<u64> {
     let total_bytes = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();
@@ -40,8 +45,8 @@ pub async fn run(client: &Client, file: &Path, chunk: usize, concurrency: usize)
             if line.trim().is_empty() {
                 continue;
             }
-            let mut v: Value = serde_json::from_str(&line)
-                .with_context(|| format!("line {}: not JSON", n + 1))?;
+            let mut v: Value =
+                serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", n + 1))?;
             let Some(stream) = v.get("stream").and_then(Value::as_str).map(str::to_string) else {
                 bail!("line {}: no \"stream\"", n + 1);
             };
@@ -62,7 +67,10 @@ pub async fn run(client: &Client, file: &Path, chunk: usize, concurrency: usize)
             async move {
                 let count = events.len() as u64;
                 client
-                    .post_json(&format!("/streams/{}/events", segment(&stream)), &json!({ "events": events }))
+                    .post_json(
+                        &format!("/streams/{}/events", segment(&stream)),
+                        &json!({ "events": events }),
+                    )
                     .await
                     .with_context(|| format!("appending to {stream}"))?;
                 Ok::<_, anyhow::Error>(count)

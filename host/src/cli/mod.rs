@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "prism", version, about = "A WebAssembly-pluggable projection engine")]
+#[command(
+    name = "prism",
+    version,
+    about = "A WebAssembly-pluggable projection engine"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -40,6 +44,9 @@ pub enum Command {
         /// Listen address. Default 127.0.0.1:7070.
         #[arg(long, env = "PRISM_LISTEN")]
         listen: Option<std::net::SocketAddr>,
+        /// Bearer tokens, `TOKEN=read+write,OTHER=admin` (adds to the config file's).
+        #[arg(long, env = "PRISM_TOKENS", hide_env_values = true)]
+        tokens: Option<String>,
         /// Largest append body in bytes. Default 4 MiB.
         #[arg(long, env = "PRISM_MAX_BODY_BYTES")]
         max_body_bytes: Option<usize>,

@@ -38,7 +38,9 @@ pub fn check_event_type(event_type: &str) -> Result<(), LogError> {
 
 pub fn check_event_count(count: usize) -> Result<(), LogError> {
     if count == 0 {
-        return Err(LogError::Invalid("an append needs at least one event".into()));
+        return Err(LogError::Invalid(
+            "an append needs at least one event".into(),
+        ));
     }
     if count > MAX_EVENTS_PER_APPEND {
         return Err(LogError::Invalid(format!(

@@ -137,9 +137,9 @@ impl EventLog {
         let start = codec::u64_key(from.0.max(1));
         let mut opts = ReadOptions::default();
         opts.set_readahead_size(2 << 20);
-        let iter = self
-            .db
-            .iterator_cf_opt(&cf, opts, IteratorMode::From(&start, Direction::Forward));
+        let iter =
+            self.db
+                .iterator_cf_opt(&cf, opts, IteratorMode::From(&start, Direction::Forward));
         for item in iter {
             let (key, value) = item?;
             let position = Position(codec::decode_u64(&key)?);
@@ -184,11 +184,16 @@ impl EventLog {
             }
         }
         let events = self.db.cf_handle(CF_EVENTS).expect("events family");
-        let keys: Vec<_> = positions.iter().map(|p| (&events, codec::u64_key(*p))).collect();
+        let keys: Vec<_> = positions
+            .iter()
+            .map(|p| (&events, codec::u64_key(*p)))
+            .collect();
         let mut out = Vec::with_capacity(positions.len());
         for (position, value) in positions.iter().zip(self.db.multi_get_cf(keys)) {
             let value = value?.ok_or_else(|| {
-                StorageError::Corrupt(format!("stream index points at missing position {position}"))
+                StorageError::Corrupt(format!(
+                    "stream index points at missing position {position}"
+                ))
             })?;
             out.push(recorded(Position(*position), codec::decode_event(&value)?));
         }

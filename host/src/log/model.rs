@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 /// A gapless global position in the log. The first event is at 1; position 0
 /// means "before the first event" (an empty log's head, a fresh checkpoint).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Position(pub u64);
 

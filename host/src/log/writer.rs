@@ -29,7 +29,13 @@ pub(super) fn spawn(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("prism-log-writer".into())
-        .spawn(move || Writer { db, next: last.next() }.run(rx, head))?;
+        .spawn(move || {
+            Writer {
+                db,
+                next: last.next(),
+            }
+            .run(rx, head)
+        })?;
     Ok(())
 }
 
@@ -99,7 +105,11 @@ impl Writer {
     }
 
     /// Check one request and add its writes to the group, or refuse it.
-    fn plan(&mut self, r: &mut AppendRequest, group: &mut Group) -> Result<AppendOutcome, LogError> {
+    fn plan(
+        &mut self,
+        r: &mut AppendRequest,
+        group: &mut Group,
+    ) -> Result<AppendOutcome, LogError> {
         if let Some(outcome) = self.already_appended(r, group)? {
             return Ok(outcome);
         }
@@ -121,7 +131,10 @@ impl Writer {
         let events_cf = self.db.cf_handle(CF_EVENTS).expect("events family");
         let streams_cf = self.db.cf_handle(CF_STREAMS).expect("streams family");
         let ids_cf = self.db.cf_handle(CF_EVENT_IDS).expect("event ids family");
-        let heads_cf = self.db.cf_handle(CF_STREAM_HEADS).expect("stream heads family");
+        let heads_cf = self
+            .db
+            .cf_handle(CF_STREAM_HEADS)
+            .expect("stream heads family");
         let first_position = self.next;
         let mut version = current.map_or(0, |v| v.0 + 1);
         for event in r.events.drain(..) {
@@ -136,8 +149,12 @@ impl Writer {
                 metadata: event.metadata,
             };
             let pos_key = codec::u64_key(position.0);
-            group.batch.put_cf(&events_cf, pos_key, codec::encode_event(&stored));
-            group.batch.put_cf(&streams_cf, codec::stream_key(&r.stream, version), pos_key);
+            group
+                .batch
+                .put_cf(&events_cf, pos_key, codec::encode_event(&stored));
+            group
+                .batch
+                .put_cf(&streams_cf, codec::stream_key(&r.stream, version), pos_key);
             group.batch.put_cf(&ids_cf, stored.id, pos_key);
             group.ids.insert(
                 stored.id,
@@ -151,7 +168,11 @@ impl Writer {
             version += 1;
         }
         let last_version = StreamVersion(version - 1);
-        group.batch.put_cf(&heads_cf, r.stream.as_bytes(), codec::u64_key(last_version.0));
+        group.batch.put_cf(
+            &heads_cf,
+            r.stream.as_bytes(),
+            codec::u64_key(last_version.0),
+        );
         group.heads.insert(r.stream.clone(), last_version);
         Ok(AppendOutcome {
             first_position,
@@ -203,9 +224,14 @@ impl Writer {
 
     fn id_entry(&self, position: Position) -> Result<IdEntry, LogError> {
         let cf = self.db.cf_handle(CF_EVENTS).expect("events family");
-        let bytes = self.db.get_pinned_cf(&cf, codec::u64_key(position.0))?.ok_or_else(|| {
-            crate::storage::StorageError::Corrupt(format!("event id points at missing position {position}"))
-        })?;
+        let bytes = self
+            .db
+            .get_pinned_cf(&cf, codec::u64_key(position.0))?
+            .ok_or_else(|| {
+                crate::storage::StorageError::Corrupt(format!(
+                    "event id points at missing position {position}"
+                ))
+            })?;
         let event = codec::decode_event(&bytes)?;
         Ok(IdEntry {
             position,

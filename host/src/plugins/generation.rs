@@ -88,8 +88,13 @@ impl Generation {
         let (applied_tx, applied_rx) = watch::channel(checkpoint);
         let (changes, _) = broadcast::channel(1024);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let wanted = (!description.event_types.is_empty())
-            .then(|| description.event_types.iter().cloned().collect::<HashSet<_>>());
+        let wanted = (!description.event_types.is_empty()).then(|| {
+            description
+                .event_types
+                .iter()
+                .cloned()
+                .collect::<HashSet<_>>()
+        });
         let ctx = ProjectorContext {
             plugin: plugin.to_string(),
             runtime: runtime.clone(),
@@ -146,12 +151,21 @@ impl Generation {
             let view = ViewAccess::new(self.keyspace.clone());
             let instance = self
                 .runtime
-                .instantiate(&self.compiled, view, self.plugin_log.clone(), self.config.limits)
+                .instantiate(
+                    &self.compiled,
+                    view,
+                    self.plugin_log.clone(),
+                    self.config.limits,
+                )
                 .map_err(|e| QueryFailure::Failed(e.to_string()))?;
             *slot = Some(instance);
         }
         let instance = slot.as_mut().expect("just set");
-        match instance.query(name, params) {
+        let answer = instance.query(name, params);
+        if instance.nearly_full() {
+            *slot = None;
+        }
+        match answer {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(QueryError::UnknownQuery(m))) => Err(QueryFailure::Unknown(m)),
             Ok(Err(QueryError::InvalidParams(m))) => Err(QueryFailure::InvalidParams(m)),

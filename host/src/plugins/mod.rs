@@ -57,10 +57,15 @@ impl PluginSettings {
         let base = ProjectorConfig::default();
         let limits = PluginLimits::default();
         ProjectorConfig {
-            max_batch_events: self.max_batch_events.unwrap_or(base.max_batch_events).max(1),
+            max_batch_events: self
+                .max_batch_events
+                .unwrap_or(base.max_batch_events)
+                .max(1),
             policy: self.on_error.unwrap_or_default(),
             limits: PluginLimits {
-                memory_bytes: self.memory_limit_mb.map_or(limits.memory_bytes, |mb| mb << 20),
+                memory_bytes: self
+                    .memory_limit_mb
+                    .map_or(limits.memory_bytes, |mb| mb << 20),
                 call_timeout: self
                     .call_timeout_ms
                     .map_or(limits.call_timeout, Duration::from_millis),
@@ -228,7 +233,14 @@ impl PluginManager {
 
     /// Status of every plugin, by name.
     pub fn list(&self) -> Vec<PluginReport> {
-        let names: Vec<String> = self.inner.slots.read().expect("slots lock").keys().cloned().collect();
+        let names: Vec<String> = self
+            .inner
+            .slots
+            .read()
+            .expect("slots lock")
+            .keys()
+            .cloned()
+            .collect();
         names.iter().filter_map(|n| self.report(n)).collect()
     }
 
@@ -362,7 +374,8 @@ impl PluginManager {
         if !fresh {
             let slots = self.inner.slots.read().expect("slots lock");
             if let Some(slot) = slots.get(name) {
-                let same = |g: &Option<Arc<Generation>>| g.as_ref().is_some_and(|g| g.generation == hash);
+                let same =
+                    |g: &Option<Arc<Generation>>| g.as_ref().is_some_and(|g| g.generation == hash);
                 if same(&slot.current) && slot.candidate.is_none() || same(&slot.candidate) {
                     return Ok(InstallOutcome::Unchanged);
                 }
@@ -427,16 +440,20 @@ impl PluginManager {
             self.retire(old).await;
         }
         if !has_current {
-            self.inner
-                .views
-                .meta_put(&registry_key(name), &serde_json::to_string(&registry).expect("json"))?;
+            self.inner.views.meta_put(
+                &registry_key(name),
+                &serde_json::to_string(&registry).expect("json"),
+            )?;
             tracing::info!(plugin = %name, generation = %&hash[..16], "plugin started");
             return Ok(InstallOutcome::Started);
         }
         tracing::info!(plugin = %name, generation = %&hash[..16], "new generation replaying");
         let this = self.clone();
         let name = name.to_string();
-        tokio::spawn(async move { this.promote_when_caught_up(name, generation, registry).await });
+        tokio::spawn(async move {
+            this.promote_when_caught_up(name, generation, registry)
+                .await
+        });
         Ok(InstallOutcome::Replacing)
     }
 
@@ -470,7 +487,11 @@ impl PluginManager {
                     {
                         let mut slots = self.inner.slots.write().expect("slots lock");
                         if let Some(slot) = slots.get_mut(&name) {
-                            if slot.candidate.as_ref().is_some_and(|c| Arc::ptr_eq(c, &candidate)) {
+                            if slot
+                                .candidate
+                                .as_ref()
+                                .is_some_and(|c| Arc::ptr_eq(c, &candidate))
+                            {
                                 slot.candidate = None;
                                 slot.failed_candidate = Some(FailedCandidate {
                                     generation: candidate.generation.clone(),
@@ -487,18 +508,23 @@ impl PluginManager {
                     let _op = self.inner.ops.lock().await;
                     let old = {
                         let mut slots = self.inner.slots.write().expect("slots lock");
-                        let Some(slot) = slots.get_mut(&name) else { return };
-                        if !slot.candidate.as_ref().is_some_and(|c| Arc::ptr_eq(c, &candidate)) {
+                        let Some(slot) = slots.get_mut(&name) else {
+                            return;
+                        };
+                        if !slot
+                            .candidate
+                            .as_ref()
+                            .is_some_and(|c| Arc::ptr_eq(c, &candidate))
+                        {
                             return;
                         }
                         slot.candidate = None;
                         slot.current.replace(candidate.clone())
                     };
-                    if let Err(e) = self
-                        .inner
-                        .views
-                        .meta_put(&registry_key(&name), &serde_json::to_string(&registry).expect("json"))
-                    {
+                    if let Err(e) = self.inner.views.meta_put(
+                        &registry_key(&name),
+                        &serde_json::to_string(&registry).expect("json"),
+                    ) {
                         tracing::error!(plugin = %name, error = %e, "could not record the new generation");
                     }
                     tracing::info!(plugin = %name, generation = %&candidate.generation[..16], "new generation took over");
@@ -553,7 +579,11 @@ impl PluginManager {
 
     /// Install through the directory: validate, write `NAME.wasm`
     /// atomically, then load it.
-    pub async fn put_file(&self, name: &str, bytes: Vec<u8>) -> Result<InstallOutcome, PluginError> {
+    pub async fn put_file(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<InstallOutcome, PluginError> {
         if let Some(problem) = names::name_problem(name) {
             return Err(PluginError::InvalidName(problem));
         }

@@ -44,7 +44,9 @@ pub fn watch(manager: PluginManager) -> notify::Result<notify::RecommendedWatche
 }
 
 fn size_of(dir: &Path, name: &str) -> Option<u64> {
-    std::fs::metadata(dir.join(format!("{name}.wasm"))).ok().map(|m| m.len())
+    std::fs::metadata(dir.join(format!("{name}.wasm")))
+        .ok()
+        .map(|m| m.len())
 }
 
 async fn debounce(manager: PluginManager, mut rx: mpsc::UnboundedReceiver<String>) {
@@ -81,8 +83,12 @@ async fn debounce(manager: PluginManager, mut rx: mpsc::UnboundedReceiver<String
                         continue;
                     }
                     match manager.sync_file(&name).await {
-                        Ok(outcome) => tracing::debug!(plugin = %name, ?outcome, "plugin file synced"),
-                        Err(e) => tracing::warn!(plugin = %name, error = %e, "plugin file not loaded"),
+                        Ok(outcome) => {
+                            tracing::debug!(plugin = %name, ?outcome, "plugin file synced")
+                        }
+                        Err(e) => {
+                            tracing::warn!(plugin = %name, error = %e, "plugin file not loaded")
+                        }
                     }
                 }
             }

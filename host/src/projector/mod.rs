@@ -144,7 +144,10 @@ impl Projector {
         let start = match self.ctx.keyspace.checkpoint() {
             Ok(p) => p,
             Err(e) => {
-                self.ctx.status.fail(ErrorReport::new(format!("reading the checkpoint: {e}"), None));
+                self.ctx.status.fail(ErrorReport::new(
+                    format!("reading the checkpoint: {e}"),
+                    None,
+                ));
                 return;
             }
         };
@@ -197,7 +200,10 @@ impl Projector {
         let mut last = position;
         let mut bytes = 0usize;
         let mut batch: Vec<Event> = Vec::new();
-        let max_events = cfg.max_batch_events.min((head.0 - position.0) as usize).max(1);
+        let max_events = cfg
+            .max_batch_events
+            .min((head.0 - position.0) as usize)
+            .max(1);
         let wanted = self.ctx.wanted.as_ref();
         let mut scanned = 0usize;
         self.ctx
@@ -216,7 +222,10 @@ impl Projector {
         if last == position {
             return Ok(Some(position));
         }
-        match self.apply(&batch, last)? {
+        let started = std::time::Instant::now();
+        let applied = self.apply(&batch, last)?;
+        self.ctx.status.batch_applied(started.elapsed());
+        match applied {
             Applied::Ok => {
                 self.ctx.status.advanced(last, scanned as u64);
                 Ok(Some(last))
@@ -236,6 +245,16 @@ impl Projector {
         match outcome {
             Ok(Ok(())) => {
                 self.commit(&txn, &[], upto)?;
+                if self
+                    .instance
+                    .as_ref()
+                    .is_some_and(PluginInstance::nearly_full)
+                {
+                    // Some language runtimes never return memory; start afresh
+                    // between batches instead of failing inside one.
+                    tracing::debug!(plugin = %self.ctx.plugin, "replacing an instance near its memory limit");
+                    self.instance = None;
+                }
                 Ok(Applied::Ok)
             }
             Ok(Err(HandleError { index, message })) => {
@@ -287,7 +306,12 @@ impl Projector {
         self.apply(from, upto)
     }
 
-    fn poisoned(&mut self, event: &Event, upto: Position, message: String) -> Result<Applied, String> {
+    fn poisoned(
+        &mut self,
+        event: &Event,
+        upto: Position,
+        message: String,
+    ) -> Result<Applied, String> {
         let position = Position(event.position);
         let described = format!(
             "event {} ({} in {}) failed: {message}",

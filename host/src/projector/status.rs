@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::histogram::Histogram;
 use crate::log::Position;
 
 /// Lifecycle of a plugin generation.
@@ -67,6 +68,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Status {
     inner: Mutex<Inner>,
+    /// Time to apply one batch, for `/metrics`.
+    batch_latency: Histogram,
 }
 
 /// A point-in-time copy of a status, with derived figures.
@@ -85,6 +88,8 @@ pub struct StatusReport {
     pub replay_eta_seconds: Option<f64>,
     pub last_error: Option<ErrorReport>,
     pub dead_letters: u64,
+    /// Events this generation has processed (applied or filtered out) since it started.
+    pub events_processed: u64,
 }
 
 impl Status {
@@ -100,6 +105,7 @@ impl Status {
                 last_progress: Instant::now(),
                 dead_letters: 0,
             }),
+            batch_latency: Histogram::default(),
         }
     }
 
@@ -137,13 +143,23 @@ impl Status {
         let total = s.processed;
         s.samples.push_back((now, total));
         while s.samples.len() > 2
-            && s.samples.front().is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+            && s.samples
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
         {
             s.samples.pop_front();
         }
         if s.state == State::Replaying && position >= s.replay_target {
             s.state = State::Live;
         }
+    }
+
+    pub fn batch_applied(&self, took: Duration) {
+        self.batch_latency.observe(took);
+    }
+
+    pub fn batch_latency(&self) -> &Histogram {
+        &self.batch_latency
     }
 
     pub fn dead_lettered(&self) {
@@ -197,6 +213,7 @@ impl Status {
             replay_eta_seconds: replay_eta_seconds.map(|e| (e * 10.0).round() / 10.0),
             last_error: s.last_error.clone(),
             dead_letters: s.dead_letters,
+            events_processed: s.processed,
         }
     }
 }

@@ -93,7 +93,11 @@ impl PluginInstance {
     }
 
     /// Run a named query against the committed view; writes are refused.
-    pub fn query(&mut self, name: &str, params: &str) -> Result<Result<String, QueryError>, CallError> {
+    pub fn query(
+        &mut self,
+        name: &str,
+        params: &str,
+    ) -> Result<Result<String, QueryError>, CallError> {
         self.arm_deadline();
         self.store.data_mut().view.txn.clear();
         self.bindings
@@ -102,9 +106,15 @@ impl PluginInstance {
             .map_err(|e| CallError(explain(&e, &self.limits)))
     }
 
-    /// Memory the instance currently uses, in bytes (linear memories).
-    pub fn log(&self) -> Arc<PluginLog> {
-        self.store.data().log.clone()
+    /// Linear memory the instance has grown to, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limits.memory_bytes
+    }
+
+    /// Whether the instance has used most of its memory limit: replace it
+    /// between batches rather than let it fail mid-batch.
+    pub fn nearly_full(&self) -> bool {
+        self.memory_bytes() > self.limits.memory_bytes / 4 * 3
     }
 }
 

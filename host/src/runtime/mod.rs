@@ -136,7 +136,9 @@ impl Runtime {
                     component = Some(c);
                     from_cache = true;
                 }
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component")
+                }
             }
         }
         let component = match component {

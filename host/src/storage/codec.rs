@@ -21,7 +21,8 @@ pub(crate) struct StoredEvent {
 }
 
 pub(crate) fn encode_event(e: &StoredEvent) -> Vec<u8> {
-    let len = 1 + 16 + 8 + 8 + 16 + e.stream.len() + e.event_type.len() + e.data.len() + e.metadata.len();
+    let len =
+        1 + 16 + 8 + 8 + 16 + e.stream.len() + e.event_type.len() + e.data.len() + e.metadata.len();
     let mut out = Vec::with_capacity(len);
     out.push(EVENT_FORMAT);
     out.extend_from_slice(&e.id);
@@ -49,7 +50,9 @@ impl<'a> Reader<'a> {
     }
 
     fn u64(&mut self) -> Result<u64, StorageError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn string(&mut self) -> Result<String, StorageError> {
@@ -64,7 +67,9 @@ pub(crate) fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StorageError> {
     let mut r = Reader { bytes };
     let format = r.take(1)?[0];
     if format != EVENT_FORMAT {
-        return Err(StorageError::Corrupt(format!("unknown event format {format}")));
+        return Err(StorageError::Corrupt(format!(
+            "unknown event format {format}"
+        )));
     }
     let id: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
     Ok(StoredEvent {

@@ -59,7 +59,10 @@ impl ViewStore {
     pub fn drop_keyspace(&self, family: &str) -> Result<(), StorageError> {
         let meta = self.db.cf_handle(CF_META).expect("meta family");
         self.db.delete_cf(&meta, checkpoint_key(family))?;
-        let dead = self.db.cf_handle(CF_DEAD_LETTERS).expect("dead letters family");
+        let dead = self
+            .db
+            .cf_handle(CF_DEAD_LETTERS)
+            .expect("dead letters family");
         let (start, end) = dead_letter_range(family);
         self.db.delete_range_cf(&dead, start, end)?;
         if self.db.cf_handle(family).is_some() {
@@ -214,10 +217,9 @@ impl Keyspace {
         dead_letters: &[(Position, String)],
         checkpoint: Position,
     ) -> Result<(), StorageError> {
-        let cf = self
-            .db
-            .cf_handle(&self.family)
-            .ok_or_else(|| StorageError::Corrupt(format!("keyspace {} was dropped", self.family)))?;
+        let cf = self.db.cf_handle(&self.family).ok_or_else(|| {
+            StorageError::Corrupt(format!("keyspace {} was dropped", self.family))
+        })?;
         let meta = self.db.cf_handle(CF_META).expect("meta family");
         let mut batch = WriteBatch::default();
         for (key, value) in txn.writes() {
@@ -227,12 +229,23 @@ impl Keyspace {
             }
         }
         if !dead_letters.is_empty() {
-            let dead = self.db.cf_handle(CF_DEAD_LETTERS).expect("dead letters family");
+            let dead = self
+                .db
+                .cf_handle(CF_DEAD_LETTERS)
+                .expect("dead letters family");
             for (position, record) in dead_letters {
-                batch.put_cf(&dead, dead_letter_key(&self.family, *position), record.as_bytes());
+                batch.put_cf(
+                    &dead,
+                    dead_letter_key(&self.family, *position),
+                    record.as_bytes(),
+                );
             }
         }
-        batch.put_cf(&meta, checkpoint_key(&self.family), codec::u64_key(checkpoint.0));
+        batch.put_cf(
+            &meta,
+            checkpoint_key(&self.family),
+            codec::u64_key(checkpoint.0),
+        );
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
         Ok(self.db.write_opt(batch, &opts)?)
@@ -240,7 +253,10 @@ impl Keyspace {
 
     /// Dead letters recorded for this keyspace, oldest first, as JSON texts.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<String>, StorageError> {
-        let dead = self.db.cf_handle(CF_DEAD_LETTERS).expect("dead letters family");
+        let dead = self
+            .db
+            .cf_handle(CF_DEAD_LETTERS)
+            .expect("dead letters family");
         let (start, end) = dead_letter_range(&self.family);
         let mut out = Vec::new();
         let iter = self

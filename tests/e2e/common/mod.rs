@@ -343,7 +343,10 @@ pub struct Account {
 
 /// Events of a deterministic bank workload: `accounts` accounts with
 /// `per_account` deposits and withdrawals each, and the expected views.
-pub fn bank_events(accounts: usize, per_account: usize) -> (Vec<(String, Vec<Value>)>, Vec<Account>) {
+pub fn bank_events(
+    accounts: usize,
+    per_account: usize,
+) -> (Vec<(String, Vec<Value>)>, Vec<Account>) {
     let mut appends = Vec::new();
     let mut expected = Vec::new();
     for a in 0..accounts {
@@ -373,7 +376,11 @@ pub fn bank_events(accounts: usize, per_account: usize) -> (Vec<(String, Vec<Val
 }
 
 /// Append the bank workload and return the expected views.
-pub async fn bank_workload(server: &TestServer, accounts: usize, per_account: usize) -> Vec<Account> {
+pub async fn bank_workload(
+    server: &TestServer,
+    accounts: usize,
+    per_account: usize,
+) -> Vec<Account> {
     let (appends, expected) = bank_events(accounts, per_account);
     for (stream, events) in appends {
         for chunk in events.chunks(5000) {

@@ -36,7 +36,8 @@ impl LogOutput {
         let mut partial = self.partial.lock().expect("stdio lock");
         while let Some(nl) = bytes.iter().position(|b| *b == b'\n') {
             partial.extend_from_slice(&bytes[..nl]);
-            self.log.push(self.level, &String::from_utf8_lossy(&partial));
+            self.log
+                .push(self.level, &String::from_utf8_lossy(&partial));
             partial.clear();
             bytes = &bytes[nl + 1..];
         }
@@ -82,7 +83,11 @@ impl OutputStream for LogOutput {
 }
 
 impl AsyncWrite for LogOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }

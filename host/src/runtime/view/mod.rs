@@ -35,9 +35,14 @@ pub fn key_problem(key: &str) -> Option<String> {
     if key.is_empty() {
         Some("a key must not be empty".into())
     } else if key.len() > MAX_KEY_BYTES {
-        Some(format!("key is {} bytes; the limit is {MAX_KEY_BYTES}", key.len()))
+        Some(format!(
+            "key is {} bytes; the limit is {MAX_KEY_BYTES}",
+            key.len()
+        ))
     } else if key.starts_with('_') {
-        Some(format!("key {key:?} is reserved: keys starting with '_' are the API's"))
+        Some(format!(
+            "key {key:?} is reserved: keys starting with '_' are the API's"
+        ))
     } else {
         None
     }

@@ -1,0 +1,212 @@
+//! The route table: every route with the scope it needs and what it does.
+//! Authorization and `GET /openapi.json` are both derived from it, so the
+//! document and the checks cannot drift from each other.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// What a bearer token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// No token needed (health only).
+    Public,
+    /// Read views, the log and plugin status.
+    Read,
+    /// Append events.
+    Write,
+    /// Install, remove and rebuild plugins.
+    Admin,
+}
+
+/// One route of the API.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub scope: Scope,
+    pub summary: &'static str,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    scope: Scope,
+    summary: &'static str,
+) -> Route {
+    Route {
+        method,
+        path,
+        scope,
+        summary,
+    }
+}
+
+pub const ROUTES: &[Route] = &[
+    route(
+        "POST",
+        "/streams/{stream}/events",
+        Scope::Write,
+        "Append events to a stream (atomic, durable, optimistic concurrency, idempotent by event id)",
+    ),
+    route(
+        "GET",
+        "/streams/{stream}/events",
+        Scope::Read,
+        "Read one stream from a version",
+    ),
+    route(
+        "GET",
+        "/events",
+        Scope::Read,
+        "Read the global log from a position",
+    ),
+    route("GET", "/plugins", Scope::Read, "Status of every plugin"),
+    route(
+        "GET",
+        "/plugins/{name}",
+        Scope::Read,
+        "Status of one plugin",
+    ),
+    route(
+        "PUT",
+        "/plugins/{name}",
+        Scope::Admin,
+        "Install or replace a plugin (the .wasm component as the body)",
+    ),
+    route(
+        "DELETE",
+        "/plugins/{name}",
+        Scope::Admin,
+        "Unload a plugin and drop its views",
+    ),
+    route(
+        "POST",
+        "/plugins/{name}/rebuild",
+        Scope::Admin,
+        "Replay a plugin into a fresh generation (blue/green)",
+    ),
+    route(
+        "GET",
+        "/plugins/{name}/logs",
+        Scope::Read,
+        "The plugin's bounded log",
+    ),
+    route(
+        "GET",
+        "/plugins/{name}/dead-letters",
+        Scope::Read,
+        "Events the plugin skipped, with the error",
+    ),
+    route(
+        "GET",
+        "/views/{plugin}",
+        Scope::Read,
+        "Ordered scan of a view with pagination",
+    ),
+    route(
+        "GET",
+        "/views/{plugin}/_changes",
+        Scope::Read,
+        "Server-sent events, one per applied key change",
+    ),
+    route(
+        "GET",
+        "/views/{plugin}/_query/{name}",
+        Scope::Read,
+        "Run a named query the plugin exports",
+    ),
+    route(
+        "GET",
+        "/views/{plugin}/{key}",
+        Scope::Read,
+        "One view document",
+    ),
+    route("GET", "/healthz", Scope::Public, "Health"),
+    route("GET", "/metrics", Scope::Read, "Prometheus metrics"),
+    route("GET", "/openapi.json", Scope::Public, "This document"),
+];
+
+/// The scope a request needs, by method and matched route path.
+pub fn scope_of(method: &str, path: &str) -> Option<Scope> {
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && r.path == path)
+        .map(|r| r.scope)
+}
+
+fn query_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str)> {
+    let consistency = [
+        (
+            "min_position",
+            "wait until the plugin has applied this log position",
+        ),
+        (
+            "timeout_ms",
+            "how long to wait for min_position (default 5000, at most 30000)",
+        ),
+    ];
+    let mut out = Vec::new();
+    match (method, path) {
+        ("GET", "/streams/{stream}/events") => out.extend([
+            ("from_version", "first stream version (default 0)"),
+            ("limit", "most events (default 100, at most 10000)"),
+        ]),
+        ("GET", "/events") => out.extend([
+            ("from_position", "first position (default 1)"),
+            ("limit", "most events (default 100, at most 10000)"),
+        ]),
+        ("GET", "/plugins/{name}/dead-letters") => {
+            out.push(("limit", "most dead letters (default 100)"))
+        }
+        ("GET", "/views/{plugin}") => {
+            out.extend([
+                ("prefix", "only keys starting with this"),
+                ("start", "first key (inclusive)"),
+                ("end", "last key (exclusive)"),
+                ("limit", "most items (default 100, at most 1000)"),
+                ("cursor", "the cursor of the previous page"),
+            ]);
+            out.extend(consistency);
+        }
+        ("GET", "/views/{plugin}/{key}") | ("GET", "/views/{plugin}/_query/{name}") => {
+            out.extend(consistency)
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The OpenAPI 3.1 document of the routes above.
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut parameters: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        parameters.extend(query_parameters(r.method, r.path).into_iter().map(|(name, description)| {
+            json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+        }));
+        let mut operation = json!({
+            "summary": r.summary,
+            "parameters": parameters,
+            "responses": {
+                "default": {"description": "success, or an error {\"error\":{\"code\",\"message\"}}"},
+            },
+            "x-prism-scope": r.scope,
+        });
+        if r.scope != Scope::Public {
+            operation["security"] = json!([{"bearer": []}]);
+        }
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method.to_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Prism", "version": env!("CARGO_PKG_VERSION"), "description": "Append events, manage projection plugins, read views."},
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    })
+}
