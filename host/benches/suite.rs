@@ -35,7 +35,7 @@ impl Rng {
     }
 }
 
-const SEED: u64 = 0x5052_4953_4d;
+const SEED: u64 = 0x50_5249_534d;
 const ACCOUNTS: u64 = 10_000;
 
 /// One event of the bank workload, ~200 bytes of JSON in all.
@@ -213,7 +213,7 @@ fn replay_native(log: &EventLog, views: &ViewStore, family: &str) -> Result<(u64
     use prism_guest::Projection;
     let keyspace = views.keyspace("native", family)?;
     let description = account_balance::AccountBalance::describe();
-    let mut projection = account_balance::AccountBalance::default();
+    let mut projection = account_balance::AccountBalance;
     let head = log.head();
     let started = Instant::now();
     let mut position = Position::ZERO;
@@ -977,6 +977,11 @@ impl Suite {
     }
 }
 
+/// One benchmark of the suite.
+type Step = for<'a> fn(
+    &'a mut Suite,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
+
 fn which(cmd: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -1051,10 +1056,7 @@ fn main() -> Result<()> {
             figures: Vec::new(),
         };
         let started = Instant::now();
-        let steps: [(
-            &str,
-            fn(&mut Suite) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + '_>>,
-        ); 8] = [
+        let steps: [(&str, Step); 8] = [
             ("append", |s| Box::pin(s.append())),
             ("load", |s| Box::pin(s.load())),
             ("replay", |s| Box::pin(s.replay())),

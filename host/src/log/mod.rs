@@ -175,7 +175,7 @@ impl EventLog {
             .iterator_cf(&streams, IteratorMode::From(&start, Direction::Forward));
         for item in iter {
             let (key, value) = item?;
-            if key.len() != prefix_len + 8 || &key[..prefix_len] != &start[..prefix_len] {
+            if key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
                 break;
             }
             positions.push(codec::decode_u64(&value)?);

@@ -486,18 +486,17 @@ impl PluginManager {
                     let _op = self.inner.ops.lock().await;
                     {
                         let mut slots = self.inner.slots.write().expect("slots lock");
-                        if let Some(slot) = slots.get_mut(&name) {
-                            if slot
+                        if let Some(slot) = slots.get_mut(&name)
+                            && slot
                                 .candidate
                                 .as_ref()
                                 .is_some_and(|c| Arc::ptr_eq(c, &candidate))
-                            {
-                                slot.candidate = None;
-                                slot.failed_candidate = Some(FailedCandidate {
-                                    generation: candidate.generation.clone(),
-                                    error,
-                                });
-                            }
+                        {
+                            slot.candidate = None;
+                            slot.failed_candidate = Some(FailedCandidate {
+                                generation: candidate.generation.clone(),
+                                error,
+                            });
                         }
                     }
                     tracing::warn!(plugin = %name, "new generation failed; the current one keeps serving");

@@ -124,13 +124,13 @@ fn deadline_ticks(limits: &PluginLimits) -> u64 {
 
 /// A trap or host failure in words an operator can act on.
 fn explain(e: &wasmtime::Error, limits: &PluginLimits) -> String {
-    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-        if *trap == wasmtime::Trap::Interrupt {
-            return format!(
-                "the call ran longer than its deadline of {} ms and was stopped",
-                limits.call_timeout.as_millis()
-            );
-        }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
+        && *trap == wasmtime::Trap::Interrupt
+    {
+        return format!(
+            "the call ran longer than its deadline of {} ms and was stopped",
+            limits.call_timeout.as_millis()
+        );
     }
     let text = format!("{e:#}");
     if text.contains("growing memory") {
