@@ -31,7 +31,7 @@ say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 show() { echo "\$ curl $*"; curl -s "$@"; echo; }
 
 say "Plugins loaded from $demo/plugins:"
-curl -s "$base/plugins" | python3 -c 'import json,sys; [print(f"  {p[\"name\"]:<22} {p[\"state\"]}") for p in json.load(sys.stdin)["plugins"]]'
+curl -s "$base/plugins" | python3 -c 'import json,sys; [print("  %-22s %s" % (p["name"], p["state"])) for p in json.load(sys.stdin)["plugins"]]'
 
 say "Appending events to account-1 and account-2:"
 show -s -X POST "$base/streams/account-1/events" -H 'content-type: application/json' \

@@ -10,6 +10,7 @@ mod concurrent_writers;
 mod crash_recovery;
 mod durability;
 mod event_filter;
+mod example_plugins;
 mod hot_swap;
 mod idempotent_retry;
 mod languages;
