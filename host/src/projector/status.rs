@@ -217,3 +217,36 @@ impl Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_that_does_not_move_is_reported_as_stalled() {
+        let status = Status::new(Position(10));
+        status.start_replay(Position(20));
+        std::thread::sleep(Duration::from_millis(5));
+        let report = status.report(Position(20), Duration::from_millis(1));
+        assert!(report.stalled);
+        assert_eq!(report.lag, 10);
+        status.advanced(Position(20), 10);
+        let report = status.report(Position(20), Duration::from_millis(1));
+        assert!(!report.stalled, "no lag, not stalled");
+        assert_eq!(report.state, State::Live);
+    }
+
+    #[test]
+    fn replay_progress_and_eta_follow_the_position() {
+        let status = Status::new(Position::ZERO);
+        status.start_replay(Position(1000));
+        status.advanced(Position(250), 250);
+        std::thread::sleep(Duration::from_millis(60));
+        status.advanced(Position(500), 250);
+        let report = status.report(Position(1000), Duration::from_secs(30));
+        assert_eq!(report.state, State::Replaying);
+        assert_eq!(report.replay_progress, 50.0);
+        assert!(report.events_per_second > 0.0);
+        assert!(report.replay_eta_seconds.is_some_and(|eta| eta > 0.0));
+    }
+}
