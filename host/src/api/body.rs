@@ -67,3 +67,16 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
             .map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))
     }
 }
+
+/// A page size from the query string: `default` when absent, at most `max`,
+/// and 400 `invalid_limit` for 0.
+pub fn page_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(0) => Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be at least 1",
+        )),
+        Some(n) => Ok(n.min(max)),
+    }
+}

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::body::{JsonBody, Params};
+use super::body::{JsonBody, Params, page_limit};
 use super::error::ApiError;
 use crate::log::{
     AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamVersion,
@@ -161,17 +161,6 @@ pub fn event_json(e: &RecordedEvent) -> Value {
     })
 }
 
-fn clamp_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_READ_LIMIT),
-        Some(0) => Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be at least 1",
-        )),
-        Some(n) => Ok(n.min(MAX_READ_LIMIT)),
-    }
-}
-
 #[derive(Deserialize)]
 pub struct StreamReadQuery {
     from_version: Option<u64>,
@@ -183,7 +172,7 @@ pub async fn read_stream(
     Path(stream): Path<String>,
     Params(q): Params<StreamReadQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = clamp_limit(q.limit)?;
+    let limit = page_limit(q.limit, DEFAULT_READ_LIMIT, MAX_READ_LIMIT)?;
     let from = StreamVersion(q.from_version.unwrap_or(0));
     let log = state.log.clone();
     let name = stream.clone();
@@ -215,7 +204,7 @@ pub async fn read_log(
     State(state): State<AppState>,
     Params(q): Params<LogReadQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = clamp_limit(q.limit)?;
+    let limit = page_limit(q.limit, DEFAULT_READ_LIMIT, MAX_READ_LIMIT)?;
     let from = Position(q.from_position.unwrap_or(1));
     let log = state.log.clone();
     let events = tokio::task::spawn_blocking(move || log.read(from, limit))

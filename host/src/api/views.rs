@@ -19,7 +19,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::AppState;
-use super::body::Params;
+use super::body::{Params, page_limit};
 use super::error::ApiError;
 use crate::log::Position;
 use crate::plugins::{Generation, QueryFailure};
@@ -132,16 +132,7 @@ pub async fn scan(
         timeout_ms: q.timeout_ms,
     };
     let (generation, position) = serving(&state, &plugin, &c).await?;
-    let limit = match q.limit {
-        None => DEFAULT_SCAN_LIMIT,
-        Some(0) => {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
-                "limit must be at least 1",
-            ));
-        }
-        Some(n) => n.min(MAX_SCAN_LIMIT),
-    };
+    let limit = page_limit(q.limit, DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT)?;
     let prefix = q.prefix.unwrap_or_default();
     let mut start = q.start.unwrap_or_default().max(prefix.clone());
     if let Some(cursor) = q.cursor {
