@@ -62,6 +62,8 @@ fn bank_event(rng: &mut Rng, opened: &mut HashSet<u64>) -> (String, NewEvent) {
         stream,
         NewEvent {
             id: Uuid::from_u64_pair(rng.next(), rng.next()),
+            // As if the server generated it: no retry to look for.
+            client_id: false,
             event_type: event_type.to_string(),
             data: data.to_string(),
             metadata: json!({"correlation": format!("{:08x}", rng.next() as u32)}).to_string(),

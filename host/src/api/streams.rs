@@ -78,6 +78,7 @@ fn parse_event(index: usize, e: EventBody) -> Result<NewEvent, ApiError> {
             ));
         }
     };
+    let client_id = e.id.is_some();
     let id = match e.id {
         None => Uuid::new_v4(),
         Some(s) => Uuid::parse_str(&s).map_err(|_| {
@@ -89,6 +90,7 @@ fn parse_event(index: usize, e: EventBody) -> Result<NewEvent, ApiError> {
     };
     Ok(NewEvent {
         id,
+        client_id,
         event_type,
         data: e
             .data

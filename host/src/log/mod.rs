@@ -55,12 +55,28 @@ struct AppendRequest {
     reply: oneshot::Sender<Result<AppendOutcome, LogError>>,
 }
 
+/// The writer thread's mailbox. Dropping the last handle closes it and
+/// waits for the thread, so that the database is released when the log is.
+struct WriterHandle {
+    tx: Option<mpsc::Sender<AppendRequest>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A handle to the event log; clone it freely.
 #[derive(Clone)]
 pub struct EventLog {
     db: Arc<Rocks>,
     /// Requests to the single writer; it exits when every handle is dropped.
-    writer: mpsc::Sender<AppendRequest>,
+    writer: Arc<WriterHandle>,
     /// The position of the last committed event.
     head: watch::Receiver<Position>,
 }
@@ -71,10 +87,13 @@ impl EventLog {
         let head = last_position(&db)?;
         let (head_tx, head_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(8192);
-        writer::spawn(db.clone(), rx, head_tx, head)?;
+        let thread = writer::spawn(db.clone(), rx, head_tx, head)?;
         Ok(EventLog {
             db,
-            writer: tx,
+            writer: Arc::new(WriterHandle {
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
             head: head_rx,
         })
     }
@@ -101,6 +120,9 @@ impl EventLog {
             reply,
         };
         self.writer
+            .tx
+            .as_ref()
+            .expect("open until dropped")
             .send(request)
             .await
             .map_err(|_| LogError::ShuttingDown)?;

@@ -81,6 +81,9 @@ impl fmt::Display for ExpectedVersion {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: Uuid,
+    /// True when the client chose the id (so the append may be a retry);
+    /// false when the server generated it.
+    pub client_id: bool,
     pub event_type: String,
     pub data: String,
     pub metadata: String,

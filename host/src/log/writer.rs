@@ -26,7 +26,7 @@ pub(super) fn spawn(
     rx: mpsc::Receiver<AppendRequest>,
     head: watch::Sender<Position>,
     last: Position,
-) -> std::io::Result<()> {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("prism-log-writer".into())
         .spawn(move || {
@@ -35,8 +35,7 @@ pub(super) fn spawn(
                 next: last.next(),
             }
             .run(rx, head)
-        })?;
-    Ok(())
+        })
 }
 
 struct Writer {
@@ -189,13 +188,21 @@ impl Writer {
         r: &AppendRequest,
         group: &Group,
     ) -> Result<Option<AppendOutcome>, LogError> {
+        // Ids the server generated are fresh UUIDs: only ids a client chose
+        // can belong to a retry.
+        if !r.events.iter().any(|e| e.client_id) {
+            return Ok(None);
+        }
         let ids_cf = self.db.cf_handle(CF_EVENT_IDS).expect("event ids family");
-        let mut found = Vec::with_capacity(r.events.len());
-        for event in &r.events {
-            let id = *event.id.as_bytes();
-            if let Some(entry) = group.ids.get(&id) {
+        let ids: Vec<[u8; 16]> = r.events.iter().map(|e| *e.id.as_bytes()).collect();
+        let stored = self
+            .db
+            .batched_multi_get_cf(&ids_cf, ids.iter().map(|id| &id[..]), false);
+        let mut found = Vec::with_capacity(ids.len());
+        for (id, stored) in ids.iter().zip(stored) {
+            if let Some(entry) = group.ids.get(id) {
                 found.push(Some(entry.clone()));
-            } else if let Some(pos) = self.db.get_pinned_cf(&ids_cf, id)? {
+            } else if let Some(pos) = stored? {
                 found.push(Some(self.id_entry(Position(codec::decode_u64(&pos)?))?));
             } else {
                 found.push(None);
