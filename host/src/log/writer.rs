@@ -154,15 +154,19 @@ impl Writer {
             group
                 .batch
                 .put_cf(&streams_cf, codec::stream_key(&r.stream, version), pos_key);
-            group.batch.put_cf(&ids_cf, stored.id, pos_key);
-            group.ids.insert(
-                stored.id,
-                IdEntry {
-                    position,
-                    stream: r.stream.clone(),
-                    version: StreamVersion(version),
-                },
-            );
+            // Only ids a client chose can come back in a retry; a server
+            // generated id has no one to resend it, so it is not indexed.
+            if event.client_id {
+                group.batch.put_cf(&ids_cf, stored.id, pos_key);
+                group.ids.insert(
+                    stored.id,
+                    IdEntry {
+                        position,
+                        stream: r.stream.clone(),
+                        version: StreamVersion(version),
+                    },
+                );
+            }
             self.next = position.next();
             version += 1;
         }
