@@ -39,7 +39,7 @@ pub struct PluginSettings {
     pub call_timeout_ms: Option<u64>,
     /// `halt` (default) or `skip`: what to do with an event the plugin fails on.
     pub on_error: Option<PoisonPolicy>,
-    /// Most events per batch (default 2048).
+    /// Most events per batch (default 8192).
     pub max_batch_events: Option<usize>,
 }
 

@@ -42,9 +42,9 @@ pub enum PoisonPolicy {
 /// Tuning of a projector.
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectorConfig {
-    /// Most events handed to the plugin in one call. Default 2048.
+    /// Most events handed to the plugin in one call. Default 8192.
     pub max_batch_events: usize,
-    /// Most payload bytes in one batch, to stay well inside the plugin's memory. Default 2 MiB.
+    /// Most payload bytes in one batch, to stay well inside the plugin's memory. Default 4 MiB.
     pub max_batch_bytes: usize,
     pub policy: PoisonPolicy,
     pub limits: PluginLimits,
@@ -53,8 +53,8 @@ pub struct ProjectorConfig {
 impl Default for ProjectorConfig {
     fn default() -> Self {
         ProjectorConfig {
-            max_batch_events: 2048,
-            max_batch_bytes: 2 << 20,
+            max_batch_events: 8192,
+            max_batch_bytes: 4 << 20,
             policy: PoisonPolicy::Halt,
             limits: PluginLimits::default(),
         }
