@@ -539,9 +539,15 @@ impl PluginManager {
         }
     }
 
-    /// Stop a generation and drop its keyspace.
+    /// Stop a generation and drop its keyspace once no request still reads
+    /// it (a read that started just before a swap finishes on the old
+    /// generation instead of finding its keyspace gone).
     async fn retire(&self, generation: Arc<Generation>) {
         let views = self.inner.views.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&generation) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let _ = tokio::task::spawn_blocking(move || {
             generation.stop();
             if let Err(e) = views.drop_keyspace(generation.keyspace.family()) {
