@@ -41,7 +41,10 @@ async fn status_with(
     if let Some(t) = token {
         request = request.bearer_auth(t);
     }
-    let response = request.send().await.unwrap();
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} with {token:?}: {e:?}"));
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(json!(null)))
 }

@@ -114,13 +114,26 @@ pub async fn authorize(
     match tokens.scopes_of(&presented) {
         None => unauthorized(),
         Some(scopes) if scopes.contains(&needed) => next.run(request).await,
-        Some(_) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this token may not do that",
-        )
-        .into_response(),
+        Some(_) => closing(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token may not do that",
+            )
+            .into_response(),
+        ),
     }
+}
+
+/// A refusal is sent before the request body is read; closing the
+/// connection keeps a client from reusing it while the unread body is
+/// still on the wire.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 fn unauthorized() -> Response {
@@ -134,5 +147,5 @@ fn unauthorized() -> Response {
         axum::http::header::WWW_AUTHENTICATE,
         axum::http::HeaderValue::from_static("Bearer"),
     );
-    response
+    closing(response)
 }

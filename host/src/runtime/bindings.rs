@@ -11,5 +11,5 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::prism::projection::projection::{Description, Event, HandleError, QueryError};
-pub use prism::projection::logging::Level;
-pub use prism::projection::view::{Entry, ViewError, Write};
+pub use self::prism::projection::logging::Level;
+pub use self::prism::projection::view::{Entry, ViewError, Write};
