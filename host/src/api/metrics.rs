@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::histogram::Histogram;
+use crate::projector::StatusReport;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -29,6 +30,14 @@ impl Metrics {
     }
 }
 
+/// A per-plugin series: name, type, help, and how to read it off a status.
+type PluginSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&StatusReport) -> String,
+);
+
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     let m = &state.metrics;
@@ -43,69 +52,44 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         state.log.head().0
     );
     let plugins = state.plugins.list();
-    let _ = writeln!(
-        out,
-        "# HELP prism_plugin_position Last log position a plugin applied.\n# TYPE prism_plugin_position gauge"
-    );
-    for p in &plugins {
-        if let Some(c) = &p.current {
-            let _ = writeln!(
-                out,
-                "prism_plugin_position{{plugin=\"{}\"}} {}",
-                p.name, c.status.position.0
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP prism_plugin_events_total Events a plugin generation has processed.\n# TYPE prism_plugin_events_total counter"
-    );
-    for p in &plugins {
-        if let Some(c) = &p.current {
-            let _ = writeln!(
-                out,
-                "prism_plugin_events_total{{plugin=\"{}\"}} {}",
-                p.name, c.status.events_processed
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP prism_plugin_lag_events Events a plugin has yet to apply.\n# TYPE prism_plugin_lag_events gauge"
-    );
-    for p in &plugins {
-        if let Some(c) = &p.current {
-            let _ = writeln!(
-                out,
-                "prism_plugin_lag_events{{plugin=\"{}\"}} {}",
-                p.name, c.status.lag
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP prism_plugin_events_per_second Recent projection rate.\n# TYPE prism_plugin_events_per_second gauge"
-    );
-    for p in &plugins {
-        if let Some(c) = &p.current {
-            let _ = writeln!(
-                out,
-                "prism_plugin_events_per_second{{plugin=\"{}\"}} {}",
-                p.name, c.status.events_per_second
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP prism_plugin_dead_letters_total Events a plugin skipped.\n# TYPE prism_plugin_dead_letters_total counter"
-    );
-    for p in &plugins {
-        if let Some(c) = &p.current {
-            let _ = writeln!(
-                out,
-                "prism_plugin_dead_letters_total{{plugin=\"{}\"}} {}",
-                p.name, c.status.dead_letters
-            );
+    let series: [PluginSeries; 5] = [
+        (
+            "prism_plugin_position",
+            "gauge",
+            "Last log position a plugin applied.",
+            |s| s.position.0.to_string(),
+        ),
+        (
+            "prism_plugin_events_total",
+            "counter",
+            "Events a plugin generation has processed.",
+            |s| s.events_processed.to_string(),
+        ),
+        (
+            "prism_plugin_lag_events",
+            "gauge",
+            "Events a plugin has yet to apply.",
+            |s| s.lag.to_string(),
+        ),
+        (
+            "prism_plugin_events_per_second",
+            "gauge",
+            "Recent projection rate.",
+            |s| s.events_per_second.to_string(),
+        ),
+        (
+            "prism_plugin_dead_letters_total",
+            "counter",
+            "Events a plugin skipped.",
+            |s| s.dead_letters.to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for p in &plugins {
+            if let Some(c) = &p.current {
+                let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {}", p.name, value(&c.status));
+            }
         }
     }
     m.query_latency.render(

@@ -10,6 +10,6 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use exports::prism::projection::projection::{Description, Event, HandleError, QueryError};
 pub use self::prism::projection::logging::Level;
 pub use self::prism::projection::view::{Entry, ViewError, Write};
+pub use exports::prism::projection::projection::{Description, Event, HandleError, QueryError};
