@@ -57,6 +57,13 @@ async fn documents_carry_their_position_and_missing_ones_are_told_apart() {
         (status, body["error"]["code"].as_str()),
         (404, Some("unknown_plugin"))
     );
+    let (status, body) = server
+        .get(&format!("/views/bank/{}", "k".repeat(1025)))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_key"))
+    );
     let (status, body) = server.get("/views/bank/_query/nothing").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

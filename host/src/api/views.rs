@@ -96,6 +96,12 @@ pub async fn get_key(
     Path((plugin, key)): Path<(String, String)>,
     Params(c): Params<Consistency>,
 ) -> Result<Response, ApiError> {
+    if key.len() > crate::views::MAX_KEY_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            format!("keys are at most {} bytes", crate::views::MAX_KEY_BYTES),
+        ));
+    }
     let (generation, position) = serving(&state, &plugin, &c).await?;
     let started = std::time::Instant::now();
     let value = generation.keyspace.get(&key)?;
