@@ -13,10 +13,12 @@
 //! - [`plugins`]: the registry of plugin generations, hot swap, the watcher.
 //! - [`api`]: the HTTP API.
 //! - [`server`]: wiring it all together; [`config`]: settings.
-//! - [`client`]: the HTTP client behind the CLI; [`histogram`]: latency histograms.
+//! - [`client`]: the HTTP client behind the CLI; [`histogram`]: latency
+//!   histograms; [`clock`]: timestamps.
 
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod histogram;
 pub mod log;

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, watch};
@@ -123,10 +122,7 @@ impl Writer {
                 current,
             });
         }
-        let recorded_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let recorded_at_ms = crate::clock::now_ms();
         let events_cf = self.db.cf_handle(CF_EVENTS).expect("events family");
         let streams_cf = self.db.cf_handle(CF_STREAMS).expect("streams family");
         let ids_cf = self.db.cf_handle(CF_EVENT_IDS).expect("event ids family");

@@ -17,7 +17,7 @@ pub mod watcher;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -177,13 +177,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct PluginManager {
     inner: Arc<Inner>,
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
 }
 
 impl PluginManager {
@@ -405,7 +398,7 @@ impl PluginManager {
         let has_current = self.current(name).is_some();
         let keyspace_id = match stored {
             Some(entry) if !fresh && !has_current && entry.generation == hash => entry.keyspace,
-            _ => format!("{}-{}", &hash[..16], now_ms()),
+            _ => format!("{}-{}", &hash[..16], crate::clock::now_ms()),
         };
         let keyspace = self.inner.views.keyspace(name, &keyspace_id)?;
         let settings = self.settings(name);
@@ -593,7 +586,9 @@ impl PluginManager {
             return Err(PluginError::InvalidName(problem));
         }
         self.validate(bytes.clone()).await?;
-        let tmp = self.dir().join(format!(".{name}.wasm.{}.tmp", now_ms()));
+        let tmp = self
+            .dir()
+            .join(format!(".{name}.wasm.{}.tmp", crate::clock::now_ms()));
         tokio::fs::write(&tmp, &bytes).await?;
         tokio::fs::rename(&tmp, self.dir().join(format!("{name}.wasm"))).await?;
         self.install(name, bytes, false).await

@@ -9,7 +9,6 @@ pub(crate) mod stdio;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -56,10 +55,7 @@ impl PluginLog {
             message.truncate(cut);
             message.push('…');
         }
-        let at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let at_ms = crate::clock::now_ms();
         let mut inner = self.inner.lock().expect("plugin log lock");
         if inner.lines.len() == LOG_CAPACITY {
             inner.lines.pop_front();
