@@ -73,10 +73,7 @@ impl Writer {
             }
             let group_start = self.next;
             let mut group = Group::default();
-            let results: Vec<_> = requests
-                .iter_mut()
-                .map(|r| self.plan(r, &mut group))
-                .collect();
+            let results: Vec<_> = requests.iter().map(|r| self.plan(r, &mut group)).collect();
             let committed = if self.next > group_start {
                 self.db.write_opt(group.batch, &sync)
             } else {
@@ -103,11 +100,7 @@ impl Writer {
     }
 
     /// Check one request and add its writes to the group, or refuse it.
-    fn plan(
-        &mut self,
-        r: &mut AppendRequest,
-        group: &mut Group,
-    ) -> Result<AppendOutcome, LogError> {
+    fn plan(&mut self, r: &AppendRequest, group: &mut Group) -> Result<AppendOutcome, LogError> {
         if let Some(outcome) = self.already_appended(r, group)? {
             return Ok(outcome);
         }
@@ -132,16 +125,16 @@ impl Writer {
             .expect("stream heads family");
         let first_position = self.next;
         let mut version = current.map_or(0, |v| v.0 + 1);
-        for event in r.events.drain(..) {
+        for event in &r.events {
             let position = self.next;
             let stored = StoredEvent {
                 id: *event.id.as_bytes(),
                 recorded_at_ms,
                 stream_version: version,
-                stream: r.stream.clone(),
-                event_type: event.event_type,
-                data: event.data,
-                metadata: event.metadata,
+                stream: r.stream.as_str(),
+                event_type: event.event_type.as_str(),
+                data: event.data.as_str(),
+                metadata: event.metadata.as_str(),
             };
             let pos_key = codec::u64_key(position.0);
             group

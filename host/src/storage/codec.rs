@@ -8,27 +8,33 @@ use super::StorageError;
 
 const EVENT_FORMAT: u8 = 1;
 
-/// An event's fields as stored, borrowed from or owned by the caller.
+/// An event's fields as stored: owned when decoded, borrowed when the writer
+/// encodes (so appending copies no string just to encode it).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StoredEvent {
+pub(crate) struct StoredEvent<S = String> {
     pub id: [u8; 16],
     pub recorded_at_ms: u64,
     pub stream_version: u64,
-    pub stream: String,
-    pub event_type: String,
-    pub data: String,
-    pub metadata: String,
+    pub stream: S,
+    pub event_type: S,
+    pub data: S,
+    pub metadata: S,
 }
 
-pub(crate) fn encode_event(e: &StoredEvent) -> Vec<u8> {
-    let len =
-        1 + 16 + 8 + 8 + 16 + e.stream.len() + e.event_type.len() + e.data.len() + e.metadata.len();
+pub(crate) fn encode_event<S: AsRef<str>>(e: &StoredEvent<S>) -> Vec<u8> {
+    let (stream, event_type, data, metadata) = (
+        e.stream.as_ref(),
+        e.event_type.as_ref(),
+        e.data.as_ref(),
+        e.metadata.as_ref(),
+    );
+    let len = 1 + 16 + 8 + 8 + 16 + stream.len() + event_type.len() + data.len() + metadata.len();
     let mut out = Vec::with_capacity(len);
     out.push(EVENT_FORMAT);
     out.extend_from_slice(&e.id);
     out.extend_from_slice(&e.recorded_at_ms.to_le_bytes());
     out.extend_from_slice(&e.stream_version.to_le_bytes());
-    for field in [&e.stream, &e.event_type, &e.data, &e.metadata] {
+    for field in [stream, event_type, data, metadata] {
         out.extend_from_slice(&(field.len() as u32).to_le_bytes());
         out.extend_from_slice(field.as_bytes());
     }
@@ -129,10 +135,10 @@ mod tests {
             id: [0; 16],
             recorded_at_ms: 0,
             stream_version: 0,
-            stream: "s".into(),
-            event_type: "t".into(),
-            data: "{}".into(),
-            metadata: "{}".into(),
+            stream: "s",
+            event_type: "t",
+            data: "{}",
+            metadata: "{}",
         });
         assert!(decode_event(&bytes[..bytes.len() - 1]).is_err());
     }
