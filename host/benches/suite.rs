@@ -248,22 +248,26 @@ fn replay_native(log: &EventLog, views: &ViewStore, family: &str) -> Result<(u64
     while position < head {
         let mut batch = Vec::with_capacity(max_batch);
         let mut last = position;
-        log.scan(position.next(), |e| {
-            last = e.position;
-            if description.wants(&e.event_type) {
-                batch.push(prism_guest::Event {
-                    position: e.position.0,
-                    stream_id: e.stream,
-                    stream_version: e.stream_version.0,
-                    event_type: e.event_type,
-                    data: e.data,
-                    metadata: e.metadata,
-                    recorded_at: e.recorded_at_ms,
-                    id: e.id.hyphenated().to_string(),
-                });
-            }
-            batch.len() < max_batch
-        })?;
+        log.scan_where(
+            position.next(),
+            |event_type| description.wants(event_type),
+            |at, event| {
+                last = at;
+                if let Some(e) = event {
+                    batch.push(prism_guest::Event {
+                        position: e.position.0,
+                        stream_id: e.stream,
+                        stream_version: e.stream_version.0,
+                        event_type: e.event_type,
+                        data: e.data,
+                        metadata: e.metadata,
+                        recorded_at: e.recorded_at_ms,
+                        id: e.id.hyphenated().to_string(),
+                    });
+                }
+                batch.len() < max_batch
+            },
+        )?;
         let mut txn = Transaction::new();
         let mut backend = NativeBackend {
             keyspace: &keyspace,

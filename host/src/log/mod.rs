@@ -155,6 +155,22 @@ impl EventLog {
         from: Position,
         mut visit: impl FnMut(RecordedEvent) -> bool,
     ) -> Result<(), LogError> {
+        self.scan_where(
+            from,
+            |_| true,
+            |_, event| visit(event.expect("every type wanted")),
+        )
+    }
+
+    /// Visit positions from `from` on, oldest first, until `visit` returns
+    /// false. Events whose type `wants` refuses are passed as `None` without
+    /// being decoded, so skipping them costs almost nothing.
+    pub fn scan_where(
+        &self,
+        from: Position,
+        wants: impl Fn(&str) -> bool,
+        mut visit: impl FnMut(Position, Option<RecordedEvent>) -> bool,
+    ) -> Result<(), LogError> {
         let cf = self.db.cf_handle(CF_EVENTS).expect("events family");
         let start = codec::u64_key(from.0.max(1));
         let mut opts = ReadOptions::default();
@@ -165,7 +181,12 @@ impl EventLog {
         for item in iter {
             let (key, value) = item?;
             let position = Position(codec::decode_u64(&key)?);
-            if !visit(recorded(position, codec::decode_event(&value)?)) {
+            let event = if wants(codec::event_type(&value)?) {
+                Some(recorded(position, codec::decode_event(&value)?))
+            } else {
+                None
+            };
+            if !visit(position, event) {
                 break;
             }
         }

@@ -208,16 +208,22 @@ impl Projector {
         let mut scanned = 0usize;
         self.ctx
             .log
-            .scan(position.next(), |e| {
-                last = e.position;
-                scanned += 1;
-                if wanted.is_none_or(|w| w.contains(&e.event_type)) {
-                    bytes += e.data.len() + e.metadata.len();
-                    batch.push(to_wit(e));
-                }
-                // Filtered-out events are cheap: let the scan run further past them.
-                batch.len() < max_events && bytes < cfg.max_batch_bytes && scanned < max_events * 8
-            })
+            .scan_where(
+                position.next(),
+                |event_type| wanted.is_none_or(|w| w.contains(event_type)),
+                |at, event| {
+                    last = at;
+                    scanned += 1;
+                    if let Some(e) = event {
+                        bytes += e.data.len() + e.metadata.len();
+                        batch.push(to_wit(e));
+                    }
+                    // Filtered-out events are not decoded: let the scan run further past them.
+                    batch.len() < max_events
+                        && bytes < cfg.max_batch_bytes
+                        && scanned < max_events * 8
+                },
+            )
             .map_err(|e| format!("reading the log: {e}"))?;
         if last == position {
             return Ok(Some(position));

@@ -61,12 +61,28 @@ impl<'a> Reader<'a> {
         ))
     }
 
+    fn len(&mut self) -> Result<usize, StorageError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize)
+    }
+
     fn string(&mut self) -> Result<String, StorageError> {
-        let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
+        let len = self.len()?;
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec())
             .map_err(|_| StorageError::Corrupt("event field is not UTF-8".into()))
     }
+}
+
+/// Only the event type of an encoded event, without copying anything: lets
+/// a reader skip events nobody wants before paying for a full decode.
+pub(crate) fn event_type(bytes: &[u8]) -> Result<&str, StorageError> {
+    let mut r = Reader { bytes };
+    r.take(1 + 16 + 8 + 8)?;
+    let stream_len = r.len()?;
+    r.take(stream_len)?;
+    let type_len = r.len()?;
+    std::str::from_utf8(r.take(type_len)?)
+        .map_err(|_| StorageError::Corrupt("event type is not UTF-8".into()))
 }
 
 pub(crate) fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StorageError> {
@@ -126,7 +142,9 @@ mod tests {
             data: r#"{"amount":10}"#.into(),
             metadata: "{}".into(),
         };
-        assert_eq!(decode_event(&encode_event(&event)).unwrap(), event);
+        let bytes = encode_event(&event);
+        assert_eq!(decode_event(&bytes).unwrap(), event);
+        assert_eq!(event_type(&bytes).unwrap(), "Deposited");
     }
 
     #[test]
