@@ -251,10 +251,7 @@ impl PluginManager {
         let current = slot.current.as_ref().map(gen_report);
         let state = match &current {
             Some(c) if c.status.stalled => "stalled".to_string(),
-            Some(c) => serde_json::to_value(c.status.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            Some(c) => c.status.state.as_str().to_string(),
             None if slot.candidate.is_some() => "loading".to_string(),
             None => "failed".to_string(),
         };

@@ -233,7 +233,7 @@ impl Projector {
         self.ctx.status.batch_applied(started.elapsed());
         match applied {
             Applied::Ok => {
-                self.ctx.status.advanced(last, scanned as u64);
+                self.ctx.status.counted(scanned as u64);
                 Ok(Some(last))
             }
             Applied::Halted => Ok(None),
@@ -365,7 +365,7 @@ impl Projector {
             .keyspace
             .commit(txn, dead_letters, upto)
             .map_err(|e| format!("committing the batch: {e}"))?;
-        self.ctx.status.advanced(upto, 0);
+        self.ctx.status.applied(upto);
         if !txn.is_empty() && self.ctx.changes.receiver_count() > 0 {
             let _ = self.ctx.changes.send(Arc::new(CommittedChanges {
                 position: upto,

@@ -33,6 +33,18 @@ pub struct ErrorReport {
     pub at_ms: u64,
 }
 
+impl State {
+    /// The name the API uses, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Loading => "loading",
+            State::Replaying => "replaying",
+            State::Live => "live",
+            State::Failed => "failed",
+        }
+    }
+}
+
 impl ErrorReport {
     pub fn new(message: impl Into<String>, position: Option<Position>) -> Self {
         ErrorReport {
@@ -129,13 +141,23 @@ impl Status {
         s.last_progress = Instant::now();
     }
 
-    pub fn advanced(&self, position: Position, processed: u64) {
+    /// The keyspace now reflects `position` (called on every commit).
+    pub fn applied(&self, position: Position) {
         let mut s = self.lock();
-        let now = Instant::now();
         if position > s.position {
-            s.last_progress = now;
+            s.last_progress = Instant::now();
         }
         s.position = position;
+        if s.state == State::Replaying && position >= s.replay_target {
+            s.state = State::Live;
+        }
+    }
+
+    /// A batch of `processed` events (applied or filtered out) is done: one
+    /// sample for the events/s window.
+    pub fn counted(&self, processed: u64) {
+        let mut s = self.lock();
+        let now = Instant::now();
         s.processed += processed;
         let total = s.processed;
         s.samples.push_back((now, total));
@@ -145,9 +167,6 @@ impl Status {
                 .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
         {
             s.samples.pop_front();
-        }
-        if s.state == State::Replaying && position >= s.replay_target {
-            s.state = State::Live;
         }
     }
 
@@ -227,7 +246,8 @@ mod tests {
         let report = status.report(Position(20), Duration::from_millis(1));
         assert!(report.stalled);
         assert_eq!(report.lag, 10);
-        status.advanced(Position(20), 10);
+        status.applied(Position(20));
+        status.counted(10);
         let report = status.report(Position(20), Duration::from_millis(1));
         assert!(!report.stalled, "no lag, not stalled");
         assert_eq!(report.state, State::Live);
@@ -237,9 +257,11 @@ mod tests {
     fn replay_progress_and_eta_follow_the_position() {
         let status = Status::new(Position::ZERO);
         status.start_replay(Position(1000));
-        status.advanced(Position(250), 250);
+        status.applied(Position(250));
+        status.counted(250);
         std::thread::sleep(Duration::from_millis(60));
-        status.advanced(Position(500), 250);
+        status.applied(Position(500));
+        status.counted(250);
         let report = status.report(Position(1000), Duration::from_secs(30));
         assert_eq!(report.state, State::Replaying);
         assert_eq!(report.replay_progress, 50.0);
