@@ -124,19 +124,14 @@ pub struct ScanQuery {
     end: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
-    min_position: Option<u64>,
-    timeout_ms: Option<u64>,
 }
 
 pub async fn scan(
     State(state): State<AppState>,
     Path(plugin): Path<String>,
     Params(q): Params<ScanQuery>,
+    Params(c): Params<Consistency>,
 ) -> Result<Response, ApiError> {
-    let c = Consistency {
-        min_position: q.min_position,
-        timeout_ms: q.timeout_ms,
-    };
     let (generation, position) = serving(&state, &plugin, &c).await?;
     let limit = page_limit(q.limit, DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT)?;
     let prefix = q.prefix.unwrap_or_default();
@@ -192,12 +187,12 @@ pub async fn scan(
 pub async fn query(
     State(state): State<AppState>,
     Path((plugin, name)): Path<(String, String)>,
+    Params(c): Params<Consistency>,
     Params(mut params): Params<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let c = Consistency {
-        min_position: params.remove("min_position").and_then(|v| v.parse().ok()),
-        timeout_ms: params.remove("timeout_ms").and_then(|v| v.parse().ok()),
-    };
+    // The consistency parameters are the server's, not the plugin's.
+    params.remove("min_position");
+    params.remove("timeout_ms");
     let (generation, position) = serving(&state, &plugin, &c).await?;
     if !generation.description.queries.iter().any(|q| q == &name) {
         return Err(ApiError::new(
