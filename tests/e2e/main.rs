@@ -6,6 +6,7 @@ mod common;
 mod append_and_read;
 mod bad_input;
 mod bad_plugins;
+mod cli;
 mod concurrent_writers;
 mod crash_recovery;
 mod durability;

@@ -21,7 +21,12 @@ pub struct Cli {
 #[derive(clap::Args)]
 pub struct ServerArg {
     /// Base URL of a running server.
-    #[arg(long, env = "PRISM_SERVER", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "PRISM_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
     pub server: String,
 }
 
