@@ -522,7 +522,7 @@ impl Suite {
         let (native_n, native_took) = {
             let (log, views) = prism::server::open_stores(&data)?;
             let r = replay_native(&log, &views, "bench")?;
-            views.drop_keyspace(&prism::views::family_name("native", "bench"))?;
+            views.drop_unowned(&prism::views::family_name("native", "bench"))?;
             r
         };
         let native = rate(native_n, native_took);

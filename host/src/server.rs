@@ -11,7 +11,7 @@ use crate::api::auth::Tokens;
 use crate::api::{self, ApiLimits, AppState, Metrics};
 use crate::config::Config;
 use crate::log::EventLog;
-use crate::plugins::{PluginManager, PluginsConfig, watcher};
+use crate::plugins::{ComponentStore, PluginManager, PluginsConfig, watcher};
 use crate::runtime::Runtime;
 use crate::storage;
 use crate::views::ViewStore;
@@ -42,10 +42,12 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| config.data.join("cache"));
     let runtime = Runtime::new(&cache)?;
+    let components = ComponentStore::open(&config.data.join("components"))?;
     let plugins = PluginManager::new(
         runtime,
         log.clone(),
         views,
+        components,
         PluginsConfig {
             dir: config.plugins.clone(),
             defaults: config.plugin_defaults.clone(),
@@ -54,7 +56,8 @@ pub async fn serve(
         },
         tokio::runtime::Handle::current(),
     );
-    plugins.start(&config.data).await?;
+    // Returns at once: plugins load in the background while HTTP serves.
+    plugins.start().await?;
     let _watcher = watcher::watch(plugins.clone())?;
     let state = AppState {
         log,

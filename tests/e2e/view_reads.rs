@@ -93,16 +93,80 @@ async fn a_client_reads_its_own_writes_with_min_position() {
 
 #[tokio::test]
 async fn waiting_for_a_position_that_never_comes_times_out_clearly() {
-    let server = bank_server().await;
+    let server = TestServer::start().await;
+    bank_workload(&server, 200, 100).await;
+    let head = server.head().await;
     server
-        .append("account-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .put_plugin("bank", &example_plugin("account-balance"))
         .await;
-    server.wait_caught_up("bank").await;
+    // Still replaying 20,000 events: not there within a millisecond.
     let (status, body) = server
-        .get("/views/bank/account-1?min_position=999&timeout_ms=200")
+        .get(&format!(
+            "/views/bank/account-1?min_position={head}&timeout_ms=1"
+        ))
         .await;
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["error"]["code"], "position_not_reached");
+    server.wait_caught_up("bank").await;
+
+    // A position no append has returned is a different answer, at once.
+    let started = std::time::Instant::now();
+    let (status, body) = server
+        .get(&format!(
+            "/views/bank/account-1?min_position={}&timeout_ms=5000",
+            head + 10
+        ))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "position_beyond_head");
+    assert_eq!(body["error"]["head"], head);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn waiting_on_a_failed_plugin_answers_at_once_with_its_error() {
+    let server = TestServer::start().await;
+    server
+        .append(
+            "account-1",
+            &[("Deposited", json!({"amount": 1})), ("Poison", json!({}))],
+        )
+        .await;
+    server.install_file("counter", &crate::common::test_plugin("trap-on-event"));
+    server
+        .wait_plugin("counter", Duration::from_secs(60), |p| {
+            p["state"] == "failed"
+        })
+        .await;
+    server
+        .append("account-1", &[("Deposited", json!({"amount": 1}))])
+        .await;
+    let head = server.head().await;
+    let started = std::time::Instant::now();
+    let response = server
+        .http
+        .get(server.url(&format!(
+            "/views/counter/account-1?min_position={head}&timeout_ms=10000"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "it did not wait for the timeout"
+    );
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["prism-state"], "failed");
+    assert_eq!(response.headers()["prism-position"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "plugin_failed");
+    assert!(
+        body["error"]["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Poison"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

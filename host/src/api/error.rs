@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields inside `error` (e.g. `current_version` on a conflict).
     pub details: Map<String, Value>,
+    /// Seconds after which a retry may succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,7 +27,13 @@ impl ApiError {
             code,
             message: message.into(),
             details: Map::new(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -56,7 +64,13 @@ impl IntoResponse for ApiError {
         let mut error = self.details;
         error.insert("code".into(), json!(self.code));
         error.insert("message".into(), json!(self.message));
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -86,13 +100,14 @@ impl From<LogError> for ApiError {
 impl From<PluginError> for ApiError {
     fn from(e: PluginError) -> Self {
         match e {
-            PluginError::InvalidName(m) => ApiError::bad_request("invalid_plugin_name", m),
             PluginError::Unknown(name) => ApiError::unknown_plugin(&name),
             PluginError::Invalid(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", m)
             }
+            PluginError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             PluginError::Io(e) => ApiError::internal(e),
             PluginError::Storage(e) => ApiError::internal(e),
+            PluginError::Internal(m) => ApiError::internal(m),
         }
     }
 }

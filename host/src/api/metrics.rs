@@ -87,8 +87,8 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     for (name, kind, help, value) in series {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for p in &plugins {
-            if let Some(c) = &p.current {
-                let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {}", p.name, value(&c.status));
+            if let Some(s) = &p.status {
+                let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {}", p.name, value(s));
             }
         }
     }
@@ -100,13 +100,16 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     );
     let mut first = true;
     for p in &plugins {
-        if let Some(generation) = state.plugins.current(&p.name) {
+        let Ok(name) = crate::plugins::PluginName::parse(&p.name) else {
+            continue;
+        };
+        if let Ok(generation) = state.plugins.serving(&name) {
             let help = if first {
                 "Time to apply one batch (handle + commit)."
             } else {
                 ""
             };
-            generation.status.batch_latency().render(
+            generation.status().batch_latency().render(
                 &mut out,
                 "prism_plugin_batch_seconds",
                 help,

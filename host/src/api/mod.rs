@@ -29,7 +29,9 @@ use serde_json::{Value, json};
 
 pub use metrics::Metrics;
 pub use streams::{DEFAULT_READ_LIMIT, MAX_READ_LIMIT};
-pub use views::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT, POSITION_HEADER};
+pub use views::{
+    DEFAULT_SCAN_LIMIT, GENERATION_HEADER, MAX_SCAN_LIMIT, POSITION_HEADER, STATE_HEADER,
+};
 
 use crate::log::EventLog;
 use crate::plugins::PluginManager;
@@ -102,6 +104,13 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         .route("/events", get(streams::read_log))
         .route("/plugins", get(plugins::list))
         .route("/plugins/{name}/rebuild", post(plugins::rebuild))
+        .route("/plugins/{name}/promote", post(plugins::promote))
+        .route("/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/plugins/{name}/diff", get(plugins::diff))
+        .route(
+            "/plugins/{name}/candidate",
+            axum::routing::delete(plugins::discard_candidate),
+        )
         .route("/plugins/{name}/logs", get(plugins::logs))
         .route("/plugins/{name}/dead-letters", get(plugins::dead_letters))
         .route("/views/{plugin}", get(views::scan))

@@ -1,5 +1,6 @@
-//! Plugin administration and status: `/plugins`, `/plugins/{name}` and its
-//! logs and dead letters.
+//! Plugin administration and status: `/plugins`, `/plugins/{name}`, its
+//! deploy actions (rebuild, promote, rollback, diff, discarding the
+//! candidate), its logs and its dead letters.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,15 +9,21 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::body::{Body, Params};
+use super::body::{Body, Params, page_limit};
 use super::error::ApiError;
-use crate::plugins::names::name_problem;
+use super::views::plugin_name;
+use crate::plugins::{InstallOutcome, PluginName, Unavailable};
 
-fn checked(name: &str) -> Result<(), ApiError> {
-    match name_problem(name) {
-        Some(problem) => Err(ApiError::bad_request("invalid_plugin_name", problem)),
-        None => Ok(()),
-    }
+/// Default and largest page of dead letters.
+pub const DEFAULT_DEAD_LETTER_LIMIT: usize = 100;
+pub const MAX_DEAD_LETTER_LIMIT: usize = 10_000;
+
+fn status_of(state: &AppState, name: &PluginName) -> Result<Value, ApiError> {
+    let report = state
+        .plugins
+        .report(name)
+        .ok_or_else(|| ApiError::unknown_plugin(name.as_str()))?;
+    serde_json::to_value(report).map_err(ApiError::internal)
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
@@ -27,13 +34,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let report = state
-        .plugins
-        .report(&name)
-        .ok_or_else(|| ApiError::unknown_plugin(&name))?;
-    Ok(Json(
-        serde_json::to_value(report).map_err(ApiError::internal)?,
-    ))
+    Ok(Json(status_of(&state, &plugin_name(&name)?)?))
 }
 
 pub async fn put(
@@ -41,16 +42,16 @@ pub async fn put(
     Path(name): Path<String>,
     Body(bytes): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    checked(&name)?;
+    let name = plugin_name(&name)?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_plugin",
             "the body must be a .wasm component",
         ));
     }
-    let outcome = state.plugins.put_file(&name, bytes.to_vec()).await?;
+    let outcome = state.plugins.put(&name, bytes.to_vec()).await?;
     let status = match outcome {
-        crate::plugins::InstallOutcome::Started => StatusCode::CREATED,
+        InstallOutcome::Started => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
     Ok((
@@ -63,8 +64,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    checked(&name)?;
-    state.plugins.delete_file(&name).await?;
+    state.plugins.remove(&plugin_name(&name)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -72,7 +72,7 @@ pub async fn rebuild(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    checked(&name)?;
+    let name = plugin_name(&name)?;
     let outcome = state.plugins.rebuild(&name).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -80,15 +80,74 @@ pub async fn rebuild(
     ))
 }
 
+pub async fn promote(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let name = plugin_name(&name)?;
+    state.plugins.promote(&name).await?;
+    Ok(Json(status_of(&state, &name)?))
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let name = plugin_name(&name)?;
+    state.plugins.rollback(&name).await?;
+    Ok((StatusCode::ACCEPTED, Json(status_of(&state, &name)?)))
+}
+
+pub async fn discard_candidate(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .plugins
+        .discard_candidate(&plugin_name(&name)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct DiffQuery {
+    sample: Option<usize>,
+}
+
+pub async fn diff(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Params(q): Params<DiffQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let sample = q.sample.unwrap_or(10);
+    let report = state.plugins.diff(&plugin_name(&name)?, sample).await?;
+    Ok(Json(
+        serde_json::to_value(report).map_err(ApiError::internal)?,
+    ))
+}
+
+/// The generation that serves, for the routes that show its own data.
+fn serving(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<crate::plugins::Generation>, ApiError> {
+    match state.plugins.serving(&plugin_name(name)?) {
+        Ok(g) => Ok(g),
+        Err(Unavailable::Unknown) => Err(ApiError::unknown_plugin(name)),
+        Err(Unavailable::NotServing { state, .. }) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "plugin_unavailable",
+            format!("plugin {name:?} has no serving generation ({state})"),
+        )),
+    }
+}
+
 pub async fn logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let generation = state
-        .plugins
-        .current(&name)
-        .ok_or_else(|| ApiError::unknown_plugin(&name))?;
-    let (lines, dropped) = generation.plugin_log.snapshot();
+    let generation = serving(&state, &name)?;
+    let (lines, dropped) = generation.plugin_log().snapshot();
     Ok(Json(json!({ "lines": lines, "dropped": dropped })))
 }
 
@@ -102,12 +161,12 @@ pub async fn dead_letters(
     Path(name): Path<String>,
     Params(q): Params<DeadLetterQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let generation = state
-        .plugins
-        .current(&name)
-        .ok_or_else(|| ApiError::unknown_plugin(&name))?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let records = generation.keyspace.dead_letters(limit)?;
+    let generation = serving(&state, &name)?;
+    let limit = page_limit(q.limit, DEFAULT_DEAD_LETTER_LIMIT, MAX_DEAD_LETTER_LIMIT)?;
+    let keyspace = generation.keyspace().clone();
+    let records = tokio::task::spawn_blocking(move || keyspace.dead_letters(limit))
+        .await
+        .map_err(ApiError::internal)??;
     let letters: Vec<Value> = records
         .iter()
         .filter_map(|r| serde_json::from_str(r).ok())

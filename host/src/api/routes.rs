@@ -86,6 +86,30 @@ pub const ROUTES: &[Route] = &[
         "Replay a plugin into a fresh generation (blue/green)",
     ),
     route(
+        "POST",
+        "/plugins/{name}/promote",
+        Scope::Admin,
+        "Cut over to the caught-up candidate now (with cutover = \"manual\")",
+    ),
+    route(
+        "POST",
+        "/plugins/{name}/rollback",
+        Scope::Admin,
+        "Bring the previous generation back: it catches up, then serves; the file is rewritten with its bytes",
+    ),
+    route(
+        "GET",
+        "/plugins/{name}/diff",
+        Scope::Read,
+        "Compare the caught-up candidate with the serving generation at one log position",
+    ),
+    route(
+        "DELETE",
+        "/plugins/{name}/candidate",
+        Scope::Admin,
+        "Discard the candidate; the file is rewritten with the serving generation's bytes",
+    ),
+    route(
         "GET",
         "/plugins/{name}/logs",
         Scope::Read,
@@ -156,8 +180,12 @@ fn query_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str
             ("limit", "most events (default 100, at most 10000)"),
         ]),
         ("GET", "/plugins/{name}/dead-letters") => {
-            out.push(("limit", "most dead letters (default 100)"))
+            out.push(("limit", "most dead letters (default 100, at most 10000)"))
         }
+        ("GET", "/plugins/{name}/diff") => out.push((
+            "sample",
+            "most examples of each kind of difference (default 10, at most 100)",
+        )),
         ("GET", "/views/{plugin}") => {
             out.extend([
                 ("prefix", "only keys starting with this"),

@@ -22,8 +22,8 @@ use super::AppState;
 use super::body::{Params, page_limit};
 use super::error::ApiError;
 use crate::log::Position;
-use crate::plugins::{Generation, QueryFailure};
-use crate::projector::CommittedChanges;
+use crate::plugins::{Generation, PluginName, Unavailable};
+use crate::projector::{CommittedChanges, QueryFailure, State as GenState};
 
 /// Default and largest page of a scan.
 pub const DEFAULT_SCAN_LIMIT: usize = 100;
@@ -34,6 +34,10 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
 pub const POSITION_HEADER: &str = "prism-position";
+/// The content hash of the generation that answered.
+pub const GENERATION_HEADER: &str = "prism-generation";
+/// That generation's state: `live`, `replaying`, `loading`, `failed`.
+pub const STATE_HEADER: &str = "prism-state";
 
 #[derive(Deserialize, Default)]
 pub struct Consistency {
@@ -41,80 +45,208 @@ pub struct Consistency {
     timeout_ms: Option<u64>,
 }
 
-/// The serving generation of `plugin`, once it has applied `min_position`.
-async fn serving(
-    state: &AppState,
-    plugin: &str,
-    c: &Consistency,
-) -> Result<(Arc<Generation>, Position), ApiError> {
-    let generation = state
-        .plugins
-        .current(plugin)
-        .ok_or_else(|| ApiError::unknown_plugin(plugin))?;
-    let mut applied = generation.applied.clone();
-    if let Some(min) = c.min_position {
-        let wait = c
-            .timeout_ms
-            .map_or(DEFAULT_WAIT, Duration::from_millis)
-            .min(MAX_WAIT);
-        let reached = tokio::time::timeout(wait, applied.wait_for(|p| p.0 >= min))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        if !reached {
-            let at = *applied.borrow();
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "position_not_reached",
-                format!(
-                    "plugin {plugin:?} has applied position {at}, not {min}, after {} ms",
-                    wait.as_millis()
-                ),
+/// The generation that answered a read and the position it reflected.
+pub struct Served {
+    generation: Arc<Generation>,
+    position: Position,
+}
+
+impl Served {
+    /// `body` with the headers that say what answered: the position the
+    /// view reflects, the generation and its state.
+    fn respond(&self, body: impl IntoResponse) -> Response {
+        let mut response = body.into_response();
+        self.stamp(response.headers_mut());
+        response
+    }
+
+    fn stamp(&self, headers: &mut HeaderMap) {
+        headers.insert(POSITION_HEADER, HeaderValue::from(self.position.0));
+        if let Ok(v) = HeaderValue::from_str(self.generation.hash().as_str()) {
+            headers.insert(GENERATION_HEADER, v);
+        }
+        headers.insert(
+            STATE_HEADER,
+            HeaderValue::from_static(self.generation.state().as_str()),
+        );
+    }
+
+    /// An error answer that still says what answered.
+    fn error(&self, e: ApiError) -> Response {
+        self.respond(e)
+    }
+}
+
+pub(super) fn plugin_name(name: &str) -> Result<PluginName, ApiError> {
+    PluginName::parse(name).map_err(|e| ApiError::bad_request("invalid_plugin_name", e.to_string()))
+}
+
+fn unavailable(plugin: &str, why: Unavailable) -> ApiError {
+    match why {
+        Unavailable::Unknown => ApiError::unknown_plugin(plugin),
+        Unavailable::NotServing { state, error } => {
+            let message = match &error {
+                Some(e) => format!("plugin {plugin:?} has no working generation: {}", e.message),
+                None => format!("plugin {plugin:?} is loading and has no view yet"),
+            };
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "plugin_unavailable",
+                message,
             )
-            .with("position", json!(at.0)));
+            .with("state", json!(state))
+            .with("last_error", json!(error))
         }
     }
-    let position = *applied.borrow();
-    Ok((generation, position))
 }
 
-fn with_position(position: Position, body: impl IntoResponse) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(POSITION_HEADER, HeaderValue::from(position.0));
-    (headers, body).into_response()
-}
-
-fn document(text: &str) -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        text.to_string(),
-    )
-        .into_response()
+/// The serving generation of `plugin`, once it has applied `min_position`.
+/// A generation replaced while a reader waits hands the wait on to the one
+/// that replaced it.
+async fn serving(state: &AppState, plugin: &str, c: &Consistency) -> Result<Served, Response> {
+    let name = plugin_name(plugin).map_err(IntoResponse::into_response)?;
+    let deadline = tokio::time::Instant::now()
+        + c.timeout_ms
+            .map_or(DEFAULT_WAIT, Duration::from_millis)
+            .min(MAX_WAIT);
+    loop {
+        let generation = match state.plugins.serving(&name) {
+            Ok(g) => g,
+            // A reader that waits for a position also waits for a plugin
+            // that is still loading to start serving.
+            Err(Unavailable::NotServing {
+                state: "loading", ..
+            }) if c.min_position.is_some() => {
+                if let Some(mut snapshot) = state.plugins.watch(&name) {
+                    let started = tokio::time::timeout_at(
+                        deadline,
+                        snapshot.wait_for(|s| s.serving.is_some() || !s.exists()),
+                    )
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                    if started {
+                        continue;
+                    }
+                }
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "position_not_reached",
+                    format!("plugin {plugin:?} was still loading when the wait ended"),
+                )
+                .into_response());
+            }
+            Err(why) => return Err(unavailable(plugin, why).into_response()),
+        };
+        let mut progress = generation.progress();
+        let Some(min) = c.min_position else {
+            let position = progress.borrow().position;
+            return Ok(Served {
+                generation,
+                position,
+            });
+        };
+        let head = state.log.head();
+        let at = progress.borrow().position;
+        let served = |position| Served {
+            generation: generation.clone(),
+            position,
+        };
+        if at.0 >= min {
+            return Ok(served(at));
+        }
+        if min > head.0 {
+            return Err(served(at).error(
+                ApiError::bad_request(
+                    "position_beyond_head",
+                    format!(
+                        "position {min} is beyond the log's head ({head}): no append returned it"
+                    ),
+                )
+                .with("head", json!(head.0)),
+            ));
+        }
+        if generation.state() == GenState::Failed {
+            let report = generation.report(head, Duration::MAX);
+            return Err(served(at).error(
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "plugin_failed",
+                    format!(
+                        "plugin {plugin:?} stopped at position {at} and will not reach {min}: {}",
+                        report
+                            .last_error
+                            .as_ref()
+                            .map_or("failed", |e| e.message.as_str())
+                    ),
+                )
+                .with("position", json!(at.0))
+                .with("last_error", json!(report.last_error)),
+            ));
+        }
+        let reached = tokio::time::timeout_at(
+            deadline,
+            progress.wait_for(|p| p.position.0 >= min || p.ended),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        match reached {
+            // Reached it, or the generation ended: look again.
+            true => continue,
+            false => {
+                let at = progress.borrow().position;
+                return Err(served(at).error(
+                    ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "position_not_reached",
+                        format!("plugin {plugin:?} has applied position {at}, not {min}, in time"),
+                    )
+                    .with("position", json!(at.0)),
+                ));
+            }
+        }
+    }
 }
 
 pub async fn get_key(
     State(state): State<AppState>,
     Path((plugin, key)): Path<(String, String)>,
     Params(c): Params<Consistency>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Response> {
     if key.len() > crate::views::MAX_KEY_BYTES {
         return Err(ApiError::bad_request(
             "invalid_key",
             format!("keys are at most {} bytes", crate::views::MAX_KEY_BYTES),
-        ));
+        )
+        .into_response());
     }
-    let (generation, position) = serving(&state, &plugin, &c).await?;
+    let served = serving(&state, &plugin, &c).await?;
     let started = std::time::Instant::now();
-    let value = generation.keyspace.get(&key)?;
+    let keyspace = served.generation.keyspace().clone();
+    let lookup = key.clone();
+    let value = tokio::task::spawn_blocking(move || keyspace.get(&lookup))
+        .await
+        .map_err(|e| served.error(ApiError::internal(e)))?
+        .map_err(|e| served.error(e.into()))?;
     state.metrics.query_latency(started.elapsed());
     match value {
-        Some(v) => Ok(with_position(position, document(&v))),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("plugin {plugin:?} has no document at key {key:?}"),
-        )
-        .with("position", json!(position.0))),
+        Some(v) => Ok(served.respond(document(v))),
+        None => Err(served.error(
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("plugin {plugin:?} has no document at key {key:?}"),
+            )
+            .with("position", json!(served.position.0)),
+        )),
     }
+}
+
+fn document(text: String) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -131,9 +263,10 @@ pub async fn scan(
     Path(plugin): Path<String>,
     Params(q): Params<ScanQuery>,
     Params(c): Params<Consistency>,
-) -> Result<Response, ApiError> {
-    let (generation, position) = serving(&state, &plugin, &c).await?;
-    let limit = page_limit(q.limit, DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT)?;
+) -> Result<Response, Response> {
+    let served = serving(&state, &plugin, &c).await?;
+    let fail = |e: ApiError| served.error(e);
+    let limit = page_limit(q.limit, DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT).map_err(fail)?;
     let prefix = q.prefix.unwrap_or_default();
     let mut start = q.start.unwrap_or_default().max(prefix.clone());
     if let Some(cursor) = q.cursor {
@@ -141,16 +274,16 @@ pub async fn scan(
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| {
-                ApiError::bad_request(
+                fail(ApiError::bad_request(
                     "invalid_cursor",
                     "the cursor is not one this server gave out",
-                )
+                ))
             })?;
         // The smallest key after `last`.
         start = start.max(format!("{last}\0"));
     }
     let end = q.end;
-    let keyspace = generation.keyspace.clone();
+    let keyspace = served.generation.keyspace().clone();
     let (items, more) = tokio::task::spawn_blocking(move || {
         let mut items: Vec<(String, String)> = Vec::new();
         let mut more = false;
@@ -168,7 +301,8 @@ pub async fn scan(
         Ok::<_, crate::storage::StorageError>((items, more))
     })
     .await
-    .map_err(ApiError::internal)??;
+    .map_err(|e| fail(ApiError::internal(e)))?
+    .map_err(|e| fail(e.into()))?;
     let cursor =
         (more && !items.is_empty()).then(|| hex::encode(&items.last().expect("non-empty").0));
     let items: Vec<Value> = items
@@ -181,7 +315,7 @@ pub async fn scan(
     if let Some(cursor) = cursor {
         body["cursor"] = json!(cursor);
     }
-    Ok(with_position(position, Json(body)))
+    Ok(served.respond(Json(body)))
 }
 
 pub async fn query(
@@ -189,43 +323,56 @@ pub async fn query(
     Path((plugin, name)): Path<(String, String)>,
     Params(c): Params<Consistency>,
     Params(mut params): Params<BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Response> {
     // The consistency parameters are the server's, not the plugin's.
     params.remove("min_position");
     params.remove("timeout_ms");
-    let (generation, position) = serving(&state, &plugin, &c).await?;
-    if !generation.description.queries.iter().any(|q| q == &name) {
-        return Err(ApiError::new(
+    let served = serving(&state, &plugin, &c).await?;
+    let fail = |e: ApiError| served.error(e);
+    if let Some(described) = served.generation.described()
+        && !described.queries.iter().any(|q| q == &name)
+    {
+        return Err(fail(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_query",
             format!(
                 "plugin {plugin:?} has no query {name:?} (it has: {})",
-                generation.description.queries.join(", ")
+                described.queries.join(", ")
             ),
-        ));
+        )));
     }
-    let params = serde_json::to_string(&params).map_err(ApiError::internal)?;
+    let params = serde_json::to_string(&params).map_err(|e| fail(ApiError::internal(e)))?;
     let started = std::time::Instant::now();
-    let answer = tokio::task::spawn_blocking(move || generation.query(&name, &params))
-        .await
-        .map_err(ApiError::internal)?;
+    let answer = served.generation.query(name, params).await;
     state.metrics.query_latency(started.elapsed());
     match answer {
-        Ok(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(_) => Ok(with_position(position, document(&text))),
-            Err(e) => Err(ApiError::new(
+        Ok(text) => match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+            Ok(_) => Ok(served.respond(document(text))),
+            Err(e) => Err(fail(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "query_failed",
                 format!("the query's answer is not JSON: {e}"),
-            )),
+            ))),
         },
-        Err(QueryFailure::Unknown(m)) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_query", m))
+        Err(QueryFailure::Unknown(m)) => Err(fail(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_query",
+            m,
+        ))),
+        Err(QueryFailure::InvalidParams(m)) => {
+            Err(fail(ApiError::bad_request("invalid_params", m)))
         }
-        Err(QueryFailure::InvalidParams(m)) => Err(ApiError::bad_request("invalid_params", m)),
-        Err(QueryFailure::Failed(m)) => {
-            Err(ApiError::new(StatusCode::BAD_GATEWAY, "query_failed", m))
-        }
+        Err(QueryFailure::Failed(m)) => Err(fail(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "query_failed",
+            m,
+        ))),
+        Err(QueryFailure::Busy(m)) => Err(fail(
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "query_busy", m).retry_after(1),
+        )),
+        Err(QueryFailure::Loading(m)) => Err(fail(
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "plugin_loading", m).retry_after(1),
+        )),
     }
 }
 
@@ -233,11 +380,12 @@ pub async fn changes(
     State(state): State<AppState>,
     Path(plugin): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let name = plugin_name(&plugin)?;
     let generation = state
         .plugins
-        .current(&plugin)
-        .ok_or_else(|| ApiError::unknown_plugin(&plugin))?;
-    let feed = BroadcastStream::new(generation.changes.subscribe());
+        .serving(&name)
+        .map_err(|why| unavailable(&plugin, why))?;
+    let feed = BroadcastStream::new(generation.subscribe_changes());
     // A client that falls behind the bounded buffer is told and disconnected,
     // so that it never slows down the projector.
     let stream = futures::stream::unfold((feed, false), |(mut feed, done)| async move {

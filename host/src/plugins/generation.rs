@@ -1,179 +1,229 @@
-//! One generation of a plugin: a compiled file, its keyspace, its projector
-//! thread, and a separate instance for queries.
+//! One generation of a plugin: its keyspace, readable from the moment the
+//! generation exists; its projection once loaded; the projector thread that
+//! feeds the keyspace; and the bounded query slots that read it.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use serde::Serialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 
+use super::names::PluginName;
+use super::record::{ContentHash, GenRecord};
 use crate::log::{EventLog, Position};
 use crate::projector::{
-    CommittedChanges, Projector, ProjectorConfig, ProjectorContext, State, Status, StatusReport,
+    CommittedChanges, Described, ErrorReport, Progress, Projection, Projector, ProjectorConfig,
+    ProjectorContext, ProjectorEvent, QueryFailure, State, Status, StatusReport,
 };
-use crate::runtime::bindings::{Description, QueryError};
-use crate::runtime::view::ViewAccess;
-use crate::runtime::{CallError, CompiledPlugin, PluginInstance, PluginLog, Runtime};
-use crate::views::Keyspace;
+use crate::runtime::PluginLog;
+use crate::storage::StorageError;
+use crate::views::{Keyspace, ViewStore};
 
-/// What the plugin said about itself.
-#[derive(Debug, Clone, Serialize)]
-pub struct Described {
-    pub name: String,
-    pub version: String,
-    pub event_types: Vec<String>,
-    pub queries: Vec<String>,
-}
+/// How long a query waits for a free slot before it is answered `503`.
+pub const QUERY_SLOT_WAIT: Duration = Duration::from_secs(1);
 
-impl From<Description> for Described {
-    fn from(d: Description) -> Self {
-        Described {
-            name: d.name,
-            version: d.version,
-            event_types: d.event_types,
-            queries: d.queries,
-        }
-    }
+/// A running projector: the signal that stops it and its thread.
+struct Run {
+    stop: watch::Sender<bool>,
+    thread: JoinHandle<()>,
 }
 
 pub struct Generation {
-    pub plugin: String,
-    /// The content hash of the plugin file (hex SHA-256).
-    pub generation: String,
-    pub description: Described,
-    pub keyspace: Keyspace,
-    pub status: Arc<Status>,
-    pub plugin_log: Arc<PluginLog>,
-    /// The position the keyspace reflects.
-    pub applied: watch::Receiver<Position>,
-    pub changes: broadcast::Sender<Arc<CommittedChanges>>,
-    pub config: ProjectorConfig,
-    runtime: Runtime,
-    compiled: CompiledPlugin,
-    stop: watch::Sender<bool>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// Queries run one at a time on their own instance, never the projector's.
-    query_instance: Mutex<Option<PluginInstance>>,
-}
-
-/// Why a query did not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum QueryFailure {
-    #[error("{0}")]
-    Unknown(String),
-    #[error("{0}")]
-    InvalidParams(String),
-    #[error("{0}")]
-    Failed(String),
+    plugin: PluginName,
+    record: GenRecord,
+    keyspace: Keyspace,
+    status: Arc<Status>,
+    plugin_log: Arc<PluginLog>,
+    /// The position the keyspace reflects; readers wait on it.
+    progress: Arc<watch::Sender<Progress>>,
+    /// Every committed batch's changes, for `_changes`.
+    changes: broadcast::Sender<Arc<CommittedChanges>>,
+    /// Set once the projection is loaded (compiled, described).
+    projection: OnceLock<Arc<dyn Projection>>,
+    run: Mutex<Option<Run>>,
+    /// A position the projector must not pass (see `hold_at`).
+    hold: watch::Sender<Option<Position>>,
+    /// Queries running at once against this generation.
+    query_slots: Arc<Semaphore>,
 }
 
 impl Generation {
-    /// Start a generation: its projector begins at the keyspace's checkpoint.
-    #[allow(clippy::too_many_arguments)]
-    pub fn start(
-        plugin: &str,
-        generation: &str,
-        description: Described,
-        runtime: Runtime,
-        compiled: CompiledPlugin,
+    /// Open the generation's keyspace (creating it empty if new). It is
+    /// readable at once; it is `loading` until a projection is attached.
+    pub fn open(
+        plugin: &PluginName,
+        record: GenRecord,
+        views: &ViewStore,
         plugin_log: Arc<PluginLog>,
-        log: EventLog,
-        keyspace: Keyspace,
-        config: ProjectorConfig,
-        rt: tokio::runtime::Handle,
-    ) -> std::io::Result<Arc<Self>> {
-        let checkpoint = keyspace.checkpoint().unwrap_or(Position::ZERO);
-        let status = Arc::new(Status::new(checkpoint));
-        let (applied_tx, applied_rx) = watch::channel(checkpoint);
+    ) -> Result<Arc<Generation>, StorageError> {
+        let keyspace = views.keyspace(plugin.as_str(), &record.keyspace)?;
+        let checkpoint = keyspace.checkpoint()?;
         let (changes, _) = broadcast::channel(1024);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let wanted = (!description.event_types.is_empty()).then(|| {
-            description
-                .event_types
-                .iter()
-                .cloned()
-                .collect::<HashSet<_>>()
-        });
-        let ctx = ProjectorContext {
-            plugin: plugin.to_string(),
-            runtime: runtime.clone(),
-            compiled: compiled.clone(),
-            log,
-            keyspace: keyspace.clone(),
-            config,
-            status: status.clone(),
-            plugin_log: plugin_log.clone(),
-            applied: applied_tx,
-            changes: changes.clone(),
-            stop: stop_rx,
-            wanted,
-        };
-        let thread = Projector::spawn(ctx, rt)?;
         Ok(Arc::new(Generation {
-            plugin: plugin.to_string(),
-            generation: generation.to_string(),
-            description,
+            plugin: plugin.clone(),
+            query_slots: Arc::new(Semaphore::new(record.settings.query_instances())),
+            record,
             keyspace,
-            status,
+            status: Arc::new(Status::new(checkpoint)),
             plugin_log,
-            applied: applied_rx,
+            progress: Arc::new(watch::Sender::new(Progress {
+                position: checkpoint,
+                ended: false,
+            })),
             changes,
-            config,
-            runtime,
-            compiled,
-            stop: stop_tx,
-            thread: Mutex::new(Some(thread)),
-            query_instance: Mutex::new(None),
+            projection: OnceLock::new(),
+            run: Mutex::new(None),
+            hold: watch::Sender::new(None),
         }))
     }
 
-    /// Stop the projector and wait for its thread (blocking).
-    pub fn stop(&self) {
-        self.stop.send_replace(true);
-        if let Some(thread) = self.thread.lock().expect("thread lock").take() {
-            let _ = thread.join();
-        }
+    pub fn hash(&self) -> &ContentHash {
+        &self.record.hash
+    }
+
+    pub fn record(&self) -> &GenRecord {
+        &self.record
+    }
+
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    pub fn plugin_log(&self) -> &Arc<PluginLog> {
+        &self.plugin_log
+    }
+
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
     }
 
     pub fn state(&self) -> State {
         self.status.state()
     }
 
-    pub fn report(&self, head: Position, stall_after: std::time::Duration) -> StatusReport {
+    pub fn report(&self, head: Position, stall_after: Duration) -> StatusReport {
         self.status.report(head, stall_after)
     }
 
-    /// Run a named query (blocking: call from a blocking thread).
-    pub fn query(&self, name: &str, params: &str) -> Result<String, QueryFailure> {
-        let mut slot = self.query_instance.lock().expect("query lock");
-        if slot.is_none() {
-            let view = ViewAccess::new(self.keyspace.clone());
-            let instance = self
-                .runtime
-                .instantiate(
-                    &self.compiled,
-                    view,
-                    self.plugin_log.clone(),
-                    self.config.limits,
-                )
-                .map_err(|e| QueryFailure::Failed(e.to_string()))?;
-            *slot = Some(instance);
+    /// What the projection said about itself, once loaded.
+    pub fn described(&self) -> Option<&Described> {
+        self.projection.get().map(|p| p.described())
+    }
+
+    /// The position the view reflects, and whether the generation still
+    /// follows the log.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    pub fn position(&self) -> Position {
+        self.progress.borrow().position
+    }
+
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<Arc<CommittedChanges>> {
+        self.changes.subscribe()
+    }
+
+    /// Loading failed: the generation stays readable but never projects.
+    pub fn load_failed(&self, report: ErrorReport) {
+        self.status.fail(report);
+    }
+
+    /// Attach the loaded projection (once; later calls change nothing).
+    pub fn attach(&self, projection: Arc<dyn Projection>) {
+        let _ = self.projection.set(projection);
+    }
+
+    /// The projection, once loaded.
+    pub fn projection_loaded(&self) -> Option<Arc<dyn Projection>> {
+        self.projection.get().cloned()
+    }
+
+    /// Attach `projection` if none is, and start projecting from the checkpoint.
+    pub fn start(
+        &self,
+        projection: Arc<dyn Projection>,
+        log: EventLog,
+        config: ProjectorConfig,
+        notify: Box<dyn Fn(ProjectorEvent) + Send>,
+        rt: tokio::runtime::Handle,
+    ) -> std::io::Result<()> {
+        let projection = self.projection.get_or_init(|| projection).clone();
+        let (stop, stop_rx) = watch::channel(false);
+        let ctx = ProjectorContext {
+            plugin: self.plugin.to_string(),
+            projection,
+            log,
+            keyspace: self.keyspace.clone(),
+            config,
+            status: self.status.clone(),
+            applied: self.progress.clone(),
+            changes: self.changes.clone(),
+            stop: stop_rx,
+            hold: self.hold.subscribe(),
+            notify,
+        };
+        let thread = Projector::spawn(ctx, rt)?;
+        *self.run.lock().expect("run lock") = Some(Run { stop, thread });
+        Ok(())
+    }
+
+    /// Stop projecting; readers waiting on this generation are told it
+    /// ended. Does not wait for a call in progress (its thread ends when the
+    /// call does; a new projector on the same keyspace waits for it).
+    pub fn stop(&self) {
+        if let Some(run) = self.run.lock().expect("run lock").as_ref() {
+            run.stop.send_replace(true);
         }
-        let instance = slot.as_mut().expect("just set");
-        let answer = instance.query(name, params);
-        if instance.nearly_full() {
-            *slot = None;
+        self.progress.send_modify(|p| p.ended = true);
+    }
+
+    /// Stop, and drop the keyspace once the last reader is done with it.
+    pub fn retire(&self) {
+        self.stop();
+        self.keyspace.retire();
+    }
+
+    /// Wait for the projector thread to end (blocking; at shutdown).
+    pub fn join(&self) {
+        let run = self.run.lock().expect("run lock").take();
+        if let Some(run) = run {
+            run.stop.send_replace(true);
+            let _ = run.thread.join();
         }
-        match answer {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(QueryError::UnknownQuery(m))) => Err(QueryFailure::Unknown(m)),
-            Ok(Err(QueryError::InvalidParams(m))) => Err(QueryFailure::InvalidParams(m)),
-            Ok(Err(QueryError::Failed(m))) => Err(QueryFailure::Failed(m)),
-            Err(CallError(m)) => {
-                *slot = None;
-                Err(QueryFailure::Failed(m))
-            }
-        }
+    }
+
+    /// Keep the projector from applying anything past `position` (`None`
+    /// releases it).
+    pub fn hold_at(&self, position: Option<Position>) {
+        self.hold.send_replace(position);
+    }
+
+    /// Run a named query on a free query slot.
+    pub async fn query(&self, name: String, params: String) -> Result<String, QueryFailure> {
+        let projection = self.projection.get().cloned().ok_or_else(|| {
+            QueryFailure::Loading(format!(
+                "plugin {:?} is still loading; its queries answer once it has loaded",
+                self.plugin.as_str()
+            ))
+        })?;
+        let permit =
+            tokio::time::timeout(QUERY_SLOT_WAIT, self.query_slots.clone().acquire_owned())
+                .await
+                .map_err(|_| {
+                    QueryFailure::Busy(format!(
+                        "all {} query slots of plugin {:?} are busy; try again shortly",
+                        self.record.settings.query_instances(),
+                        self.plugin.as_str()
+                    ))
+                })?
+                .expect("the semaphore is never closed");
+        let keyspace = self.keyspace.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            projection.query(&keyspace, &name, &params)
+        })
+        .await
+        .map_err(|e| QueryFailure::Failed(format!("the query did not finish: {e}")))?
     }
 }

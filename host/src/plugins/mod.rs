@@ -1,79 +1,62 @@
-//! The plugin registry: which generation of each plugin is current, which is
-//! replaying to replace it, and how files become generations.
+//! Plugins: which generations of each plugin exist, which one serves, and
+//! how files, uploads and operator actions change that.
 //!
-//! Installing new content (from the watched directory or `PUT /plugins`)
-//! compiles and validates it off the hot path, starts a projector into a
-//! fresh keyspace, and — if a generation is already serving — keeps that one
-//! serving until the newcomer has caught up with the head, then swaps them in
-//! one step and drops the old keyspace (blue/green). A newcomer that fails
-//! never replaces a working generation. The current generation of each
-//! plugin is remembered in the database so that a restart resumes it from
-//! its checkpoint when the file has not changed.
+//! Each plugin is owned by one task (`actor.rs`) with a mailbox; the
+//! [`PluginManager`] is a cheap handle that finds a plugin's task, sends it
+//! messages, and reads the state it publishes. The lifecycle itself — the
+//! roles a generation can have and every transition between them,
+//! including "the server restarted" — is a pure state table in
+//! `lifecycle.rs`, and every transition is stored durably (`record.rs`)
+//! before its effects happen, together with the component bytes
+//! (`components.rs`). So after a SIGKILL at any moment a plugin comes back
+//! exactly as it was: the serving generation serves at once, a candidate
+//! resumes from its checkpoint, a failed candidate stays failed until its
+//! file changes, and a half-built or rejected view never serves while a
+//! working one exists.
+//!
+//! This is the seam every kind of projection and every way of delivering
+//! one goes through: a new kind implements [`crate::projector::Projection`];
+//! a new source of plugins (another node of a cluster) sends the same
+//! messages as the directory watcher and the HTTP API.
+//!
+//! # Layout
+//! - `lifecycle`: the state table (roles, transitions, effects).
+//! - `record`: the durable record of a plugin; `components`: component bytes.
+//! - `actor`: the task that owns one plugin.
+//! - `generation`: one generation at run time (keyspace, projector, queries).
+//! - `diff`: comparing a candidate with the serving generation.
+//! - `settings`, `names`, `watcher`.
 
+mod actor;
+mod components;
+pub mod diff;
 mod generation;
+pub mod lifecycle;
 pub mod names;
+pub mod record;
+pub mod settings;
 pub mod watcher;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-pub use generation::{Described, Generation, QueryFailure};
+pub use components::ComponentStore;
+pub use generation::Generation;
+pub use names::PluginName;
+pub use settings::PluginSettings;
 
-use crate::log::EventLog;
-use crate::projector::{ErrorReport, PoisonPolicy, ProjectorConfig, State, StatusReport};
-use crate::runtime::view::ViewAccess;
-use crate::runtime::{PluginLimits, PluginLog, Runtime, RuntimeError};
+use actor::{Actor, Msg};
+use record::{ContentHash, GenRecord, PluginRecord, Purpose};
+
+use crate::log::{EventLog, Position};
+use crate::projector::{Described, ErrorReport, StatusReport};
+use crate::runtime::Runtime;
 use crate::views::ViewStore;
-
-/// Per-plugin settings; every field falls back to the defaults.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginSettings {
-    /// Memory limit in MiB (default 64).
-    pub memory_limit_mb: Option<usize>,
-    /// Deadline of one call into the plugin, in milliseconds (default 5000).
-    pub call_timeout_ms: Option<u64>,
-    /// `halt` (default) or `skip`: what to do with an event the plugin fails on.
-    pub on_error: Option<PoisonPolicy>,
-    /// Most events per batch (default 8192).
-    pub max_batch_events: Option<usize>,
-}
-
-impl PluginSettings {
-    fn or(&self, fallback: &PluginSettings) -> PluginSettings {
-        PluginSettings {
-            memory_limit_mb: self.memory_limit_mb.or(fallback.memory_limit_mb),
-            call_timeout_ms: self.call_timeout_ms.or(fallback.call_timeout_ms),
-            on_error: self.on_error.or(fallback.on_error),
-            max_batch_events: self.max_batch_events.or(fallback.max_batch_events),
-        }
-    }
-
-    fn projector_config(&self) -> ProjectorConfig {
-        let base = ProjectorConfig::default();
-        let limits = PluginLimits::default();
-        ProjectorConfig {
-            max_batch_events: self
-                .max_batch_events
-                .unwrap_or(base.max_batch_events)
-                .max(1),
-            policy: self.on_error.unwrap_or_default(),
-            limits: PluginLimits {
-                memory_bytes: self
-                    .memory_limit_mb
-                    .map_or(limits.memory_bytes, |mb| mb << 20),
-                call_timeout: self
-                    .call_timeout_ms
-                    .map_or(limits.call_timeout, Duration::from_millis),
-            },
-            ..base
-        }
-    }
-}
 
 /// How plugins are found and run.
 #[derive(Debug, Clone)]
@@ -89,94 +72,117 @@ pub struct PluginsConfig {
 /// Why a plugin operation failed. The running plugins are unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("{0}")]
-    InvalidName(String),
     #[error("no plugin named {0:?}")]
     Unknown(String),
+    /// The content is not a working plugin (422).
     #[error("{0}")]
     Invalid(String),
+    /// The plugin's state does not allow it (409).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Storage(#[from] crate::storage::StorageError),
+    /// A bug or a failure inside the server, not the plugin's fault.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// What an install did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstallOutcome {
-    /// The same content is already current or replaying: nothing changed.
+    /// The same content is already serving, replaying, or known to fail.
     Unchanged,
     /// The plugin is new: its first generation is replaying and serving.
     Started,
-    /// A new generation is replaying; the current one serves until it takes over.
+    /// A new generation is replaying; the serving one serves until it takes over.
     Replacing,
 }
 
-/// A failed attempt at a new generation, kept for the status.
-#[derive(Debug, Clone, Serialize)]
-pub struct FailedCandidate {
-    pub generation: String,
-    pub error: ErrorReport,
-}
-
+/// What a plugin's task publishes after every change, for readers.
 #[derive(Default)]
-struct Slot {
-    current: Option<Arc<Generation>>,
-    candidate: Option<Arc<Generation>>,
-    failed_candidate: Option<FailedCandidate>,
+pub struct Snapshot {
+    pub record: PluginRecord,
+    pub serving: Option<Arc<Generation>>,
+    pub candidate: Option<(Arc<Generation>, Purpose)>,
+    /// Content being loaded that has no generation yet.
+    pub loading: Option<ContentHash>,
+    /// A file was seen in the directory and is still settling.
+    pub file_pending: bool,
 }
 
-/// One generation's status for the API.
-#[derive(Debug, Clone, Serialize)]
-pub struct GenerationReport {
-    pub generation: String,
-    #[serde(flatten)]
-    pub status: StatusReport,
-    pub description: Described,
+impl Snapshot {
+    /// Whether the plugin exists at all (anything stored, or something on its way).
+    pub fn exists(&self) -> bool {
+        !self.record.is_empty() || self.loading.is_some() || self.file_pending
+    }
 }
 
-/// A plugin's status for `GET /plugins/{name}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct PluginReport {
-    pub name: String,
-    pub generation: Option<String>,
-    /// `loading`, `replaying`, `live`, `failed`, or `stalled`.
-    pub state: String,
-    #[serde(flatten)]
-    pub current: Option<GenerationReport>,
-    /// A newer generation replaying to take over.
-    pub candidate: Option<GenerationReport>,
-    /// The last newer generation that failed and was not installed.
-    pub failed_candidate: Option<FailedCandidate>,
-    pub settings: PluginSettings,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct RegistryEntry {
-    generation: String,
-    keyspace: String,
-}
-
-fn registry_key(name: &str) -> String {
-    format!("plugin/{name}")
-}
-
-struct Inner {
+/// What every plugin task shares.
+pub(crate) struct Shared {
     runtime: Runtime,
     log: EventLog,
     views: ViewStore,
+    components: ComponentStore,
     config: PluginsConfig,
     rt: tokio::runtime::Handle,
-    slots: RwLock<BTreeMap<String, Slot>>,
-    /// Installs, removals and rebuilds run one at a time.
-    ops: tokio::sync::Mutex<()>,
+    /// Compiles at once across the server: one per core.
+    compile_slots: Semaphore,
+}
+
+impl Shared {
+    fn settings(&self, name: &PluginName) -> PluginSettings {
+        self.config
+            .per_plugin
+            .get(name.as_str())
+            .cloned()
+            .unwrap_or_default()
+            .or(&self.config.defaults)
+    }
+}
+
+/// The way to one plugin's task.
+#[derive(Clone)]
+struct PluginHandle {
+    mailbox: mpsc::UnboundedSender<Msg>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// One diff at a time: a diff holds both projectors at one position.
+    diffing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Why reads of a plugin's views cannot be served.
+#[derive(Debug)]
+pub enum Unavailable {
+    /// No such plugin.
+    Unknown,
+    /// The plugin exists but nothing serves (loading, or only failed content).
+    NotServing {
+        state: &'static str,
+        error: Option<ErrorReport>,
+    },
 }
 
 /// The plugin registry; clone it freely.
 #[derive(Clone)]
 pub struct PluginManager {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    /// One task per plugin name ever seen; a removed plugin's task stays,
+    /// empty, so a file dropped again right after finds it.
+    plugins: Arc<RwLock<BTreeMap<PluginName, PluginHandle>>>,
+}
+
+fn record_key(name: &PluginName) -> String {
+    format!("plugin/{name}")
+}
+
+/// The record format before generations had roles: one serving keyspace.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordV1 {
+    generation: String,
+    keyspace: String,
 }
 
 impl PluginManager {
@@ -184,460 +190,524 @@ impl PluginManager {
         runtime: Runtime,
         log: EventLog,
         views: ViewStore,
+        components: ComponentStore,
         config: PluginsConfig,
         rt: tokio::runtime::Handle,
     ) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         PluginManager {
-            inner: Arc::new(Inner {
+            shared: Arc::new(Shared {
                 runtime,
                 log,
                 views,
+                components,
                 config,
                 rt,
-                slots: RwLock::default(),
-                ops: tokio::sync::Mutex::new(()),
+                compile_slots: Semaphore::new(cores),
             }),
+            plugins: Arc::default(),
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.inner.config.dir
+    pub fn dir(&self) -> &std::path::Path {
+        &self.shared.config.dir
     }
 
-    fn settings(&self, name: &str) -> PluginSettings {
-        self.inner
-            .config
-            .per_plugin
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
-            .or(&self.inner.config.defaults)
+    /// The task of `name`, started if it has none yet.
+    fn handle(&self, name: &PluginName) -> PluginHandle {
+        if let Some(h) = self.plugins.read().expect("plugins lock").get(name) {
+            return h.clone();
+        }
+        self.start_task(name, PluginRecord::default(), None)
+    }
+
+    /// Start `name`'s task from a stored record (empty for a new plugin).
+    fn start_task(
+        &self,
+        name: &PluginName,
+        record: PluginRecord,
+        serving: Option<Arc<Generation>>,
+    ) -> PluginHandle {
+        let mut plugins = self.plugins.write().expect("plugins lock");
+        plugins
+            .entry(name.clone())
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let (snapshot_tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));
+                let actor = Actor::new(
+                    name.clone(),
+                    self.shared.clone(),
+                    record,
+                    serving,
+                    snapshot_tx,
+                    rx,
+                    tx.clone(),
+                );
+                self.shared.rt.spawn(actor.run());
+                PluginHandle {
+                    mailbox: tx,
+                    snapshot,
+                    diffing: Arc::default(),
+                }
+            })
+            .clone()
+    }
+
+    fn existing(&self, name: &PluginName) -> Option<PluginHandle> {
+        let handle = self
+            .plugins
+            .read()
+            .expect("plugins lock")
+            .get(name)?
+            .clone();
+        let exists = handle.snapshot.borrow().exists();
+        exists.then_some(handle)
+    }
+
+    /// The state a plugin's task last published; `None` if there is no such plugin.
+    pub fn snapshot(&self, name: &PluginName) -> Option<Arc<Snapshot>> {
+        let handle = self.existing(name)?;
+        let snapshot = handle.snapshot.borrow().clone();
+        Some(snapshot)
+    }
+
+    /// A receiver of every state `name`'s task publishes; `None` if there is
+    /// no such plugin.
+    pub fn watch(&self, name: &PluginName) -> Option<watch::Receiver<Arc<Snapshot>>> {
+        Some(self.existing(name)?.snapshot)
     }
 
     /// The generation serving `name`'s views.
-    pub fn current(&self, name: &str) -> Option<Arc<Generation>> {
-        self.inner
-            .slots
-            .read()
-            .expect("slots lock")
-            .get(name)
-            .and_then(|s| s.current.clone())
+    pub fn serving(&self, name: &PluginName) -> Result<Arc<Generation>, Unavailable> {
+        let snapshot = self.snapshot(name).ok_or(Unavailable::Unknown)?;
+        if let Some(g) = &snapshot.serving {
+            return Ok(g.clone());
+        }
+        Err(match &snapshot.record.failed {
+            Some(f) if snapshot.loading.is_none() && !snapshot.file_pending => {
+                Unavailable::NotServing {
+                    state: "failed",
+                    error: Some(f.error.clone()),
+                }
+            }
+            _ => Unavailable::NotServing {
+                state: "loading",
+                error: None,
+            },
+        })
+    }
+
+    async fn ask<T>(
+        &self,
+        name: &PluginName,
+        create: bool,
+        msg: impl FnOnce(actor::Reply<T>) -> Msg,
+    ) -> Result<T, PluginError> {
+        let handle = if create {
+            self.handle(name)
+        } else {
+            self.plugins
+                .read()
+                .expect("plugins lock")
+                .get(name)
+                .cloned()
+                .ok_or_else(|| PluginError::Unknown(name.to_string()))?
+        };
+        let (reply, answer) = oneshot::channel();
+        handle
+            .mailbox
+            .send(msg(reply))
+            .map_err(|_| PluginError::Internal("the server is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| PluginError::Internal("the plugin's task ended".into()))?
+    }
+
+    /// Install an upload: validated first (nothing changes if it does not
+    /// load), then written to the directory, then installed.
+    pub async fn put(
+        &self,
+        name: &PluginName,
+        bytes: Vec<u8>,
+    ) -> Result<InstallOutcome, PluginError> {
+        self.ask(name, true, |r| Msg::Put(bytes, r)).await
+    }
+
+    /// Remove the plugin file and unload the plugin.
+    pub async fn remove(&self, name: &PluginName) -> Result<(), PluginError> {
+        self.ask(name, false, Msg::Remove).await
+    }
+
+    /// Replay the plugin into a fresh generation, blue/green.
+    pub async fn rebuild(&self, name: &PluginName) -> Result<InstallOutcome, PluginError> {
+        self.ask(name, false, Msg::Rebuild).await
+    }
+
+    /// Cut over to the caught-up candidate now.
+    pub async fn promote(&self, name: &PluginName) -> Result<(), PluginError> {
+        self.ask(name, false, Msg::Promote).await
+    }
+
+    /// Bring the previous generation back (it catches up, then serves).
+    pub async fn rollback(&self, name: &PluginName) -> Result<(), PluginError> {
+        self.ask(name, false, Msg::Rollback).await
+    }
+
+    /// Drop the candidate; the directory goes back to the serving content.
+    pub async fn discard_candidate(&self, name: &PluginName) -> Result<(), PluginError> {
+        self.ask(name, false, Msg::Discard).await
+    }
+
+    /// A plugin file appeared and is still being written: the plugin is
+    /// listed, `loading`, from now on.
+    pub fn file_seen(&self, name: &PluginName) {
+        let _ = self.handle(name).mailbox.send(Msg::FileSeen);
+    }
+
+    /// The plugin file changed (or vanished) and has settled: its task acts
+    /// on it. Does not wait, so one slow plugin never holds up the watcher.
+    pub fn file_changed(&self, name: &PluginName) {
+        let _ = self.handle(name).mailbox.send(Msg::FileChanged);
+    }
+
+    /// Compare the caught-up candidate with the serving generation at one position.
+    pub async fn diff(
+        &self,
+        name: &PluginName,
+        sample: usize,
+    ) -> Result<diff::DiffReport, PluginError> {
+        let handle = self
+            .existing(name)
+            .ok_or_else(|| PluginError::Unknown(name.to_string()))?;
+        let _one_at_a_time = handle.diffing.lock().await;
+        let snapshot = handle.snapshot.borrow().clone();
+        let serving = snapshot
+            .serving
+            .clone()
+            .ok_or_else(|| PluginError::Conflict("nothing serves yet".into()))?;
+        let (candidate, _) = snapshot
+            .candidate
+            .clone()
+            .ok_or_else(|| PluginError::Conflict("there is no candidate to compare".into()))?;
+        diff::compare(&serving, &candidate, &self.shared.log, sample).await
+    }
+
+    /// Restore every plugin as the store left it, then act on what the
+    /// directory says. Returns at once: plugins load in the background.
+    pub async fn start(&self) -> Result<(), PluginError> {
+        std::fs::create_dir_all(self.dir())?;
+        let records = self.load_records()?;
+        // Keyspaces no record owns: removed plugins, retired generations,
+        // installs cut short by a crash.
+        let owned: HashSet<String> = records
+            .iter()
+            .flat_map(|(name, r)| {
+                r.keyspaces()
+                    .map(|g| crate::views::family_name(name.as_str(), &g.keyspace))
+            })
+            .collect();
+        for family in self.shared.views.families() {
+            if !owned.contains(&family) {
+                tracing::info!(keyspace = %family, "dropping a keyspace no plugin owns");
+                self.shared.views.drop_unowned(&family)?;
+            }
+        }
+        let needed: HashSet<ContentHash> =
+            records.values().flat_map(|r| r.hashes().cloned()).collect();
+        self.shared.components.retain(&needed)?;
+        let mut names: BTreeSet<PluginName> = records.keys().cloned().collect();
+        for entry in std::fs::read_dir(self.dir())? {
+            if let Some(name) = entry?.file_name().to_str().and_then(names::plugin_of_file) {
+                names.insert(name);
+            }
+        }
+        let mut records = records;
+        for name in names {
+            let handle = match records.remove(&name) {
+                Some(record) => {
+                    // Opening a keyspace is quick: the serving generation
+                    // answers reads before the server listens.
+                    let serving = match &record.serving {
+                        Some(g) => Some(Generation::open(
+                            &name,
+                            g.clone(),
+                            &self.shared.views,
+                            Arc::new(crate::runtime::PluginLog::new()),
+                        )?),
+                        None => None,
+                    };
+                    let handle = self.start_task(&name, record, serving);
+                    let _ = handle.mailbox.send(Msg::Restore);
+                    handle
+                }
+                None => self.handle(&name),
+            };
+            let _ = handle.mailbox.send(Msg::FileChanged);
+        }
+        Ok(())
+    }
+
+    fn load_records(&self) -> Result<BTreeMap<PluginName, PluginRecord>, PluginError> {
+        let mut out = BTreeMap::new();
+        for (key, text) in self.shared.views.meta_scan("plugin/")? {
+            let Some(name) = key
+                .strip_prefix("plugin/")
+                .and_then(|n| PluginName::parse(n).ok())
+            else {
+                continue;
+            };
+            let record = match serde_json::from_str::<RecordV1>(&text) {
+                Ok(v1) => self.migrate(&name, v1)?,
+                Err(_) => match serde_json::from_str::<PluginRecord>(&text) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        tracing::error!(plugin = %name, error = %e, "unreadable plugin record; the plugin is rebuilt from its file");
+                        continue;
+                    }
+                },
+            };
+            out.insert(name, record);
+        }
+        Ok(out)
+    }
+
+    /// A record of the older format names its serving keyspace and content
+    /// hash but kept no bytes: adopt the file's, if it is that content.
+    fn migrate(&self, name: &PluginName, v1: RecordV1) -> Result<PluginRecord, PluginError> {
+        let file = std::fs::read(self.dir().join(name.file_name())).ok();
+        let hash = ContentHash::parse(&v1.generation);
+        match (file, hash) {
+            (Some(bytes), Some(hash)) if ContentHash::of(&bytes) == hash => {
+                self.shared.components.put(&hash, &bytes)?;
+                let record = PluginRecord {
+                    desired: Some(hash.clone()),
+                    serving: Some(GenRecord {
+                        hash,
+                        keyspace: v1.keyspace,
+                        created_at_ms: 0,
+                        settings: self.shared.settings(name),
+                    }),
+                    ..Default::default()
+                };
+                self.shared.views.meta_put(
+                    &record_key(name),
+                    &serde_json::to_string(&record).expect("json"),
+                )?;
+                Ok(record)
+            }
+            _ => Ok(PluginRecord::default()),
+        }
     }
 
     /// Status of every plugin, by name.
     pub fn list(&self) -> Vec<PluginReport> {
-        let names: Vec<String> = self
-            .inner
-            .slots
+        let names: Vec<PluginName> = self
+            .plugins
             .read()
-            .expect("slots lock")
+            .expect("plugins lock")
             .keys()
             .cloned()
             .collect();
         names.iter().filter_map(|n| self.report(n)).collect()
     }
 
-    /// Status of one plugin.
-    pub fn report(&self, name: &str) -> Option<PluginReport> {
-        let slots = self.inner.slots.read().expect("slots lock");
-        let slot = slots.get(name)?;
-        let head = self.inner.log.head();
-        let stall = self.inner.config.stall_after;
-        let gen_report = |g: &Arc<Generation>| GenerationReport {
-            generation: g.generation.clone(),
+    /// Status of one plugin, with every generation it has.
+    pub fn report(&self, name: &PluginName) -> Option<PluginReport> {
+        let snapshot = self.snapshot(name)?;
+        let head = self.shared.log.head();
+        let stall = self.shared.config.stall_after;
+        let record = &snapshot.record;
+        let report_of = |g: &Arc<Generation>| GenerationReport {
+            generation: g.hash().to_string(),
+            keyspace: g.record().keyspace.clone(),
             status: g.report(head, stall),
-            description: g.description.clone(),
+            description: g.described().cloned(),
+            settings: g.record().settings.clone(),
         };
-        let current = slot.current.as_ref().map(gen_report);
-        let state = match &current {
-            Some(c) if c.status.stalled => "stalled".to_string(),
-            Some(c) => c.status.state.as_str().to_string(),
-            None if slot.candidate.is_some() => "loading".to_string(),
-            None => "failed".to_string(),
+        let serving = snapshot.serving.as_ref().map(report_of);
+        let state = match &serving {
+            Some(s) if s.status.stalled => "stalled".to_string(),
+            Some(s) => s.status.state.as_str().to_string(),
+            None if record.failed.is_some()
+                && snapshot.loading.is_none()
+                && !snapshot.file_pending =>
+            {
+                "failed".to_string()
+            }
+            None => "loading".to_string(),
         };
+        let candidate = snapshot.candidate.as_ref().map(|(g, purpose)| {
+            let report = report_of(g);
+            CandidateReport {
+                ready: report.status.state == crate::projector::State::Live
+                    && report.status.position >= head,
+                report,
+                purpose: *purpose,
+            }
+        });
+        let retention = self.shared.settings(name).previous_retention();
+        let previous = record.previous.as_ref().map(|p| PreviousReport {
+            generation: p.generation.hash.to_string(),
+            keyspace: p.generation.keyspace.clone(),
+            position: self
+                .shared
+                .views
+                .checkpoint_of(&crate::views::family_name(
+                    name.as_str(),
+                    &p.generation.keyspace,
+                ))
+                .unwrap_or_default(),
+            retired_at_ms: p.retired_at_ms,
+            expires_at_ms: p.retired_at_ms + retention.as_millis() as u64,
+        });
+        let failed_candidate = record.failed.as_ref().map(|f| FailedCandidate {
+            generation: f.hash.to_string(),
+            error: f.error.clone(),
+        });
+        let mut generations = Vec::new();
+        if let Some(s) = &serving {
+            generations.push(GenerationSummary::of("serving", s));
+        }
+        if let Some(c) = &candidate {
+            generations.push(GenerationSummary::of("candidate", &c.report));
+        }
+        if let Some(p) = &previous {
+            generations.push(GenerationSummary {
+                role: "previous",
+                generation: p.generation.clone(),
+                state: "parked".into(),
+                position: p.position,
+                error: None,
+            });
+        }
+        if let Some(f) = &failed_candidate {
+            generations.push(GenerationSummary {
+                role: "failed",
+                generation: f.generation.clone(),
+                state: "failed".into(),
+                position: Position::ZERO,
+                error: Some(f.error.clone()),
+            });
+        }
         Some(PluginReport {
             name: name.to_string(),
-            generation: slot.current.as_ref().map(|g| g.generation.clone()),
             state,
-            current,
-            candidate: slot.candidate.as_ref().map(gen_report),
-            failed_candidate: slot.failed_candidate.clone(),
-            settings: self.settings(name),
+            generation: serving.as_ref().map(|s| s.generation.clone()),
+            status: serving.as_ref().map(|s| s.status.clone()),
+            description: serving.as_ref().and_then(|s| s.description.clone()),
+            candidate,
+            failed_candidate,
+            previous,
+            generations,
+            loading: snapshot.loading.as_ref().map(ToString::to_string),
+            settings: self.shared.settings(name),
         })
     }
 
-    /// Load every plugin in the directory: resume those whose file matches
-    /// their stored generation, rebuild the others, and drop keyspaces that
-    /// no plugin owns any more.
-    pub async fn start(&self, data_dir: &Path) -> Result<(), PluginError> {
-        std::fs::create_dir_all(self.dir())?;
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(self.dir())? {
-            let entry = entry?;
-            if let Some(name) = entry.file_name().to_str().and_then(names::plugin_of_file) {
-                files.push(name.to_string());
-            }
-        }
-        files.sort();
-        for name in &files {
-            if let Err(e) = self.sync_file(name).await {
-                tracing::warn!(plugin = %name, error = %e, "plugin not loaded");
-            }
-        }
-        // Drop what no current plugin owns: removed plugins, dead generations.
-        let owned: Vec<String> = {
-            let slots = self.inner.slots.read().expect("slots lock");
-            slots
-                .values()
-                .flat_map(|s| s.current.iter().chain(s.candidate.iter()))
-                .map(|g| g.keyspace.family().to_string())
-                .collect()
-        };
-        for family in self.inner.views.families(&data_dir.join("db")) {
-            if !owned.contains(&family) {
-                tracing::info!(keyspace = %family, "dropping a keyspace no plugin owns");
-                self.inner.views.drop_keyspace(&family)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Bring plugin `name` in line with its file: install new content, or
-    /// unload the plugin if the file is gone.
-    pub async fn sync_file(&self, name: &str) -> Result<InstallOutcome, PluginError> {
-        let path = self.dir().join(format!("{name}.wasm"));
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => self.install(name, bytes, false).await,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                match self.remove_loaded(name).await {
-                    Ok(()) | Err(PluginError::Unknown(_)) => Ok(InstallOutcome::Unchanged),
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Compile and validate a plugin file without installing it.
-    pub async fn validate(&self, bytes: Vec<u8>) -> Result<Described, PluginError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.prepare(&bytes).map(|p| p.1))
-            .await
-            .map_err(|e| PluginError::Invalid(e.to_string()))?
-            .map_err(|e| PluginError::Invalid(e.to_string()))
-    }
-
-    /// Compile, instantiate and describe: everything that can fail before a
-    /// generation gets a keyspace.
-    fn prepare(
-        &self,
-        bytes: &[u8],
-    ) -> Result<(crate::runtime::CompiledPlugin, Described, Arc<PluginLog>), RuntimeError> {
-        let compiled = self.inner.runtime.compile(bytes)?;
-        let plugin_log = Arc::new(PluginLog::new());
-        let view = ViewAccess::new(self.inner.views.detached("view.validation"));
-        let mut instance = self.inner.runtime.instantiate(
-            &compiled,
-            view,
-            plugin_log.clone(),
-            PluginLimits::default(),
-        )?;
-        let description = instance
-            .describe()
-            .map_err(|e| RuntimeError::Instantiate(format!("describe: {e}")))?;
-        Ok((compiled, description.into(), plugin_log))
-    }
-
-    /// Install `bytes` as plugin `name`. With `fresh`, a new generation is
-    /// built even if the content is unchanged (a rebuild).
-    pub async fn install(
-        &self,
-        name: &str,
-        bytes: Vec<u8>,
-        fresh: bool,
-    ) -> Result<InstallOutcome, PluginError> {
-        if let Some(problem) = names::name_problem(name) {
-            return Err(PluginError::InvalidName(problem));
-        }
-        let _op = self.inner.ops.lock().await;
-        let hash = Runtime::content_hash(&bytes);
-        if !fresh {
-            let slots = self.inner.slots.read().expect("slots lock");
-            if let Some(slot) = slots.get(name) {
-                let same =
-                    |g: &Option<Arc<Generation>>| g.as_ref().is_some_and(|g| g.generation == hash);
-                if same(&slot.current) && slot.candidate.is_none() || same(&slot.candidate) {
-                    return Ok(InstallOutcome::Unchanged);
-                }
-            }
-        }
-        let this = self.clone();
-        let prepared = tokio::task::spawn_blocking(move || this.prepare(&bytes))
-            .await
-            .map_err(|e| PluginError::Invalid(e.to_string()))?;
-        let (compiled, description, plugin_log) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                let message = format!("{name}.wasm: {e}");
-                self.record_failed_candidate(name, &hash, &message);
-                return Err(PluginError::Invalid(message));
-            }
-        };
-        if compiled.from_cache {
-            tracing::info!(plugin = %name, "loaded compiled plugin from the cache");
-        }
-        // Resume the stored generation if this is the content it was built from.
-        let stored: Option<RegistryEntry> = self
-            .inner
-            .views
-            .meta_get(&registry_key(name))?
-            .and_then(|s| serde_json::from_str(&s).ok());
-        let has_current = self.current(name).is_some();
-        let keyspace_id = match stored {
-            Some(entry) if !fresh && !has_current && entry.generation == hash => entry.keyspace,
-            _ => format!("{}-{}", &hash[..16], crate::clock::now_ms()),
-        };
-        let keyspace = self.inner.views.keyspace(name, &keyspace_id)?;
-        let settings = self.settings(name);
-        let generation = Generation::start(
-            name,
-            &hash,
-            description,
-            self.inner.runtime.clone(),
-            compiled,
-            plugin_log,
-            self.inner.log.clone(),
-            keyspace,
-            settings.projector_config(),
-            self.inner.rt.clone(),
-        )?;
-        let registry = RegistryEntry {
-            generation: hash.clone(),
-            keyspace: keyspace_id.clone(),
-        };
-        let superseded_candidate = {
-            let mut slots = self.inner.slots.write().expect("slots lock");
-            let slot = slots.entry(name.to_string()).or_default();
-            slot.failed_candidate = None;
-            if slot.current.is_none() {
-                slot.current = Some(generation.clone());
-                slot.candidate.take()
-            } else {
-                slot.candidate.replace(generation.clone())
-            }
-        };
-        if let Some(old) = superseded_candidate {
-            self.retire(old).await;
-        }
-        if !has_current {
-            self.inner.views.meta_put(
-                &registry_key(name),
-                &serde_json::to_string(&registry).expect("json"),
-            )?;
-            tracing::info!(plugin = %name, generation = %&hash[..16], "plugin started");
-            return Ok(InstallOutcome::Started);
-        }
-        tracing::info!(plugin = %name, generation = %&hash[..16], "new generation replaying");
-        let this = self.clone();
-        let name = name.to_string();
-        tokio::spawn(async move {
-            this.promote_when_caught_up(name, generation, registry)
-                .await
-        });
-        Ok(InstallOutcome::Replacing)
-    }
-
-    /// Wait until `candidate` has caught up with the head, then make it
-    /// current; if it fails first, keep the current one and report why.
-    async fn promote_when_caught_up(
-        &self,
-        name: String,
-        candidate: Arc<Generation>,
-        registry: RegistryEntry,
-    ) {
-        let mut applied = candidate.applied.clone();
-        loop {
-            let still_candidate = {
-                let slots = self.inner.slots.read().expect("slots lock");
-                slots
-                    .get(&name)
-                    .and_then(|s| s.candidate.as_ref())
-                    .is_some_and(|c| Arc::ptr_eq(c, &candidate))
-            };
-            if !still_candidate {
-                return;
-            }
-            match candidate.state() {
-                State::Failed => {
-                    let error = candidate
-                        .report(self.inner.log.head(), self.inner.config.stall_after)
-                        .last_error
-                        .unwrap_or_else(|| ErrorReport::new("failed", None));
-                    let _op = self.inner.ops.lock().await;
-                    {
-                        let mut slots = self.inner.slots.write().expect("slots lock");
-                        if let Some(slot) = slots.get_mut(&name)
-                            && slot
-                                .candidate
-                                .as_ref()
-                                .is_some_and(|c| Arc::ptr_eq(c, &candidate))
-                        {
-                            slot.candidate = None;
-                            slot.failed_candidate = Some(FailedCandidate {
-                                generation: candidate.generation.clone(),
-                                error,
-                            });
-                        }
-                    }
-                    tracing::warn!(plugin = %name, "new generation failed; the current one keeps serving");
-                    self.retire(candidate).await;
-                    return;
-                }
-                State::Live if *applied.borrow() >= self.inner.log.head() => {
-                    let _op = self.inner.ops.lock().await;
-                    let old = {
-                        let mut slots = self.inner.slots.write().expect("slots lock");
-                        let Some(slot) = slots.get_mut(&name) else {
-                            return;
-                        };
-                        if !slot
-                            .candidate
-                            .as_ref()
-                            .is_some_and(|c| Arc::ptr_eq(c, &candidate))
-                        {
-                            return;
-                        }
-                        slot.candidate = None;
-                        slot.current.replace(candidate.clone())
-                    };
-                    if let Err(e) = self.inner.views.meta_put(
-                        &registry_key(&name),
-                        &serde_json::to_string(&registry).expect("json"),
-                    ) {
-                        tracing::error!(plugin = %name, error = %e, "could not record the new generation");
-                    }
-                    tracing::info!(plugin = %name, generation = %&candidate.generation[..16], "new generation took over");
-                    if let Some(old) = old {
-                        self.retire(old).await;
-                    }
-                    return;
-                }
-                _ => {}
-            }
-            // Wake on progress; the timeout catches failures, which do not move `applied`.
-            let _ = tokio::time::timeout(Duration::from_millis(100), applied.changed()).await;
-        }
-    }
-
-    /// Stop a generation and drop its keyspace once no request still reads
-    /// it (a read that started just before a swap finishes on the old
-    /// generation instead of finding its keyspace gone).
-    async fn retire(&self, generation: Arc<Generation>) {
-        let views = self.inner.views.clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&generation) > 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let _ = tokio::task::spawn_blocking(move || {
-            generation.stop();
-            if let Err(e) = views.drop_keyspace(generation.keyspace.family()) {
-                tracing::error!(keyspace = generation.keyspace.family(), error = %e, "could not drop keyspace");
-            }
-        })
-        .await;
-    }
-
-    fn record_failed_candidate(&self, name: &str, hash: &str, message: &str) {
-        tracing::warn!(plugin = %name, error = %message, "plugin rejected");
-        let mut slots = self.inner.slots.write().expect("slots lock");
-        let slot = slots.entry(name.to_string()).or_default();
-        slot.failed_candidate = Some(FailedCandidate {
-            generation: hash.to_string(),
-            error: ErrorReport::new(message, None),
-        });
-    }
-
-    /// Unload a plugin and drop its keyspaces (its file is already gone).
-    async fn remove_loaded(&self, name: &str) -> Result<(), PluginError> {
-        let _op = self.inner.ops.lock().await;
-        let slot = self.inner.slots.write().expect("slots lock").remove(name);
-        let Some(slot) = slot else {
-            return Err(PluginError::Unknown(name.to_string()));
-        };
-        for generation in slot.current.into_iter().chain(slot.candidate) {
-            self.retire(generation).await;
-        }
-        self.inner.views.meta_delete(&registry_key(name))?;
-        tracing::info!(plugin = %name, "plugin removed");
-        Ok(())
-    }
-
-    /// Install through the directory: validate, write `NAME.wasm`
-    /// atomically, then load it.
-    pub async fn put_file(
-        &self,
-        name: &str,
-        bytes: Vec<u8>,
-    ) -> Result<InstallOutcome, PluginError> {
-        if let Some(problem) = names::name_problem(name) {
-            return Err(PluginError::InvalidName(problem));
-        }
-        self.validate(bytes.clone()).await?;
-        let tmp = self
-            .dir()
-            .join(format!(".{name}.wasm.{}.tmp", crate::clock::now_ms()));
-        tokio::fs::write(&tmp, &bytes).await?;
-        tokio::fs::rename(&tmp, self.dir().join(format!("{name}.wasm"))).await?;
-        self.install(name, bytes, false).await
-    }
-
-    /// Remove through the directory: delete `NAME.wasm` and unload.
-    pub async fn delete_file(&self, name: &str) -> Result<(), PluginError> {
-        if let Some(problem) = names::name_problem(name) {
-            return Err(PluginError::InvalidName(problem));
-        }
-        let path = self.dir().join(format!("{name}.wasm"));
-        let existed = match tokio::fs::remove_file(&path).await {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(e.into()),
-        };
-        match self.remove_loaded(name).await {
-            Err(PluginError::Unknown(_)) if existed => Ok(()),
-            other => other,
-        }
-    }
-
-    /// Replay the plugin into a fresh generation, blue/green.
-    pub async fn rebuild(&self, name: &str) -> Result<InstallOutcome, PluginError> {
-        if let Some(problem) = names::name_problem(name) {
-            return Err(PluginError::InvalidName(problem));
-        }
-        let path = self.dir().join(format!("{name}.wasm"));
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(PluginError::Unknown(name.to_string()));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        self.install(name, bytes, true).await
-    }
-
-    /// Stop every projector (at shutdown).
+    /// Stop every projector and wait for them (at shutdown).
     pub async fn shutdown(&self) {
-        let generations: Vec<Arc<Generation>> = {
-            let slots = self.inner.slots.read().expect("slots lock");
-            slots
-                .values()
-                .flat_map(|s| s.current.iter().chain(s.candidate.iter()).cloned())
-                .collect()
-        };
-        let _ = tokio::task::spawn_blocking(move || {
-            for g in generations {
-                g.stop();
+        let handles: Vec<PluginHandle> = self
+            .plugins
+            .read()
+            .expect("plugins lock")
+            .values()
+            .cloned()
+            .collect();
+        for handle in handles {
+            let (done, finished) = oneshot::channel();
+            if handle.mailbox.send(Msg::Shutdown(done)).is_ok() {
+                let _ = finished.await;
             }
-        })
-        .await;
+        }
     }
+}
+
+/// One generation's status.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationReport {
+    pub generation: String,
+    pub keyspace: String,
+    #[serde(flatten)]
+    pub status: StatusReport,
+    /// What the projection says about itself, once loaded.
+    pub description: Option<Described>,
+    /// The settings it was started with.
+    pub settings: PluginSettings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateReport {
+    #[serde(flatten)]
+    pub report: GenerationReport,
+    pub purpose: Purpose,
+    /// Caught up with the head: with a manual cutover, ready to promote.
+    pub ready: bool,
+}
+
+/// Content that was tried and refused, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedCandidate {
+    pub generation: String,
+    pub error: ErrorReport,
+}
+
+/// The generation replaced at the last cutover, parked for a rollback.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviousReport {
+    pub generation: String,
+    pub keyspace: String,
+    /// The position its view reflects (it catches up from here on a rollback).
+    pub position: Position,
+    pub retired_at_ms: u64,
+    /// When it is dropped unless rolled back to.
+    pub expires_at_ms: u64,
+}
+
+/// One line per generation, for status listings.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationSummary {
+    /// `serving`, `candidate`, `previous` or `failed`.
+    pub role: &'static str,
+    pub generation: String,
+    pub state: String,
+    pub position: Position,
+    pub error: Option<ErrorReport>,
+}
+
+impl GenerationSummary {
+    fn of(role: &'static str, g: &GenerationReport) -> Self {
+        GenerationSummary {
+            role,
+            generation: g.generation.clone(),
+            state: g.status.state.as_str().to_string(),
+            position: g.status.position,
+            error: g.status.last_error.clone(),
+        }
+    }
+}
+
+/// A plugin's status for `GET /plugins/{name}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginReport {
+    pub name: String,
+    /// The serving generation's state (`loading`, `replaying`, `live`,
+    /// `failed`, `stalled`); `loading` or `failed` when nothing serves.
+    pub state: String,
+    /// The serving generation's content hash.
+    pub generation: Option<String>,
+    /// The serving generation's progress.
+    #[serde(flatten)]
+    pub status: Option<StatusReport>,
+    pub description: Option<Described>,
+    /// A newer generation replaying to take over.
+    pub candidate: Option<CandidateReport>,
+    /// The last content that was tried and refused.
+    pub failed_candidate: Option<FailedCandidate>,
+    /// The generation replaced at the last cutover, kept for a rollback.
+    pub previous: Option<PreviousReport>,
+    /// Every generation with its role, state and position.
+    pub generations: Vec<GenerationSummary>,
+    /// Content being loaded.
+    pub loading: Option<String>,
+    pub settings: PluginSettings,
 }

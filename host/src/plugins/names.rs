@@ -1,51 +1,103 @@
-//! Which file names are plugins.
+//! Plugin names and which files in the plugin directory are plugins.
+//!
+//! A name is parsed once into a [`PluginName`]; everything past the edge of
+//! the server (HTTP paths, file names, the store) takes that type, so no
+//! other module checks names again.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 /// Longest plugin name.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Why `name` is not a valid plugin name; `None` if it is.
-pub fn name_problem(name: &str) -> Option<String> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Some(format!(
-            "plugin names are 1 to {MAX_NAME_LEN} characters long"
-        ));
+/// A valid plugin name: 1 to 64 of `a-z`, `0-9`, `-`, `_`. It is also a
+/// safe file name and a safe part of a column-family name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PluginName(String);
+
+/// Why a string is not a plugin name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NameError(String);
+
+impl PluginName {
+    pub fn parse(name: &str) -> Result<PluginName, NameError> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(NameError(format!(
+                "plugin names are 1 to {MAX_NAME_LEN} characters long"
+            )));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(NameError(format!(
+                "plugin name {name:?} may only contain a-z, 0-9, '-' and '_'"
+            )));
+        }
+        Ok(PluginName(name.to_string()))
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
-        return Some(format!(
-            "plugin name {name:?} may only contain a-z, 0-9, '-' and '_'"
-        ));
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    None
+
+    /// The file that stands for this plugin in the plugin directory.
+    pub fn file_name(&self) -> String {
+        format!("{}.wasm", self.0)
+    }
+}
+
+impl fmt::Display for PluginName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PluginName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PluginName::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The plugin a directory entry stands for: `NAME.wasm` with a valid name.
 /// Dotfiles, editor temp files and other extensions are not plugins.
-pub fn plugin_of_file(file_name: &str) -> Option<&str> {
-    let name = file_name.strip_suffix(".wasm")?;
-    name_problem(name).is_none().then_some(name)
+pub fn plugin_of_file(file_name: &str) -> Option<PluginName> {
+    PluginName::parse(file_name.strip_suffix(".wasm")?).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn of(file: &str) -> Option<String> {
+        plugin_of_file(file).map(|n| n.to_string())
+    }
+
     #[test]
     fn only_clean_wasm_files_are_plugins() {
-        assert_eq!(plugin_of_file("orders.wasm"), Some("orders"));
-        assert_eq!(plugin_of_file(".orders.wasm.swp"), None);
-        assert_eq!(plugin_of_file("orders.wasm~"), None);
-        assert_eq!(plugin_of_file(".orders.wasm"), None);
-        assert_eq!(plugin_of_file("Orders.wasm"), None);
+        assert_eq!(of("orders.wasm").as_deref(), Some("orders"));
+        assert_eq!(of(".orders.wasm.swp"), None);
+        assert_eq!(of("orders.wasm~"), None);
+        assert_eq!(of(".orders.wasm"), None);
+        assert_eq!(of("Orders.wasm"), None);
     }
 
     #[test]
     fn path_tricks_are_not_names() {
-        assert!(name_problem("../etc").is_some());
-        assert!(name_problem("a/b").is_some());
-        assert!(name_problem(&"a".repeat(65)).is_some());
-        assert!(name_problem("account-balance_2").is_none());
+        assert!(PluginName::parse("../etc").is_err());
+        assert!(PluginName::parse("a/b").is_err());
+        assert!(PluginName::parse("").is_err());
+        assert!(PluginName::parse(&"a".repeat(65)).is_err());
+        assert!(PluginName::parse("account-balance_2").is_ok());
+    }
+
+    #[test]
+    fn names_deserialize_only_when_valid() {
+        assert!(serde_json::from_str::<PluginName>("\"ok-name\"").is_ok());
+        assert!(serde_json::from_str::<PluginName>("\"Bad Name\"").is_err());
     }
 }

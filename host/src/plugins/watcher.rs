@@ -5,7 +5,9 @@
 //! has been quiet for `QUIET` and its size has stopped changing, so a slow
 //! `cp` is loaded once, complete. Editor temp files and dotfiles are not
 //! plugin names and are ignored. (`cp x.wasm dir/.x.tmp && mv dir/.x.tmp
-//! dir/NAME.wasm` is still the safe way: the rename is atomic.)
+//! dir/NAME.wasm` is still the safe way: the rename is atomic.) A settled
+//! file is handed to its plugin's task without waiting for the task, so a
+//! slow compile of one plugin never delays another's file.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,14 +17,14 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{PluginManager, names};
+use super::{PluginManager, PluginName, names};
 
 /// How long a file must be left alone before it is loaded.
 const QUIET: Duration = Duration::from_millis(300);
 
 /// Start watching; the returned watcher must be kept alive.
 pub fn watch(manager: PluginManager) -> notify::Result<notify::RecommendedWatcher> {
-    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let (tx, rx) = mpsc::unbounded_channel::<PluginName>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else { return };
         if matches!(event.kind, EventKind::Access(_)) {
@@ -34,7 +36,7 @@ pub fn watch(manager: PluginManager) -> notify::Result<notify::RecommendedWatche
                 .and_then(|f| f.to_str())
                 .and_then(names::plugin_of_file)
             {
-                let _ = tx.send(name.to_string());
+                let _ = tx.send(name);
             }
         }
     })?;
@@ -43,15 +45,15 @@ pub fn watch(manager: PluginManager) -> notify::Result<notify::RecommendedWatche
     Ok(watcher)
 }
 
-fn size_of(dir: &Path, name: &str) -> Option<u64> {
-    std::fs::metadata(dir.join(format!("{name}.wasm")))
+fn size_of(dir: &Path, name: &PluginName) -> Option<u64> {
+    std::fs::metadata(dir.join(name.file_name()))
         .ok()
         .map(|m| m.len())
 }
 
-async fn debounce(manager: PluginManager, mut rx: mpsc::UnboundedReceiver<String>) {
+async fn debounce(manager: PluginManager, mut rx: mpsc::UnboundedReceiver<PluginName>) {
     // Plugin → (when it may be looked at, its size when last seen).
-    let mut pending: HashMap<String, (Instant, Option<u64>)> = HashMap::new();
+    let mut pending: HashMap<PluginName, (Instant, Option<u64>)> = HashMap::new();
     loop {
         let next = pending.values().map(|(at, _)| *at).min();
         let received = match next {
@@ -65,11 +67,14 @@ async fn debounce(manager: PluginManager, mut rx: mpsc::UnboundedReceiver<String
             None => return,
             Some(Some(name)) => {
                 let size = size_of(manager.dir(), &name);
+                if size.is_some() && !pending.contains_key(&name) {
+                    manager.file_seen(&name);
+                }
                 pending.insert(name, (Instant::now() + QUIET, size));
             }
             Some(None) => {
                 let now = Instant::now();
-                let due: Vec<String> = pending
+                let due: Vec<PluginName> = pending
                     .iter()
                     .filter(|(_, (at, _))| *at <= now)
                     .map(|(n, _)| n.clone())
@@ -82,14 +87,7 @@ async fn debounce(manager: PluginManager, mut rx: mpsc::UnboundedReceiver<String
                         pending.insert(name, (Instant::now() + QUIET, size));
                         continue;
                     }
-                    match manager.sync_file(&name).await {
-                        Ok(outcome) => {
-                            tracing::debug!(plugin = %name, ?outcome, "plugin file synced")
-                        }
-                        Err(e) => {
-                            tracing::warn!(plugin = %name, error = %e, "plugin file not loaded")
-                        }
-                    }
+                    manager.file_changed(&name);
                 }
             }
         }

@@ -10,6 +10,15 @@
 //! to find the exact poison event, so the good events around it are applied
 //! exactly once; the poison policy then halts the plugin or dead-letters the
 //! event and goes on.
+//!
+//! # The seam every kind of projection goes through
+//! A projector does not know what a plugin is made of. It asks a
+//! [`Projection`] (a compiled WebAssembly component today; any later kind
+//! of projection implements the same trait) for a [`Handler`], hands it
+//! batches, and commits what the handler wrote. It tells whoever started it
+//! when it has caught up with the head or failed ([`ProjectorEvent`]), and
+//! can be held at a position ([`ProjectorContext::hold`]) so that two
+//! generations can be compared after applying exactly the same events.
 
 mod status;
 
@@ -23,10 +32,89 @@ use tokio::sync::{broadcast, watch};
 pub use status::{ErrorReport, State, Status, StatusReport};
 
 use crate::log::{EventLog, Position, RecordedEvent};
+use crate::runtime::CallError;
+use crate::runtime::PluginLimits;
 use crate::runtime::bindings::{Event, HandleError};
-use crate::runtime::view::ViewAccess;
-use crate::runtime::{CompiledPlugin, PluginInstance, PluginLimits, PluginLog, Runtime};
 use crate::views::{Change, Keyspace, Transaction};
+
+/// What a projection says about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct Described {
+    pub name: String,
+    pub version: String,
+    /// The event types it consumes; empty for all.
+    pub event_types: Vec<String>,
+    /// The named queries it answers.
+    pub queries: Vec<String>,
+}
+
+/// Applies batches of events to a view. One handler serves one projector
+/// thread; it may be replaced at any time (after a trap, or when worn out).
+pub trait Handler: Send {
+    /// Apply `batch`, collecting its writes into `txn`. `Ok(Err(_))` is an
+    /// error the projection reported (the handler stays usable); `Err(_)` a
+    /// trap or deadline (the handler must be replaced). On any error the
+    /// writes collected are discarded.
+    fn handle(
+        &mut self,
+        batch: &[Event],
+        txn: &mut Transaction,
+    ) -> Result<Result<(), HandleError>, CallError>;
+
+    /// Whether to replace this handler before the next batch (some language
+    /// runtimes never give memory back).
+    fn worn_out(&self) -> bool {
+        false
+    }
+}
+
+/// Why a named query did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryFailure {
+    #[error("{0}")]
+    Unknown(String),
+    #[error("{0}")]
+    InvalidParams(String),
+    #[error("{0}")]
+    Failed(String),
+    /// Every query slot of the generation is busy.
+    #[error("{0}")]
+    Busy(String),
+    /// The generation's projection is not loaded yet.
+    #[error("{0}")]
+    Loading(String),
+}
+
+/// A loaded projection of any kind: what it is, how to run it.
+pub trait Projection: Send + Sync {
+    fn described(&self) -> &Described;
+
+    /// A handler writing to `keyspace` (blocking: call off the async workers).
+    fn handler(&self, keyspace: &Keyspace) -> Result<Box<dyn Handler>, String>;
+
+    /// Answer a named query against `keyspace`'s committed view (blocking).
+    fn query(&self, keyspace: &Keyspace, name: &str, params: &str) -> Result<String, QueryFailure>;
+}
+
+/// What a projector tells the generation's owner.
+#[derive(Debug, Clone)]
+pub enum ProjectorEvent {
+    /// A batch reached the head it saw when it began: the view is current.
+    /// Sent once per projector run.
+    CaughtUp,
+    /// The projector stopped on an error (a halted poison event, a storage failure).
+    Failed(ErrorReport),
+}
+
+/// How far a generation's view has got, for read-your-writes waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// The log position the keyspace reflects.
+    pub position: Position,
+    /// The generation no longer follows the log (replaced or removed):
+    /// a reader waiting on it must look for the one that serves now.
+    pub ended: bool,
+}
 
 /// What to do with an event the plugin fails on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -71,21 +159,23 @@ pub struct CommittedChanges {
 
 /// Everything a projector thread works with.
 pub struct ProjectorContext {
+    /// For thread names and log lines.
     pub plugin: String,
-    pub runtime: Runtime,
-    pub compiled: CompiledPlugin,
+    pub projection: Arc<dyn Projection>,
     pub log: EventLog,
     pub keyspace: Keyspace,
     pub config: ProjectorConfig,
     pub status: Arc<Status>,
-    pub plugin_log: Arc<PluginLog>,
     /// The position the keyspace reflects, for read-your-writes waits.
-    pub applied: watch::Sender<Position>,
+    pub applied: Arc<watch::Sender<Progress>>,
     pub changes: broadcast::Sender<Arc<CommittedChanges>>,
     /// Set to true to stop the projector.
     pub stop: watch::Receiver<bool>,
-    /// The event types the plugin consumes; `None` for all.
-    pub wanted: Option<HashSet<String>>,
+    /// While `Some(p)`, apply nothing past `p` (a consistent point to
+    /// compare two generations at).
+    pub hold: watch::Receiver<Option<Position>>,
+    /// Told when the view catches up or the projector fails.
+    pub notify: Box<dyn Fn(ProjectorEvent) + Send>,
 }
 
 /// The outcome of applying a slice of events.
@@ -97,8 +187,12 @@ enum Applied {
 
 pub struct Projector {
     ctx: ProjectorContext,
-    instance: Option<PluginInstance>,
+    handler: Option<Box<dyn Handler>>,
+    /// The event types the projection consumes; `None` for all.
+    wanted: Option<HashSet<String>>,
     rt: tokio::runtime::Handle,
+    /// Whether `CaughtUp` was sent in this run.
+    caught_up: bool,
 }
 
 impl Projector {
@@ -109,10 +203,19 @@ impl Projector {
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let name = format!("prism-projector-{}", ctx.plugin);
         std::thread::Builder::new().name(name).spawn(move || {
+            let described = ctx.projection.described();
+            let wanted = (!described.event_types.is_empty())
+                .then(|| described.event_types.iter().cloned().collect());
+            // One writer per keyspace: a projector replaced while its last
+            // call was still running starts only once that one has let go.
+            let keyspace = ctx.keyspace.clone();
+            let _writer = keyspace.writer();
             let mut projector = Projector {
                 ctx,
-                instance: None,
+                handler: None,
+                wanted,
                 rt,
+                caught_up: false,
             };
             projector.run();
         })
@@ -122,53 +225,55 @@ impl Projector {
         *self.ctx.stop.borrow()
     }
 
-    fn fresh_instance(&mut self) -> Result<&mut PluginInstance, String> {
-        if self.instance.is_none() {
-            let view = ViewAccess::new(self.ctx.keyspace.clone());
-            let instance = self
-                .ctx
-                .runtime
-                .instantiate(
-                    &self.ctx.compiled,
-                    view,
-                    self.ctx.plugin_log.clone(),
-                    self.ctx.config.limits,
-                )
-                .map_err(|e| e.to_string())?;
-            self.instance = Some(instance);
+    fn fresh_handler(&mut self) -> Result<&mut Box<dyn Handler>, String> {
+        if self.handler.is_none() {
+            self.handler = Some(self.ctx.projection.handler(&self.ctx.keyspace)?);
         }
-        Ok(self.instance.as_mut().expect("just set"))
+        Ok(self.handler.as_mut().expect("just set"))
+    }
+
+    /// Stop on an error: report it, tell the owner, wait to be stopped.
+    fn fail(&mut self, report: ErrorReport) {
+        self.ctx.status.fail(report.clone());
+        (self.ctx.notify)(ProjectorEvent::Failed(report));
+        let mut stop_rx = self.ctx.stop.clone();
+        let _ = self.rt.block_on(stop_rx.wait_for(|s| *s));
     }
 
     fn run(&mut self) {
         let start = match self.ctx.keyspace.checkpoint() {
             Ok(p) => p,
             Err(e) => {
-                self.ctx.status.fail(ErrorReport::new(
+                return self.fail(ErrorReport::new(
                     format!("reading the checkpoint: {e}"),
                     None,
                 ));
-                return;
             }
         };
-        if let Err(e) = self.fresh_instance() {
-            self.ctx.status.fail(ErrorReport::new(e, None));
-            return;
+        if let Err(e) = self.fresh_handler() {
+            return self.fail(ErrorReport::new(e, None));
         }
         self.ctx.status.start_replay(self.ctx.log.head().max(start));
-        self.ctx.applied.send_replace(start);
+        self.ctx.applied.send_modify(|p| p.position = start);
         let mut position = start;
         let mut head_rx = self.ctx.log.subscribe();
         let mut stop_rx = self.ctx.stop.clone();
+        let mut hold_rx = self.ctx.hold.clone();
         loop {
             if self.stopped() {
                 return;
             }
             let head = *head_rx.borrow_and_update();
-            if position >= head {
+            let hold = *hold_rx.borrow_and_update();
+            let target = hold.map_or(head, |h| h.min(head));
+            if position >= target {
+                if position >= head {
+                    self.caught_up();
+                }
                 let woke = self.rt.block_on(async {
                     tokio::select! {
                         r = head_rx.changed() => r.is_ok(),
+                        r = hold_rx.changed() => r.is_ok(),
                         _ = stop_rx.changed() => false,
                     }
                 });
@@ -177,34 +282,49 @@ impl Projector {
                 }
                 continue;
             }
-            match self.step(position, head) {
-                Ok(Some(next)) => position = next,
+            match self.step(position, target) {
+                Ok(Some(next)) => {
+                    position = next;
+                    if position >= head {
+                        self.caught_up();
+                    }
+                }
+                // Halted: wait to be stopped (a rebuild or a new version replaces us).
                 Ok(None) => {
-                    // Halted: wait to be stopped (a rebuild or a new version replaces us).
+                    let report = self
+                        .ctx
+                        .status
+                        .report(head, Duration::MAX)
+                        .last_error
+                        .unwrap_or_else(|| ErrorReport::new("halted", None));
+                    (self.ctx.notify)(ProjectorEvent::Failed(report));
                     let _ = self.rt.block_on(stop_rx.wait_for(|s| *s));
                     return;
                 }
-                Err(e) => {
-                    self.ctx.status.fail(ErrorReport::new(e, None));
-                    let _ = self.rt.block_on(stop_rx.wait_for(|s| *s));
-                    return;
-                }
+                Err(e) => return self.fail(ErrorReport::new(e, None)),
             }
         }
     }
 
-    /// Read and apply one batch after `position`; the new position, or
-    /// `None` if the plugin halted.
-    fn step(&mut self, position: Position, head: Position) -> Result<Option<Position>, String> {
+    fn caught_up(&mut self) {
+        if !self.caught_up {
+            self.caught_up = true;
+            (self.ctx.notify)(ProjectorEvent::CaughtUp);
+        }
+    }
+
+    /// Read and apply one batch after `position`, up to `upto` at most;
+    /// the new position, or `None` if the plugin halted.
+    fn step(&mut self, position: Position, upto: Position) -> Result<Option<Position>, String> {
         let cfg = self.ctx.config;
         let mut last = position;
         let mut bytes = 0usize;
         let mut batch: Vec<Event> = Vec::new();
         let max_events = cfg
             .max_batch_events
-            .min((head.0 - position.0) as usize)
+            .min((upto.0 - position.0) as usize)
             .max(1);
-        let wanted = self.ctx.wanted.as_ref();
+        let wanted = self.wanted.as_ref();
         let mut scanned = 0usize;
         self.ctx
             .log
@@ -212,6 +332,9 @@ impl Projector {
                 position.next(),
                 |event_type| wanted.is_none_or(|w| w.contains(event_type)),
                 |at, event| {
+                    if at > upto {
+                        return false;
+                    }
                     last = at;
                     scanned += 1;
                     if let Some(e) = event {
@@ -247,19 +370,14 @@ impl Projector {
             self.commit(&txn, &[], upto)?;
             return Ok(Applied::Ok);
         }
-        let outcome = self.fresh_instance()?.handle(events, &mut txn);
+        let outcome = self.fresh_handler()?.handle(events, &mut txn);
         match outcome {
             Ok(Ok(())) => {
                 self.commit(&txn, &[], upto)?;
-                if self
-                    .instance
-                    .as_ref()
-                    .is_some_and(PluginInstance::nearly_full)
-                {
-                    // Some language runtimes never return memory; start afresh
-                    // between batches instead of failing inside one.
-                    tracing::debug!(plugin = %self.ctx.plugin, "replacing an instance near its memory limit");
-                    self.instance = None;
+                if self.handler.as_ref().is_some_and(|h| h.worn_out()) {
+                    // Start afresh between batches instead of failing inside one.
+                    tracing::debug!(plugin = %self.ctx.plugin, "replacing a worn-out handler");
+                    self.handler = None;
                 }
                 Ok(Applied::Ok)
             }
@@ -268,7 +386,7 @@ impl Projector {
                 self.isolate(events, upto, index, message)
             }
             Err(trap) => {
-                self.instance = None;
+                self.handler = None;
                 self.isolate(events, upto, None, trap.0)
             }
         }
@@ -372,7 +490,7 @@ impl Projector {
                 changes: txn.changes(),
             }));
         }
-        self.ctx.applied.send_replace(upto);
+        self.ctx.applied.send_modify(|p| p.position = upto);
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ pub enum State {
 }
 
 /// The last error of a plugin, for the operator.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ErrorReport {
     pub message: String,
     /// The log position of the event that failed, when an event did.

@@ -10,6 +10,7 @@
 pub mod bindings;
 mod instance;
 pub mod logging;
+mod projection;
 pub(crate) mod state;
 pub mod view;
 
@@ -24,6 +25,7 @@ use wasmtime::{Config, Engine};
 
 pub use instance::{CallError, PluginInstance};
 pub use logging::PluginLog;
+pub use projection::WasmProjection;
 
 use bindings::ProjectorPre;
 use state::PluginState;
@@ -167,6 +169,41 @@ impl Runtime {
         let pre = ProjectorPre::new(instance_pre)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         Ok(CompiledPlugin { pre, from_cache })
+    }
+
+    /// Compile, instantiate and describe: everything that can fail before a
+    /// generation gets a keyspace. `scratch` is a keyspace that finds
+    /// nothing, for the instance that describes the plugin.
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        log: Arc<PluginLog>,
+        limits: PluginLimits,
+        scratch: crate::views::Keyspace,
+    ) -> Result<WasmProjection, RuntimeError> {
+        let compiled = self.compile(bytes)?;
+        let mut instance = self.instantiate(
+            &compiled,
+            view::ViewAccess::new(scratch),
+            log.clone(),
+            limits,
+        )?;
+        let description = instance
+            .describe()
+            .map_err(|e| RuntimeError::Instantiate(format!("describe: {e}")))?;
+        let described = crate::projector::Described {
+            name: description.name,
+            version: description.version,
+            event_types: description.event_types,
+            queries: description.queries,
+        };
+        Ok(WasmProjection::new(
+            self.clone(),
+            compiled,
+            log,
+            limits,
+            described,
+        ))
     }
 
     /// Start an instance of a compiled plugin against `view`.

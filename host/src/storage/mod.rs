@@ -91,7 +91,7 @@ pub(crate) fn ensure_family(db: &Rocks, name: &str) -> Result<(), StorageError> 
     Ok(())
 }
 
-/// The names of every column family currently open.
-pub(crate) fn family_names(dir: &Path) -> Vec<String> {
-    Rocks::list_cf(&Options::default(), dir).unwrap_or_default()
+/// The names of every column family of the database.
+pub(crate) fn family_names(db: &Rocks) -> Vec<String> {
+    Rocks::list_cf(&Options::default(), db.path()).unwrap_or_default()
 }

@@ -5,10 +5,19 @@
 //! batch's own earlier writes, and [`Keyspace::commit`] writes the batch's
 //! changes and the new checkpoint in one atomic `WriteBatch`, so a view never
 //! holds half a batch and never misses or repeats one (exactly-once effect).
+//!
+//! A [`Keyspace`] is a shared handle: every clone of it (a projector, a
+//! reader in the middle of a scan, a query instance) keeps the column
+//! family alive. Retiring a keyspace only marks it; the last handle to go
+//! away hands it to the janitor thread, which drops it. So a read that
+//! started just before a swap finishes on the old keyspace instead of
+//! finding it gone, and nobody polls for readers to finish.
 
 mod transaction;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
@@ -29,17 +38,61 @@ pub fn family_name(plugin: &str, generation: &str) -> String {
 #[derive(Clone)]
 pub struct ViewStore {
     db: Arc<Rocks>,
+    /// Keyspaces with live handles, so that opening one twice shares its
+    /// guard (and its writer lock) instead of making a second one.
+    open: Arc<Mutex<HashMap<String, Weak<Family>>>>,
+    /// Retired keyspaces whose last handle is gone, to be dropped.
+    janitor: std::sync::mpsc::Sender<String>,
 }
 
 impl ViewStore {
     pub(crate) fn new(db: Arc<Rocks>) -> Self {
-        ViewStore { db }
+        let (janitor, retired) = std::sync::mpsc::channel::<String>();
+        let store_db = Arc::downgrade(&db);
+        // Dropping a column family writes the manifest: keep it off the
+        // threads that happen to release the last handle. The thread ends
+        // when the store and every keyspace handle are gone; it does not
+        // keep the database open.
+        std::thread::Builder::new()
+            .name("prism-janitor".into())
+            .spawn(move || {
+                for family in retired {
+                    let Some(db) = store_db.upgrade() else { return };
+                    match drop_family(&db, &family) {
+                        Ok(()) => tracing::info!(keyspace = %family, "dropped a retired keyspace"),
+                        Err(e) => {
+                            tracing::error!(keyspace = %family, error = %e, "could not drop a retired keyspace")
+                        }
+                    }
+                }
+            })
+            .expect("janitor thread");
+        ViewStore {
+            db,
+            open: Arc::default(),
+            janitor,
+        }
     }
 
     /// The keyspace of a plugin generation, created empty if it is new.
     pub fn keyspace(&self, plugin: &str, generation: &str) -> Result<Keyspace, StorageError> {
-        let family = family_name(plugin, generation);
-        storage::ensure_family(&self.db, &family)?;
+        let name = family_name(plugin, generation);
+        let mut open = self.open.lock().expect("open keyspaces");
+        if let Some(family) = open.get(&name).and_then(Weak::upgrade) {
+            return Ok(Keyspace {
+                db: self.db.clone(),
+                family,
+            });
+        }
+        storage::ensure_family(&self.db, &name)?;
+        let family = Arc::new(Family {
+            name: name.clone(),
+            retired: AtomicBool::new(false),
+            writer: Mutex::new(()),
+            janitor: Some(self.janitor.clone()),
+        });
+        open.retain(|_, f| f.strong_count() > 0);
+        open.insert(name, Arc::downgrade(&family));
         Ok(Keyspace {
             db: self.db.clone(),
             family,
@@ -48,38 +101,41 @@ impl ViewStore {
 
     /// A handle on a keyspace that is not created: reads find nothing. For
     /// validating a plugin before it gets a keyspace of its own.
-    pub fn detached(&self, family: &str) -> Keyspace {
+    pub fn detached(&self, name: &str) -> Keyspace {
         Keyspace {
             db: self.db.clone(),
-            family: family.to_string(),
+            family: Arc::new(Family {
+                name: name.to_string(),
+                retired: AtomicBool::new(false),
+                writer: Mutex::new(()),
+                janitor: None,
+            }),
         }
     }
 
-    /// Drop a keyspace with its checkpoint and dead letters.
-    pub fn drop_keyspace(&self, family: &str) -> Result<(), StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
-        self.db.delete_cf(&meta, checkpoint_key(family))?;
-        let dead = self
-            .db
-            .cf_handle(CF_DEAD_LETTERS)
-            .expect("dead letters family");
-        let (start, end) = dead_letter_range(family);
-        self.db.delete_range_cf(&dead, start, end)?;
-        if self.db.cf_handle(family).is_some() {
-            self.db.drop_cf(family)?;
-        }
-        Ok(())
+    /// Drop a keyspace nobody has open (at start: keyspaces no plugin owns).
+    pub fn drop_unowned(&self, name: &str) -> Result<(), StorageError> {
+        drop_family(&self.db, name)
     }
 
     /// Names of every view keyspace in the database.
-    pub fn families(&self, dir: &std::path::Path) -> Vec<String> {
-        storage::family_names(dir)
+    pub fn families(&self) -> Vec<String> {
+        storage::family_names(&self.db)
             .into_iter()
             .filter(|n| n.starts_with("view."))
             .collect()
     }
 
-    /// A small persistent record (plugin registry entries), by key.
+    /// The checkpoint of a keyspace, without opening it.
+    pub fn checkpoint_of(&self, family: &str) -> Result<Position, StorageError> {
+        let meta = self.db.cf_handle(CF_META).expect("meta family");
+        match self.db.get_pinned_cf(&meta, checkpoint_key(family))? {
+            Some(v) => Ok(Position(codec::decode_u64(&v)?)),
+            None => Ok(Position::ZERO),
+        }
+    }
+
+    /// A small persistent record (plugin records), by key.
     pub fn meta_get(&self, key: &str) -> Result<Option<String>, StorageError> {
         let meta = self.db.cf_handle(CF_META).expect("meta family");
         Ok(self
@@ -88,14 +144,76 @@ impl ViewStore {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Every meta record whose key starts with `prefix`, in key order.
+    pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, String)>, StorageError> {
+        let meta = self.db.cf_handle(CF_META).expect("meta family");
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            &meta,
+            IteratorMode::From(prefix.as_bytes(), Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Store a record durably (synced): lifecycle records are few and must
+    /// survive a power cut as well as a crash.
     pub fn meta_put(&self, key: &str, value: &str) -> Result<(), StorageError> {
         let meta = self.db.cf_handle(CF_META).expect("meta family");
-        Ok(self.db.put_cf(&meta, key.as_bytes(), value.as_bytes())?)
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        Ok(self
+            .db
+            .put_cf_opt(&meta, key.as_bytes(), value.as_bytes(), &opts)?)
     }
 
     pub fn meta_delete(&self, key: &str) -> Result<(), StorageError> {
         let meta = self.db.cf_handle(CF_META).expect("meta family");
-        Ok(self.db.delete_cf(&meta, key.as_bytes())?)
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        Ok(self.db.delete_cf_opt(&meta, key.as_bytes(), &opts)?)
+    }
+}
+
+/// Drop a keyspace with its checkpoint and dead letters.
+fn drop_family(db: &Rocks, family: &str) -> Result<(), StorageError> {
+    let meta = db.cf_handle(CF_META).expect("meta family");
+    db.delete_cf(&meta, checkpoint_key(family))?;
+    let dead = db.cf_handle(CF_DEAD_LETTERS).expect("dead letters family");
+    let (start, end) = dead_letter_range(family);
+    db.delete_range_cf(&dead, start, end)?;
+    if db.cf_handle(family).is_some() {
+        db.drop_cf(family)?;
+    }
+    Ok(())
+}
+
+/// One column family and the guard that drops it once retired and unused.
+struct Family {
+    name: String,
+    retired: AtomicBool,
+    /// Held by the one projector that writes to this keyspace.
+    writer: Mutex<()>,
+    /// `None` for detached keyspaces, which have nothing to drop.
+    janitor: Option<std::sync::mpsc::Sender<String>>,
+}
+
+impl Drop for Family {
+    fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire)
+            && let Some(janitor) = &self.janitor
+        {
+            let _ = janitor.send(std::mem::take(&mut self.name));
+        }
     }
 }
 
@@ -118,22 +236,37 @@ fn dead_letter_key(family: &str, position: Position) -> Vec<u8> {
     key
 }
 
-/// One plugin generation's keys and checkpoint.
+/// One plugin generation's keys and checkpoint. Clones share one guard:
+/// the keyspace lives as long as any of them.
 #[derive(Clone)]
 pub struct Keyspace {
     db: Arc<Rocks>,
-    /// The column family; looked up per operation because a handle borrows the database.
-    family: String,
+    /// The column family (looked up per operation because a RocksDB handle
+    /// borrows the database) and its drop guard.
+    family: Arc<Family>,
 }
 
 impl Keyspace {
     pub fn family(&self) -> &str {
-        &self.family
+        &self.family.name
+    }
+
+    /// Drop this keyspace once its last handle is gone.
+    pub fn retire(&self) {
+        self.family.retired.store(true, Ordering::Release);
+    }
+
+    /// The right to write to this keyspace: one projector at a time.
+    pub fn writer(&self) -> MutexGuard<'_, ()> {
+        self.family
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The document stored at `key`.
     pub fn get(&self, key: &str) -> Result<Option<String>, StorageError> {
-        let Some(cf) = self.db.cf_handle(&self.family) else {
+        let Some(cf) = self.db.cf_handle(self.family()) else {
             return Ok(None);
         };
         Ok(self
@@ -144,7 +277,7 @@ impl Keyspace {
 
     /// The documents at `keys`, in order, with one RocksDB multi-get.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, StorageError> {
-        let Some(cf) = self.db.cf_handle(&self.family) else {
+        let Some(cf) = self.db.cf_handle(self.family()) else {
             return Ok(vec![None; keys.len()]);
         };
         self.db
@@ -178,7 +311,7 @@ impl Keyspace {
         end: Option<&str>,
         mut visit: impl FnMut(&str, &str) -> bool,
     ) -> Result<(), StorageError> {
-        let Some(cf) = self.db.cf_handle(&self.family) else {
+        let Some(cf) = self.db.cf_handle(self.family()) else {
             return Ok(());
         };
         let iter = self.db.iterator_cf(
@@ -199,10 +332,78 @@ impl Keyspace {
         Ok(())
     }
 
+    /// Walk this keyspace and `other` side by side in key order, calling
+    /// `visit(key, ours, theirs)` for every key either holds, until it
+    /// returns false.
+    pub fn compare(
+        &self,
+        other: &Keyspace,
+        mut visit: impl FnMut(&str, Option<&str>, Option<&str>) -> bool,
+    ) -> Result<(), StorageError> {
+        let (Some(ours), Some(theirs)) = (
+            self.db.cf_handle(self.family()),
+            other.db.cf_handle(other.family()),
+        ) else {
+            return Ok(());
+        };
+        let mut a = self.db.iterator_cf(&ours, IteratorMode::Start);
+        let mut b = other.db.iterator_cf(&theirs, IteratorMode::Start);
+        let mut next_a = a.next().transpose()?;
+        let mut next_b = b.next().transpose()?;
+        loop {
+            let go_on = match (&next_a, &next_b) {
+                (None, None) => return Ok(()),
+                (Some((ka, va)), Some((kb, vb))) if ka == kb => {
+                    let go_on = visit(
+                        &String::from_utf8_lossy(ka),
+                        Some(&String::from_utf8_lossy(va)),
+                        Some(&String::from_utf8_lossy(vb)),
+                    );
+                    next_a = a.next().transpose()?;
+                    next_b = b.next().transpose()?;
+                    go_on
+                }
+                (Some((ka, va)), Some((kb, _))) if ka < kb => {
+                    let go_on = visit(
+                        &String::from_utf8_lossy(ka),
+                        Some(&String::from_utf8_lossy(va)),
+                        None,
+                    );
+                    next_a = a.next().transpose()?;
+                    go_on
+                }
+                (Some((ka, va)), None) => {
+                    let go_on = visit(
+                        &String::from_utf8_lossy(ka),
+                        Some(&String::from_utf8_lossy(va)),
+                        None,
+                    );
+                    next_a = a.next().transpose()?;
+                    go_on
+                }
+                (_, Some((kb, vb))) => {
+                    let go_on = visit(
+                        &String::from_utf8_lossy(kb),
+                        None,
+                        Some(&String::from_utf8_lossy(vb)),
+                    );
+                    next_b = b.next().transpose()?;
+                    go_on
+                }
+            };
+            if !go_on {
+                return Ok(());
+            }
+        }
+    }
+
     /// The last log position whose effects this keyspace holds.
     pub fn checkpoint(&self) -> Result<Position, StorageError> {
         let meta = self.db.cf_handle(CF_META).expect("meta family");
-        match self.db.get_pinned_cf(&meta, checkpoint_key(&self.family))? {
+        match self
+            .db
+            .get_pinned_cf(&meta, checkpoint_key(self.family()))?
+        {
             Some(v) => Ok(Position(codec::decode_u64(&v)?)),
             None => Ok(Position::ZERO),
         }
@@ -217,8 +418,8 @@ impl Keyspace {
         dead_letters: &[(Position, String)],
         checkpoint: Position,
     ) -> Result<(), StorageError> {
-        let cf = self.db.cf_handle(&self.family).ok_or_else(|| {
-            StorageError::Corrupt(format!("keyspace {} was dropped", self.family))
+        let cf = self.db.cf_handle(self.family()).ok_or_else(|| {
+            StorageError::Corrupt(format!("keyspace {} was dropped", self.family()))
         })?;
         let meta = self.db.cf_handle(CF_META).expect("meta family");
         let mut batch = WriteBatch::default();
@@ -236,14 +437,14 @@ impl Keyspace {
             for (position, record) in dead_letters {
                 batch.put_cf(
                     &dead,
-                    dead_letter_key(&self.family, *position),
+                    dead_letter_key(self.family(), *position),
                     record.as_bytes(),
                 );
             }
         }
         batch.put_cf(
             &meta,
-            checkpoint_key(&self.family),
+            checkpoint_key(self.family()),
             codec::u64_key(checkpoint.0),
         );
         let mut opts = WriteOptions::default();
@@ -257,7 +458,7 @@ impl Keyspace {
             .db
             .cf_handle(CF_DEAD_LETTERS)
             .expect("dead letters family");
-        let (start, end) = dead_letter_range(&self.family);
+        let (start, end) = dead_letter_range(self.family());
         let mut out = Vec::new();
         let iter = self
             .db

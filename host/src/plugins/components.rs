@@ -1,0 +1,95 @@
+//! The component store: the bytes of every plugin generation the server
+//! may have to run again, by content hash, in `<data>/components/`.
+//!
+//! The plugin directory says what the operator wants; this store holds what
+//! the server is running. After a restart the serving generation is loaded
+//! from here, never from the directory, so a rejected file sitting in the
+//! directory cannot take a working generation's place. A file is written
+//! under a unique temporary name, synced and renamed, so a crash never
+//! leaves half a component under its hash.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::record::ContentHash;
+
+/// Component bytes by content hash.
+#[derive(Debug, Clone)]
+pub struct ComponentStore {
+    dir: PathBuf,
+}
+
+impl ComponentStore {
+    /// Open (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> std::io::Result<ComponentStore> {
+        std::fs::create_dir_all(dir)?;
+        Ok(ComponentStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn path(&self, hash: &ContentHash) -> PathBuf {
+        self.dir.join(format!("{hash}.wasm"))
+    }
+
+    /// Keep `bytes` under `hash` durably. Storing bytes already kept is free.
+    pub fn put(&self, hash: &ContentHash, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.path(hash);
+        if path.exists() {
+            return Ok(());
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".incoming-")
+            .suffix(".tmp")
+            .tempfile_in(&self.dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+
+    /// The bytes kept under `hash`.
+    pub fn get(&self, hash: &ContentHash) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.path(hash))
+    }
+
+    /// Delete every component not in `keep`, and leftovers of interrupted writes.
+    pub fn retain(&self, keep: &HashSet<ContentHash>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let wanted = name
+                .strip_suffix(".wasm")
+                .and_then(ContentHash::parse)
+                .is_some_and(|h| keep.contains(&h));
+            if !wanted {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_round_trip_and_unreferenced_ones_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ComponentStore::open(dir.path()).unwrap();
+        let a = ContentHash::of(b"a");
+        let b = ContentHash::of(b"b");
+        store.put(&a, b"a").unwrap();
+        store.put(&b, b"b").unwrap();
+        store.put(&a, b"a").unwrap();
+        std::fs::write(dir.path().join(".incoming-x.tmp"), b"half").unwrap();
+        assert_eq!(store.get(&a).unwrap(), b"a");
+        store.retain(&HashSet::from([b.clone()])).unwrap();
+        assert!(store.get(&a).is_err());
+        assert_eq!(store.get(&b).unwrap(), b"b");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
