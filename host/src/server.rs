@@ -24,6 +24,72 @@ pub fn open_stores(data_dir: &std::path::Path) -> anyhow::Result<(EventLog, View
     Ok((EventLog::open(db.clone())?, ViewStore::new(db)))
 }
 
+/// Everything the server runs, opened and started, without a socket: the
+/// HTTP router to serve (or to call in-process with `oneshot`), and the
+/// parts behind it.
+pub struct App {
+    pub router: axum::Router,
+    pub state: AppState,
+    /// Keeps the plugin directory watched while the app lives.
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl App {
+    /// Open storage under `config.data`, restore the plugins (they load in
+    /// the background) and watch the plugin directory.
+    pub async fn open(config: &Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.data)?;
+        let db = storage::open(&config.data.join("db"))?;
+        let log = EventLog::open(db.clone())?;
+        let views = ViewStore::new(db.clone());
+        let cache = config
+            .cache
+            .clone()
+            .unwrap_or_else(|| config.data.join("cache"));
+        let runtime = Runtime::new(&cache)?;
+        let components = ComponentStore::open(&config.data.join("components"))?;
+        let plugins = PluginManager::new(
+            runtime,
+            log.clone(),
+            views,
+            components,
+            PluginsConfig {
+                dir: config.plugins.clone(),
+                defaults: config.plugin_defaults.clone(),
+                per_plugin: config.plugin.clone(),
+                stall_after: Duration::from_secs(config.stall_after_secs),
+            },
+            tokio::runtime::Handle::current(),
+        );
+        // Returns at once: plugins load in the background while HTTP serves.
+        plugins.start().await?;
+        let watcher = watcher::watch(plugins.clone())?;
+        let state = AppState {
+            log,
+            plugins,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let router = api::router(
+            state.clone(),
+            ApiLimits {
+                max_body_bytes: config.max_body_bytes,
+                max_plugin_bytes: config.max_plugin_bytes,
+            },
+            Tokens::new(&config.tokens),
+        );
+        Ok(App {
+            router,
+            state,
+            _watcher: watcher,
+        })
+    }
+
+    /// Stop every projector and wait for them.
+    pub async fn shutdown(&self) {
+        self.state.plugins.shutdown().await;
+    }
+}
+
 /// Run the server on `listener` until `shutdown` resolves.
 pub async fn serve(
     config: Config,
@@ -33,49 +99,11 @@ pub async fn serve(
     if let Some(problem) = config.exposure_problem(listener.local_addr()?) {
         anyhow::bail!(problem);
     }
-    std::fs::create_dir_all(&config.data)?;
-    let db = storage::open(&config.data.join("db"))?;
-    let log = EventLog::open(db.clone())?;
-    let views = ViewStore::new(db.clone());
-    let cache = config
-        .cache
-        .clone()
-        .unwrap_or_else(|| config.data.join("cache"));
-    let runtime = Runtime::new(&cache)?;
-    let components = ComponentStore::open(&config.data.join("components"))?;
-    let plugins = PluginManager::new(
-        runtime,
-        log.clone(),
-        views,
-        components,
-        PluginsConfig {
-            dir: config.plugins.clone(),
-            defaults: config.plugin_defaults.clone(),
-            per_plugin: config.plugin.clone(),
-            stall_after: Duration::from_secs(config.stall_after_secs),
-        },
-        tokio::runtime::Handle::current(),
-    );
-    // Returns at once: plugins load in the background while HTTP serves.
-    plugins.start().await?;
-    let _watcher = watcher::watch(plugins.clone())?;
-    let state = AppState {
-        log,
-        plugins: plugins.clone(),
-        metrics: Arc::new(Metrics::default()),
-    };
-    let app = api::router(
-        state,
-        ApiLimits {
-            max_body_bytes: config.max_body_bytes,
-            max_plugin_bytes: config.max_plugin_bytes,
-        },
-        Tokens::new(&config.tokens),
-    );
+    let app = App::open(&config).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, app)
+    axum::serve(listener, app.router.clone())
         .with_graceful_shutdown(shutdown)
         .await?;
-    plugins.shutdown().await;
+    app.shutdown().await;
     Ok(())
 }

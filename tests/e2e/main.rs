@@ -9,6 +9,7 @@ mod bad_plugins;
 mod cli;
 mod concurrent_writers;
 mod crash_recovery;
+mod deploys;
 mod durability;
 mod event_filter;
 mod example_plugins;

@@ -60,6 +60,8 @@ pub(super) struct Actor {
     loading: Option<ContentHash>,
     /// A file for this plugin was seen and has not been acted on yet.
     file_pending: bool,
+    /// When the plugin file was last looked at, for status.
+    file_checked_at_ms: Option<u64>,
     snapshot: watch::Sender<Arc<Snapshot>>,
     mailbox: mpsc::UnboundedReceiver<Msg>,
     /// Handed to projectors so that they can report back.
@@ -91,6 +93,7 @@ impl Actor {
             serving,
             loading: None,
             file_pending: false,
+            file_checked_at_ms: None,
             snapshot,
             mailbox,
             myself,
@@ -110,6 +113,7 @@ impl Actor {
                 _ = sleep_until(expiry), if expiry.is_some() => {
                     let result = self.transition(Transition::PreviousExpired).await;
                     self.log_refusal(result);
+                    self.publish();
                     continue;
                 }
             };
@@ -121,6 +125,7 @@ impl Actor {
                         tracing::warn!(plugin = %self.name, error = %e, "plugin file not acted on");
                     }
                     self.file_pending = false;
+                    self.file_checked_at_ms = Some(crate::clock::now_ms());
                 }
                 Msg::Put(bytes, reply) => {
                     let _ = reply.send(self.put(bytes).await);
@@ -194,6 +199,7 @@ impl Actor {
             candidate,
             loading: self.loading.clone(),
             file_pending: self.file_pending,
+            file_checked_at_ms: self.file_checked_at_ms,
         }));
     }
 

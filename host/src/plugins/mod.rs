@@ -111,6 +111,8 @@ pub struct Snapshot {
     pub loading: Option<ContentHash>,
     /// A file was seen in the directory and is still settling.
     pub file_pending: bool,
+    /// When the plugin file was last looked at.
+    pub file_checked_at_ms: Option<u64>,
 }
 
 impl Snapshot {
@@ -600,6 +602,8 @@ impl PluginManager {
             previous,
             generations,
             loading: snapshot.loading.as_ref().map(ToString::to_string),
+            desired: record.desired.as_ref().map(ToString::to_string),
+            file_checked_at_ms: snapshot.file_checked_at_ms,
             settings: self.shared.settings(name),
         })
     }
@@ -709,5 +713,9 @@ pub struct PluginReport {
     pub generations: Vec<GenerationSummary>,
     /// Content being loaded.
     pub loading: Option<String>,
+    /// The content the directory (or the last upload or rollback) asks for.
+    pub desired: Option<String>,
+    /// When the server last acted on the plugin file.
+    pub file_checked_at_ms: Option<u64>,
     pub settings: PluginSettings,
 }
