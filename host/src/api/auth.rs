@@ -9,6 +9,8 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::routes::{Scope, scope_of};
@@ -24,7 +26,10 @@ pub struct TokenConfig {
 /// The configured tokens.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    tokens: Vec<(Vec<u8>, HashSet<Scope>)>,
+    /// SHA-256 of each token, not the token: digests have one length, so
+    /// comparing them in constant time says nothing about a token's length
+    /// or how much of it a guess got right.
+    tokens: Vec<([u8; 32], HashSet<Scope>)>,
 }
 
 impl Tokens {
@@ -34,7 +39,7 @@ impl Tokens {
                 .iter()
                 .map(|c| {
                     (
-                        c.token.as_bytes().to_vec(),
+                        Sha256::digest(c.token.as_bytes()).into(),
                         c.scopes.iter().copied().collect(),
                     )
                 })
@@ -71,15 +76,13 @@ impl Tokens {
             .collect()
     }
 
+    /// The scopes of the presented token, if it is one of ours. Every
+    /// configured token is compared, so timing says nothing about which matched.
     fn scopes_of(&self, presented: &[u8]) -> Option<&HashSet<Scope>> {
-        // Compare every token in full so timing says nothing about which matched.
+        let presented: [u8; 32] = Sha256::digest(presented).into();
         let mut found = None;
-        for (token, scopes) in &self.tokens {
-            let mut diff = (token.len() ^ presented.len()) as u8;
-            for (i, b) in token.iter().enumerate() {
-                diff |= b ^ presented.get(i).copied().unwrap_or(0);
-            }
-            if diff == 0 {
+        for (digest, scopes) in &self.tokens {
+            if bool::from(digest.ct_eq(&presented)) {
                 found = Some(scopes);
             }
         }
@@ -148,4 +151,39 @@ fn unauthorized() -> Response {
         axum::http::HeaderValue::from_static("Bearer"),
     );
     closing(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new(&[
+            TokenConfig {
+                token: "reader-secret".into(),
+                scopes: vec![Scope::Read],
+            },
+            TokenConfig {
+                token: "admin-secret".into(),
+                scopes: vec![Scope::Admin],
+            },
+        ])
+    }
+
+    #[test]
+    fn only_the_exact_token_is_accepted() {
+        let tokens = tokens();
+        let read = HashSet::from([Scope::Read]);
+        assert_eq!(tokens.scopes_of(b"reader-secret"), Some(&read));
+        assert_eq!(
+            tokens.scopes_of(b"admin-secret"),
+            Some(&HashSet::from([Scope::Admin]))
+        );
+        let mut longer = b"reader-secret".to_vec();
+        longer.extend([b'x'; 256]);
+        assert_eq!(tokens.scopes_of(&longer), None, "token + 256 bytes");
+        assert_eq!(tokens.scopes_of(b"reader-secre"), None, "a prefix");
+        assert_eq!(tokens.scopes_of(b""), None);
+        assert_eq!(tokens.scopes_of(b"reader-secreT"), None);
+    }
 }
