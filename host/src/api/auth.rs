@@ -105,16 +105,14 @@ pub async fn authorize(
     if needed == Scope::Public {
         return next.run(request).await;
     }
-    let presented = request
+    let Some(presented) = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().as_bytes().to_vec());
-    let Some(presented) = presented else {
+        .and_then(bearer_token)
+    else {
         return unauthorized();
     };
-    match tokens.scopes_of(&presented) {
+    match tokens.scopes_of(presented) {
         None => unauthorized(),
         Some(scopes) if scopes.contains(&needed) => next.run(request).await,
         Some(_) => closing(
@@ -126,6 +124,14 @@ pub async fn authorize(
             .into_response(),
         ),
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header. The scheme is
+/// case-insensitive (RFC 7235), so `bearer` and `BEARER` work too.
+fn bearer_token(header: &axum::http::HeaderValue) -> Option<&[u8]> {
+    let (scheme, token) = header.to_str().ok()?.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token.as_bytes())
 }
 
 /// A refusal is sent before the request body is read; closing the
@@ -185,5 +191,19 @@ mod tests {
         assert_eq!(tokens.scopes_of(b"reader-secre"), None, "a prefix");
         assert_eq!(tokens.scopes_of(b""), None);
         assert_eq!(tokens.scopes_of(b"reader-secreT"), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let token = |h: &'static str| {
+            bearer_token(&axum::http::HeaderValue::from_static(h)).map(<[u8]>::to_vec)
+        };
+        assert_eq!(token("Bearer abc"), Some(b"abc".to_vec()));
+        assert_eq!(token("bearer abc"), Some(b"abc".to_vec()));
+        assert_eq!(token("BEARER  abc "), Some(b"abc".to_vec()));
+        assert_eq!(token("Basic abc"), None);
+        assert_eq!(token("Bearer"), None);
+        assert_eq!(token("Bearer "), None);
+        assert_eq!(token("Bearerabc"), None);
     }
 }
