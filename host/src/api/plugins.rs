@@ -2,13 +2,13 @@
 //! logs and dead letters.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::body::{Body, Params};
+use super::body::{Body, Params, Path};
 use super::error::ApiError;
 use crate::plugins::names::name_problem;
 
