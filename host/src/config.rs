@@ -28,6 +28,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest plugin upload, in bytes. Default 256 MiB.
     pub max_plugin_bytes: usize,
+    /// Seconds a client has to send a request's headers, counted from when
+    /// the server starts waiting for them: on a new connection and on a
+    /// kept-alive one after each answer. A connection that has sent no
+    /// complete request head by then is closed, so this is also how long an
+    /// idle keep-alive connection is kept. At least 1. Default 10.
+    pub header_read_timeout_secs: u64,
     /// Seconds a plugin's lag may stand still before it is reported stalled. Default 30.
     pub stall_after_secs: u64,
     /// Defaults for every plugin (`memory_limit_mb`, `call_timeout_ms`, `on_error`, `max_batch_events`).
@@ -49,6 +55,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             max_body_bytes: 4 << 20,
             max_plugin_bytes: 256 << 20,
+            header_read_timeout_secs: 10,
             stall_after_secs: 30,
             plugin_defaults: PluginSettings::default(),
             plugin: HashMap::new(),

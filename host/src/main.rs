@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             tokens,
             max_body_bytes,
+            header_read_timeout_secs,
         } => {
             let mut cfg = match &config {
                 Some(path) => Config::load(path, true)?,
@@ -52,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(m) = max_body_bytes {
                 cfg.max_body_bytes = m;
+            }
+            if let Some(t) = header_read_timeout_secs {
+                cfg.header_read_timeout_secs = t;
             }
             if let Some(t) = tokens {
                 cfg.tokens

@@ -55,6 +55,10 @@ pub enum Command {
         /// Largest append body in bytes. Default 4 MiB.
         #[arg(long, env = "PRISM_MAX_BODY_BYTES")]
         max_body_bytes: Option<usize>,
+        /// Seconds a client has to send a request's headers; also how long an
+        /// idle kept-alive connection is kept. Default 10.
+        #[arg(long, env = "PRISM_HEADER_READ_TIMEOUT_SECS")]
+        header_read_timeout_secs: Option<u64>,
     },
     /// Append one event to a stream.
     Append {

@@ -154,6 +154,27 @@ impl TestServer {
         }
     }
 
+    /// SIGTERM, then wait up to `timeout` for the server to exit; its exit
+    /// status, or `None` if it was still running (it is then killed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        None
+    }
+
     /// Start again on the same directories (killing first if running).
     pub async fn restart(&mut self) {
         self.kill();
