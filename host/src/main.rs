@@ -127,7 +127,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events {
-            from,
+            from_position,
+            from_version,
             limit,
             stream,
             server,
@@ -135,17 +136,18 @@ async fn main() -> anyhow::Result<()> {
             let client = Client::new(&server.server);
             let answer = match stream {
                 Some(s) => {
-                    let from = if from == 1 { 0 } else { from };
                     client
                         .get(&format!(
-                            "/streams/{}/events?from_version={from}&limit={limit}",
+                            "/streams/{}/events?from_version={from_version}&limit={limit}",
                             segment(&s)
                         ))
                         .await?
                 }
                 None => {
                     client
-                        .get(&format!("/events?from_position={from}&limit={limit}"))
+                        .get(&format!(
+                            "/events?from_position={from_position}&limit={limit}"
+                        ))
                         .await?
                 }
             };

@@ -92,13 +92,20 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
-    /// Print events from the log (or one stream) as NDJSON.
+    /// Print events from the global log, or one stream, as NDJSON.
+    ///
+    /// The log counts positions from 1, a stream counts versions from 0, so
+    /// each has its own flag.
     Events {
-        #[arg(long, default_value_t = 1)]
-        from: u64,
+        /// First position of the global log (1 is the first event).
+        #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "stream")]
+        from_position: u64,
+        /// First version of the stream (0 is its first event); needs --stream.
+        #[arg(long, value_name = "N", default_value_t = 0, requires = "stream")]
+        from_version: u64,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Read one stream instead (from version `--from`, 0-based… defaults to 0).
+        /// Read this stream instead of the global log.
         #[arg(long)]
         stream: Option<String>,
         #[command(flatten)]
