@@ -1,7 +1,9 @@
-//! Server configuration: one `Config`, filled from `prism.toml`, then
-//! environment variables, then command-line flags (each overriding the one
-//! before). The same setting has the same name everywhere: `listen` in the
-//! file, `PRISM_LISTEN` in the environment, `--listen` on the command line.
+//! Configuration: one `Config`, filled from `prism.toml`, then environment
+//! variables, then command-line flags (each overriding the one before). The
+//! same setting has the same name everywhere: `listen` in the file,
+//! `PRISM_LISTEN` in the environment, `--listen` on the command line. The
+//! server reads all of it but the `[client]` table, which is what the client
+//! commands read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -44,6 +46,25 @@ pub struct Config {
     /// `write`, `admin`). None (the default): no authentication, and the
     /// server refuses to listen on anything but a loopback address.
     pub tokens: Vec<TokenConfig>,
+    /// The `[client]` table, for the client commands (`append`, `events`,
+    /// `plugins`, …); the server ignores it.
+    pub client: ClientConfig,
+}
+
+/// How the client commands reach a server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Base URL of the server (`PRISM_SERVER`, `--server`). Default
+    /// `http://127.0.0.1:7070`.
+    pub server: Option<String>,
+    /// Bearer token sent with every request (`PRISM_TOKEN`, `--token`).
+    /// Default none.
+    pub token: Option<String>,
+}
+
+impl ClientConfig {
+    pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 }
 
 impl Default for Config {
@@ -60,6 +81,7 @@ impl Default for Config {
             plugin_defaults: PluginSettings::default(),
             plugin: HashMap::new(),
             tokens: Vec::new(),
+            client: ClientConfig::default(),
         }
     }
 }
@@ -88,6 +110,15 @@ impl Config {
                  tokens ([[tokens]] in prism.toml or PRISM_TOKENS) or listen on a loopback address"
             )
         })
+    }
+
+    /// Read the file named on the command line or in `PRISM_CONFIG`, which
+    /// must exist; without one, `./prism.toml` if there is one.
+    pub fn locate(named: Option<&Path>) -> Result<Config, ConfigError> {
+        match named {
+            Some(path) => Config::load(path, true),
+            None => Config::load("prism.toml".as_ref(), false),
+        }
     }
 
     /// Read a `prism.toml`. A missing file is fine only if `required` is false.
@@ -131,6 +162,16 @@ mod tests {
             config.plugin["orders"].on_error,
             Some(crate::projector::PoisonPolicy::Skip)
         );
+    }
+
+    #[test]
+    fn the_client_table_is_optional_and_checked() {
+        let config: Config =
+            toml::from_str("[client]\nserver = \"http://prism:7070\"\ntoken = \"t\"").unwrap();
+        assert_eq!(config.client.server.as_deref(), Some("http://prism:7070"));
+        assert_eq!(config.client.token.as_deref(), Some("t"));
+        assert!(Config::default().client.token.is_none());
+        assert!(toml::from_str::<Config>("[client]\ntokn = \"t\"").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use prism::client::{Client, segment};
+use prism::client::segment;
 use prism::config::Config;
 use serde_json::{Value, json};
 
@@ -35,10 +35,7 @@ async fn main() -> anyhow::Result<()> {
             max_body_bytes,
             header_read_timeout_secs,
         } => {
-            let mut cfg = match &config {
-                Some(path) => Config::load(path, true)?,
-                None => Config::load("prism.toml".as_ref(), false)?,
-            };
+            let mut cfg = Config::locate(config.as_deref())?;
             if let Some(d) = data {
                 cfg.data = d;
             }
@@ -88,9 +85,9 @@ async fn main() -> anyhow::Result<()> {
             metadata,
             expected_version,
             id,
-            server,
+            client,
         } => {
-            let client = Client::new(&server.server);
+            let client = client.client()?;
             let data: Value = match data {
                 Some(d) => serde_json::from_str(&d).context("DATA is not JSON")?,
                 None => json!({}),
@@ -119,9 +116,9 @@ async fn main() -> anyhow::Result<()> {
             file,
             chunk,
             concurrency,
-            server,
+            client,
         } => {
-            let client = Client::new(&server.server);
+            let client = client.client()?;
             let n = cli::import::run(&client, &file, chunk, concurrency).await?;
             eprintln!("imported {n} events");
             Ok(())
@@ -131,9 +128,9 @@ async fn main() -> anyhow::Result<()> {
             from_version,
             limit,
             stream,
-            server,
+            client,
         } => {
-            let client = Client::new(&server.server);
+            let client = client.client()?;
             let answer = match stream {
                 Some(s) => {
                     client
@@ -156,8 +153,8 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Plugins { action, server } => {
-            let client = Client::new(&server.server);
+        Command::Plugins { action, client } => {
+            let client = client.client()?;
             let answer = match action {
                 PluginAction::List => client.get("/plugins").await?,
                 PluginAction::Show { name } => {

@@ -1,13 +1,11 @@
 //! The client commands of the `prism` binary against a running server.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, example_plugin};
+use crate::common::{TestServer, example_plugin, prism_command};
 
 fn run(server: &TestServer, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
+    prism_command(server.dir.path())
         .args(args)
         .arg("--server")
         .arg(&server.base)

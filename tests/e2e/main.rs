@@ -7,6 +7,7 @@ mod append_and_read;
 mod bad_input;
 mod bad_plugins;
 mod cli;
+mod cli_tokens;
 mod concurrent_writers;
 mod crash_recovery;
 mod durability;

@@ -5,6 +5,8 @@ pub mod import;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use prism::client::Client;
+use prism::config::{ClientConfig, Config};
 
 #[derive(Parser)]
 #[command(
@@ -17,17 +19,35 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where client commands find the server.
+/// How client commands reach the server. Each setting comes from its flag,
+/// else its environment variable, else the config file's `[client]` table.
 #[derive(clap::Args)]
-pub struct ServerArg {
-    /// Base URL of a running server.
-    #[arg(
-        long,
-        global = true,
-        env = "PRISM_SERVER",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub server: String,
+pub struct ClientArgs {
+    /// Base URL of a running server. Default http://127.0.0.1:7070.
+    #[arg(long, global = true, env = "PRISM_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token sent with every request. Prefer PRISM_TOKEN or the config
+    /// file: other users of the machine can read command lines.
+    #[arg(long, global = true, env = "PRISM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Config file with a [client] table (`server`, `token`); missing is fine
+    /// unless given explicitly. Default ./prism.toml.
+    #[arg(long, global = true, env = "PRISM_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The client these settings describe.
+    pub fn client(self) -> anyhow::Result<Client> {
+        let file = Config::locate(self.config.as_deref())?.client;
+        let server = self
+            .server
+            .or(file.server)
+            .unwrap_or_else(|| ClientConfig::DEFAULT_SERVER.to_string());
+        // An empty PRISM_TOKEN= means "no token here", not an empty token.
+        let token = self.token.filter(|t| !t.is_empty()).or(file.token);
+        Ok(Client::new(&server, token.as_deref())?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -77,7 +97,7 @@ pub enum Command {
         #[arg(long)]
         id: Option<String>,
         #[command(flatten)]
-        server: ServerArg,
+        client: ClientArgs,
     },
     /// Append events from an NDJSON file: one {"stream","type","data","metadata"?,"id"?} per line.
     Import {
@@ -90,7 +110,7 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
         #[command(flatten)]
-        server: ServerArg,
+        client: ClientArgs,
     },
     /// Print events from the global log, or one stream, as NDJSON.
     ///
@@ -109,14 +129,14 @@ pub enum Command {
         #[arg(long)]
         stream: Option<String>,
         #[command(flatten)]
-        server: ServerArg,
+        client: ClientArgs,
     },
     /// Manage plugins on a running server.
     Plugins {
         #[command(subcommand)]
         action: PluginAction,
         #[command(flatten)]
-        server: ServerArg,
+        client: ClientArgs,
     },
 }
 

@@ -42,6 +42,18 @@ fn shared_cache() -> PathBuf {
     repo_root().join("target/test-cache")
 }
 
+/// The `prism` binary as a client command, run in `dir` (so it finds no
+/// `prism.toml` but the test's) and blind to the caller's `PRISM_*` settings.
+pub fn prism_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_prism"));
+    command
+        .current_dir(dir)
+        .env_remove("PRISM_SERVER")
+        .env_remove("PRISM_TOKEN")
+        .env_remove("PRISM_CONFIG");
+    command
+}
+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub base: String,
