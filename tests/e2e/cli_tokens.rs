@@ -59,13 +59,14 @@ async fn every_client_command_sends_the_token() {
             &[],
         ));
     }
-    let reads: [&[&str]; 4] = [
+    let reads_and_plugin_changes: [&[&str]; 5] = [
         &["events"],
         &["events", "--stream", "a"],
         &["plugins", "install", "bank", wasm],
         &["plugins", "list"],
+        &["plugins", "show", "bank"],
     ];
-    for args in reads {
+    for args in reads_and_plugin_changes {
         unauthorized(&run(&server, args, &[]));
         succeeded(&run(
             &server,
