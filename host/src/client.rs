@@ -1,5 +1,6 @@
 //! A small HTTP client for a running server, used by the CLI.
 
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 /// Why a request to the server failed.
@@ -15,6 +16,10 @@ pub enum ClientError {
     },
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+    #[error("the token cannot be sent in an HTTP header (visible ASCII only)")]
+    InvalidToken,
+    #[error("cannot start an HTTP client: {0}")]
+    Setup(reqwest::Error),
 }
 
 #[derive(Clone)]
@@ -24,11 +29,25 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str) -> Self {
-        Client {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+    /// A client of the server at `base` that sends `token`, if any, as a
+    /// bearer token with every request.
+    pub fn new(base: &str, token: Option<&str>) -> Result<Self, ClientError> {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| ClientError::InvalidToken)?;
+            // Kept out of reqwest's debug output and HTTP/2 header compression.
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
         }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .map_err(ClientError::Setup)?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

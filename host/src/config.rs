@@ -1,7 +1,9 @@
-//! Server configuration: one `Config`, filled from `prism.toml`, then
-//! environment variables, then command-line flags (each overriding the one
-//! before). The same setting has the same name everywhere: `listen` in the
-//! file, `PRISM_LISTEN` in the environment, `--listen` on the command line.
+//! Configuration: one `Config`, filled from `prism.toml`, then environment
+//! variables, then command-line flags (each overriding the one before). The
+//! same setting has the same name everywhere: `listen` in the file,
+//! `PRISM_LISTEN` in the environment, `--listen` on the command line. The
+//! server reads all of it but the `[client]` table, which is what the client
+//! commands read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +30,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest plugin upload, in bytes. Default 256 MiB.
     pub max_plugin_bytes: usize,
+    /// Seconds a client has to send a request's headers, counted from when
+    /// the server starts waiting for them: on a new connection and on a
+    /// kept-alive one after each answer. A connection that has sent no
+    /// complete request head by then is closed, so this is also how long an
+    /// idle keep-alive connection is kept. At least 1. Default 10.
+    pub header_read_timeout_secs: u64,
     /// Seconds a plugin's lag may stand still before it is reported stalled. Default 30.
     pub stall_after_secs: u64,
     /// Defaults for every plugin (`memory_limit_mb`, `call_timeout_ms`, `on_error`, `max_batch_events`).
@@ -38,6 +46,25 @@ pub struct Config {
     /// `write`, `admin`). None (the default): no authentication, and the
     /// server refuses to listen on anything but a loopback address.
     pub tokens: Vec<TokenConfig>,
+    /// The `[client]` table, for the client commands (`append`, `events`,
+    /// `plugins`, …); the server ignores it.
+    pub client: ClientConfig,
+}
+
+/// How the client commands reach a server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Base URL of the server (`PRISM_SERVER`, `--server`). Default
+    /// `http://127.0.0.1:7070`.
+    pub server: Option<String>,
+    /// Bearer token sent with every request (`PRISM_TOKEN`, `--token`).
+    /// Default none.
+    pub token: Option<String>,
+}
+
+impl ClientConfig {
+    pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 }
 
 impl Default for Config {
@@ -49,10 +76,12 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             max_body_bytes: 4 << 20,
             max_plugin_bytes: 256 << 20,
+            header_read_timeout_secs: 10,
             stall_after_secs: 30,
             plugin_defaults: PluginSettings::default(),
             plugin: HashMap::new(),
             tokens: Vec::new(),
+            client: ClientConfig::default(),
         }
     }
 }
@@ -81,6 +110,15 @@ impl Config {
                  tokens ([[tokens]] in prism.toml or PRISM_TOKENS) or listen on a loopback address"
             )
         })
+    }
+
+    /// Read the file named on the command line or in `PRISM_CONFIG`, which
+    /// must exist; without one, `./prism.toml` if there is one.
+    pub fn locate(named: Option<&Path>) -> Result<Config, ConfigError> {
+        match named {
+            Some(path) => Config::load(path, true),
+            None => Config::load("prism.toml".as_ref(), false),
+        }
     }
 
     /// Read a `prism.toml`. A missing file is fine only if `required` is false.
@@ -124,6 +162,16 @@ mod tests {
             config.plugin["orders"].on_error,
             Some(crate::projector::PoisonPolicy::Skip)
         );
+    }
+
+    #[test]
+    fn the_client_table_is_optional_and_checked() {
+        let config: Config =
+            toml::from_str("[client]\nserver = \"http://prism:7070\"\ntoken = \"t\"").unwrap();
+        assert_eq!(config.client.server.as_deref(), Some("http://prism:7070"));
+        assert_eq!(config.client.token.as_deref(), Some("t"));
+        assert!(Config::default().client.token.is_none());
+        assert!(toml::from_str::<Config>("[client]\ntokn = \"t\"").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use prism::client::{Client, segment};
+use prism::client::segment;
 use prism::config::Config;
 use serde_json::{Value, json};
 
@@ -33,11 +33,9 @@ async fn main() -> anyhow::Result<()> {
             listen,
             tokens,
             max_body_bytes,
+            header_read_timeout_secs,
         } => {
-            let mut cfg = match &config {
-                Some(path) => Config::load(path, true)?,
-                None => Config::load("prism.toml".as_ref(), false)?,
-            };
+            let mut cfg = Config::locate(config.as_deref())?;
             if let Some(d) = data {
                 cfg.data = d;
             }
@@ -52,6 +50,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(m) = max_body_bytes {
                 cfg.max_body_bytes = m;
+            }
+            if let Some(t) = header_read_timeout_secs {
+                cfg.header_read_timeout_secs = t;
             }
             if let Some(t) = tokens {
                 cfg.tokens
@@ -84,9 +85,9 @@ async fn main() -> anyhow::Result<()> {
             metadata,
             expected_version,
             id,
-            server,
+            client,
         } => {
-            let client = Client::new(&server.server);
+            let client = client.client()?;
             let data: Value = match data {
                 Some(d) => serde_json::from_str(&d).context("DATA is not JSON")?,
                 None => json!({}),
@@ -115,33 +116,35 @@ async fn main() -> anyhow::Result<()> {
             file,
             chunk,
             concurrency,
-            server,
+            client,
         } => {
-            let client = Client::new(&server.server);
+            let client = client.client()?;
             let n = cli::import::run(&client, &file, chunk, concurrency).await?;
             eprintln!("imported {n} events");
             Ok(())
         }
         Command::Events {
-            from,
+            from_position,
+            from_version,
             limit,
             stream,
-            server,
+            client,
         } => {
-            let client = Client::new(&server.server);
+            let client = client.client()?;
             let answer = match stream {
                 Some(s) => {
-                    let from = if from == 1 { 0 } else { from };
                     client
                         .get(&format!(
-                            "/streams/{}/events?from_version={from}&limit={limit}",
+                            "/streams/{}/events?from_version={from_version}&limit={limit}",
                             segment(&s)
                         ))
                         .await?
                 }
                 None => {
                     client
-                        .get(&format!("/events?from_position={from}&limit={limit}"))
+                        .get(&format!(
+                            "/events?from_position={from_position}&limit={limit}"
+                        ))
                         .await?
                 }
             };
@@ -150,8 +153,8 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Plugins { action, server } => {
-            let client = Client::new(&server.server);
+        Command::Plugins { action, client } => {
+            let client = client.client()?;
             let answer = match action {
                 PluginAction::List => client.get("/plugins").await?,
                 PluginAction::Show { name } => {

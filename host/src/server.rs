@@ -5,6 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::api::auth::Tokens;
@@ -99,11 +103,67 @@ pub async fn serve(
     if let Some(problem) = config.exposure_problem(listener.local_addr()?) {
         anyhow::bail!(problem);
     }
+    anyhow::ensure!(
+        config.header_read_timeout_secs > 0,
+        "header_read_timeout_secs must be at least 1"
+    );
     let app = App::open(&config).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, app.router.clone())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(config.header_read_timeout_secs));
+    serve_http(listener, app.router.clone(), http, shutdown).await;
     app.shutdown().await;
     Ok(())
+}
+
+/// Accept connections and serve `app` on each until `shutdown` resolves,
+/// then wait for the requests in flight. `axum::serve` does the same but
+/// cannot be given the header-read timeout that `http` carries, so this
+/// loop is ours; the connection handling is hyper's.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    http: http1::Builder,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    if !is_connection_error(&e) {
+                        tracing::error!(error = %e, "accepting a connection");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Errors of one connection that failed while being accepted, which say
+/// nothing about the listener.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }

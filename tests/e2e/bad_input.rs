@@ -1,4 +1,5 @@
-//! Bad appends get a JSON error with the right status and append nothing.
+//! Bad input gets a JSON error with the right status, and a bad append
+//! appends nothing.
 
 use serde_json::{Value, json};
 
@@ -170,4 +171,41 @@ async fn unknown_routes_and_bad_read_parameters_answer_json() {
     let (status, body): (u16, Value) = server.get("/events?from_position=abc").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_parameter");
+}
+
+#[tokio::test]
+async fn wrong_methods_and_undecodable_paths_answer_json() {
+    let server = TestServer::start().await;
+    for (method, path, allowed) in [
+        ("DELETE", "/events", "GET,HEAD"),
+        ("PUT", "/streams/s/events", "GET,HEAD,POST"),
+        ("POST", "/healthz", "GET,HEAD"),
+        ("POST", "/views/p/k", "GET,HEAD"),
+        ("PATCH", "/plugins/p", "DELETE,GET,HEAD,PUT"),
+    ] {
+        let response = server
+            .http
+            .request(method.parse().unwrap(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        let allow = response.headers()["allow"].to_str().unwrap().to_string();
+        let mut allow: Vec<&str> = allow.split(',').map(str::trim).collect();
+        allow.sort();
+        assert_eq!(allow.join(","), allowed, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+        assert!(body["error"]["message"].is_string());
+    }
+
+    for path in ["/views/p/%FF", "/plugins/%FF%FE", "/streams/%C3%28/events"] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_path", "{path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{path}: {body}");
+    }
 }

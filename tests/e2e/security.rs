@@ -199,3 +199,53 @@ async fn the_openapi_document_covers_every_route() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_scheme_is_case_insensitive_and_head_needs_what_get_needs() {
+    let server = TestServer::start_with_config(TOKENS).await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = server
+            .http
+            .get(server.url("/events"))
+            .header("authorization", format!("{scheme} reader-secret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "scheme {scheme:?}");
+    }
+    let response = server
+        .http
+        .get(server.url("/events"))
+        .header("authorization", "Basic reader-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "another scheme");
+
+    for path in ["/events", "/plugins", "/metrics", "/streams/s/events"] {
+        let response = server
+            .http
+            .head(server.url(path))
+            .bearer_auth("reader-secret")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(response.status(), 403, "HEAD {path} with a read token");
+        assert_ne!(response.status(), 401, "HEAD {path} with a read token");
+        let response = server
+            .http
+            .head(server.url(path))
+            .bearer_auth("writer-secret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "HEAD {path} with a write token");
+    }
+    let response = server
+        .http
+        .head(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "HEAD /healthz needs no token");
+}

@@ -9,6 +9,8 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::routes::{Scope, scope_of};
@@ -24,7 +26,10 @@ pub struct TokenConfig {
 /// The configured tokens.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    tokens: Vec<(Vec<u8>, HashSet<Scope>)>,
+    /// SHA-256 of each token, not the token: digests have one length, so
+    /// comparing them in constant time says nothing about a token's length
+    /// or how much of it a guess got right.
+    tokens: Vec<([u8; 32], HashSet<Scope>)>,
 }
 
 impl Tokens {
@@ -34,7 +39,7 @@ impl Tokens {
                 .iter()
                 .map(|c| {
                     (
-                        c.token.as_bytes().to_vec(),
+                        Sha256::digest(c.token.as_bytes()).into(),
                         c.scopes.iter().copied().collect(),
                     )
                 })
@@ -71,15 +76,13 @@ impl Tokens {
             .collect()
     }
 
+    /// The scopes of the presented token, if it is one of ours. Every
+    /// configured token is compared, so timing says nothing about which matched.
     fn scopes_of(&self, presented: &[u8]) -> Option<&HashSet<Scope>> {
-        // Compare every token in full so timing says nothing about which matched.
+        let presented: [u8; 32] = Sha256::digest(presented).into();
         let mut found = None;
-        for (token, scopes) in &self.tokens {
-            let mut diff = (token.len() ^ presented.len()) as u8;
-            for (i, b) in token.iter().enumerate() {
-                diff |= b ^ presented.get(i).copied().unwrap_or(0);
-            }
-            if diff == 0 {
+        for (digest, scopes) in &self.tokens {
+            if bool::from(digest.ct_eq(&presented)) {
                 found = Some(scopes);
             }
         }
@@ -102,16 +105,14 @@ pub async fn authorize(
     if needed == Scope::Public {
         return next.run(request).await;
     }
-    let presented = request
+    let Some(presented) = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().as_bytes().to_vec());
-    let Some(presented) = presented else {
+        .and_then(bearer_token)
+    else {
         return unauthorized();
     };
-    match tokens.scopes_of(&presented) {
+    match tokens.scopes_of(presented) {
         None => unauthorized(),
         Some(scopes) if scopes.contains(&needed) => next.run(request).await,
         Some(_) => closing(
@@ -123,6 +124,14 @@ pub async fn authorize(
             .into_response(),
         ),
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header. The scheme is
+/// case-insensitive (RFC 7235), so `bearer` and `BEARER` work too.
+fn bearer_token(header: &axum::http::HeaderValue) -> Option<&[u8]> {
+    let (scheme, token) = header.to_str().ok()?.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token.as_bytes())
 }
 
 /// A refusal is sent before the request body is read; closing the
@@ -148,4 +157,53 @@ fn unauthorized() -> Response {
         axum::http::HeaderValue::from_static("Bearer"),
     );
     closing(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new(&[
+            TokenConfig {
+                token: "reader-secret".into(),
+                scopes: vec![Scope::Read],
+            },
+            TokenConfig {
+                token: "admin-secret".into(),
+                scopes: vec![Scope::Admin],
+            },
+        ])
+    }
+
+    #[test]
+    fn only_the_exact_token_is_accepted() {
+        let tokens = tokens();
+        let read = HashSet::from([Scope::Read]);
+        assert_eq!(tokens.scopes_of(b"reader-secret"), Some(&read));
+        assert_eq!(
+            tokens.scopes_of(b"admin-secret"),
+            Some(&HashSet::from([Scope::Admin]))
+        );
+        let mut longer = b"reader-secret".to_vec();
+        longer.extend([b'x'; 256]);
+        assert_eq!(tokens.scopes_of(&longer), None, "token + 256 bytes");
+        assert_eq!(tokens.scopes_of(b"reader-secre"), None, "a prefix");
+        assert_eq!(tokens.scopes_of(b""), None);
+        assert_eq!(tokens.scopes_of(b"reader-secreT"), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let token = |h: &'static str| {
+            bearer_token(&axum::http::HeaderValue::from_static(h)).map(<[u8]>::to_vec)
+        };
+        assert_eq!(token("Bearer abc"), Some(b"abc".to_vec()));
+        assert_eq!(token("bearer abc"), Some(b"abc".to_vec()));
+        assert_eq!(token("BEARER  abc "), Some(b"abc".to_vec()));
+        assert_eq!(token("Basic abc"), None);
+        assert_eq!(token("Bearer"), None);
+        assert_eq!(token("Bearer "), None);
+        assert_eq!(token("Bearerabc"), None);
+    }
 }

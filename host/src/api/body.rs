@@ -1,5 +1,6 @@
-//! Request bodies read within the configured size limit, with JSON errors
-//! instead of axum's plain-text rejections.
+//! Extractors with JSON errors instead of axum's plain-text rejections:
+//! request bodies read within the configured size limit, query parameters
+//! and path segments.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -65,6 +66,27 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
             .await
             .map(|q| Params(q.0))
             .map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))
+    }
+}
+
+/// Path segments; one that does not decode (invalid UTF-8 after
+/// percent-decoding, such as `%FF`) is a 400 `invalid_path`.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| match e.status() {
+                StatusCode::INTERNAL_SERVER_ERROR => ApiError::internal(e.body_text()),
+                _ => ApiError::bad_request("invalid_path", e.body_text()),
+            })
     }
 }
 

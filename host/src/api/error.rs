@@ -53,9 +53,18 @@ impl ApiError {
         self
     }
 
+    /// A failure of the server itself. Its text (storage errors, file paths)
+    /// is for the operator, not the client: it is logged with a short
+    /// reference, and the client gets only the reference to quote.
     pub fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        let reference = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        tracing::error!(reference = %reference, error = %e, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error; reference {reference}"),
+        )
+        .with("reference", json!(reference))
     }
 }
 
@@ -115,5 +124,69 @@ impl From<PluginError> for ApiError {
 impl From<crate::storage::StorageError> for ApiError {
     fn from(e: crate::storage::StorageError) -> Self {
         ApiError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Everything logged while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().write(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    async fn body_of(response: Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn internal_errors_answer_a_reference_and_log_the_detail() {
+        let cause = std::io::Error::other("open /var/lib/prism/db/000042.sst: disk on fire");
+        let mut error = None;
+        let log = logged(|| error = Some(ApiError::internal(cause)));
+        let response = error.unwrap().into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = body_of(response).await;
+        assert_eq!(body["error"]["code"], "internal");
+        let reference = body["error"]["reference"].as_str().unwrap().to_string();
+        assert_eq!(reference.len(), 8, "{reference}");
+        assert!(reference.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(
+            body["error"]["message"],
+            format!("internal error; reference {reference}")
+        );
+        assert!(!body.to_string().contains("/var/lib"), "{body}");
+        assert!(log.contains(&reference), "{log}");
+        assert!(
+            log.contains("/var/lib/prism/db/000042.sst: disk on fire"),
+            "{log}"
+        );
+
+        let other = body_of(ApiError::internal("again").into_response()).await;
+        assert_ne!(other["error"]["reference"], reference, "unique per error");
     }
 }

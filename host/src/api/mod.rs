@@ -85,6 +85,16 @@ async fn fallback() -> error::ApiError {
     )
 }
 
+/// A route that exists, asked with a method it does not have. axum adds the
+/// `Allow` header listing the methods it does have.
+async fn method_not_allowed(method: axum::http::Method) -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not answer {method}"),
+    )
+}
+
 async fn openapi() -> Json<Value> {
     Json(routes::openapi())
 }
@@ -127,5 +137,6 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
             auth::authorize,
         ))
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }

@@ -3,13 +3,13 @@
 //! candidate), its logs and its dead letters.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::body::{Body, Params, page_limit};
+use super::body::{Body, Params, Path, page_limit};
 use super::error::ApiError;
 use super::views::plugin_name;
 use crate::plugins::{InstallOutcome, PluginName, Unavailable};

@@ -150,8 +150,11 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/openapi.json", Scope::Public, "This document"),
 ];
 
-/// The scope a request needs, by method and matched route path.
+/// The scope a request needs, by method and matched route path. `HEAD` is a
+/// `GET` without the body (axum answers it with the `GET` handler), so it
+/// needs what `GET` needs.
 pub fn scope_of(method: &str, path: &str) -> Option<Scope> {
+    let method = if method == "HEAD" { "GET" } else { method };
     ROUTES
         .iter()
         .find(|r| r.method == method && r.path == path)
@@ -237,4 +240,17 @@ pub fn openapi() -> Value {
         "paths": paths,
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_needs_the_scope_of_get() {
+        for r in ROUTES.iter().filter(|r| r.method == "GET") {
+            assert_eq!(scope_of("HEAD", r.path), Some(r.scope), "HEAD {}", r.path);
+        }
+        assert_eq!(scope_of("HEAD", "/plugins/{name}/rebuild"), None);
+    }
 }

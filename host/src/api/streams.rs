@@ -4,7 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::body::{JsonBody, Params, page_limit};
+use super::body::{JsonBody, Params, Path, page_limit};
 use super::error::ApiError;
 use crate::log::{
     AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamVersion,

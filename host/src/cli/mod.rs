@@ -5,6 +5,8 @@ pub mod import;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use prism::client::Client;
+use prism::config::{ClientConfig, Config};
 
 #[derive(Parser)]
 #[command(
@@ -17,17 +19,35 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where client commands find the server.
+/// How client commands reach the server. Each setting comes from its flag,
+/// else its environment variable, else the config file's `[client]` table.
 #[derive(clap::Args)]
-pub struct ServerArg {
-    /// Base URL of a running server.
-    #[arg(
-        long,
-        global = true,
-        env = "PRISM_SERVER",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub server: String,
+pub struct ClientArgs {
+    /// Base URL of a running server. Default http://127.0.0.1:7070.
+    #[arg(long, global = true, env = "PRISM_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token sent with every request. Prefer PRISM_TOKEN or the config
+    /// file: other users of the machine can read command lines.
+    #[arg(long, global = true, env = "PRISM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Config file with a [client] table (`server`, `token`); missing is fine
+    /// unless given explicitly. Default ./prism.toml.
+    #[arg(long, global = true, env = "PRISM_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The client these settings describe.
+    pub fn client(self) -> anyhow::Result<Client> {
+        let file = Config::locate(self.config.as_deref())?.client;
+        let server = self
+            .server
+            .or(file.server)
+            .unwrap_or_else(|| ClientConfig::DEFAULT_SERVER.to_string());
+        // An empty PRISM_TOKEN= means "no token here", not an empty token.
+        let token = self.token.filter(|t| !t.is_empty()).or(file.token);
+        Ok(Client::new(&server, token.as_deref())?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -55,6 +75,10 @@ pub enum Command {
         /// Largest append body in bytes. Default 4 MiB.
         #[arg(long, env = "PRISM_MAX_BODY_BYTES")]
         max_body_bytes: Option<usize>,
+        /// Seconds a client has to send a request's headers; also how long an
+        /// idle kept-alive connection is kept. Default 10.
+        #[arg(long, env = "PRISM_HEADER_READ_TIMEOUT_SECS")]
+        header_read_timeout_secs: Option<u64>,
     },
     /// Append one event to a stream.
     Append {
@@ -73,7 +97,7 @@ pub enum Command {
         #[arg(long)]
         id: Option<String>,
         #[command(flatten)]
-        server: ServerArg,
+        client: ClientArgs,
     },
     /// Append events from an NDJSON file: one {"stream","type","data","metadata"?,"id"?} per line.
     Import {
@@ -86,26 +110,33 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
         #[command(flatten)]
-        server: ServerArg,
+        client: ClientArgs,
     },
-    /// Print events from the log (or one stream) as NDJSON.
+    /// Print events from the global log, or one stream, as NDJSON.
+    ///
+    /// The log counts positions from 1, a stream counts versions from 0, so
+    /// each has its own flag.
     Events {
-        #[arg(long, default_value_t = 1)]
-        from: u64,
+        /// First position of the global log (1 is the first event).
+        #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "stream")]
+        from_position: u64,
+        /// First version of the stream (0 is its first event); needs --stream.
+        #[arg(long, value_name = "N", default_value_t = 0, requires = "stream")]
+        from_version: u64,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Read one stream instead (from version `--from`, 0-based… defaults to 0).
+        /// Read this stream instead of the global log.
         #[arg(long)]
         stream: Option<String>,
         #[command(flatten)]
-        server: ServerArg,
+        client: ClientArgs,
     },
     /// Manage plugins on a running server.
     Plugins {
         #[command(subcommand)]
         action: PluginAction,
         #[command(flatten)]
-        server: ServerArg,
+        client: ClientArgs,
     },
 }
 

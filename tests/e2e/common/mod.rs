@@ -42,6 +42,18 @@ fn shared_cache() -> PathBuf {
     repo_root().join("target/test-cache")
 }
 
+/// The `prism` binary as a client command, run in `dir` (so it finds no
+/// `prism.toml` but the test's) and blind to the caller's `PRISM_*` settings.
+pub fn prism_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_prism"));
+    command
+        .current_dir(dir)
+        .env_remove("PRISM_SERVER")
+        .env_remove("PRISM_TOKEN")
+        .env_remove("PRISM_CONFIG");
+    command
+}
+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub base: String,
@@ -152,6 +164,27 @@ impl TestServer {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// SIGTERM, then wait up to `timeout` for the server to exit; its exit
+    /// status, or `None` if it was still running (it is then killed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        None
     }
 
     /// Start again on the same directories (killing first if running).
