@@ -275,7 +275,7 @@ fn replay_native(log: &EventLog, views: &ViewStore, family: &str) -> Result<(u64
         };
         prism_guest::handle_batch(&mut projection, &mut backend, &batch)
             .map_err(|e| anyhow::anyhow!("native handle: {}", e.message))?;
-        keyspace.commit(&txn, &[], last)?;
+        keyspace.commit(&txn, &[], last, prism::views::ChangeLog::Off)?;
         position = last;
     }
     Ok((head.0, started.elapsed()))

@@ -6,6 +6,7 @@ mod common;
 mod append_and_read;
 mod bad_input;
 mod bad_plugins;
+mod change_feed;
 mod cli;
 mod cli_tokens;
 mod concurrent_writers;

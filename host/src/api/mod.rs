@@ -11,6 +11,7 @@
 
 pub mod auth;
 mod body;
+mod changes;
 pub mod error;
 pub mod metrics;
 mod plugins;
@@ -124,7 +125,7 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         .route("/plugins/{name}/logs", get(plugins::logs))
         .route("/plugins/{name}/dead-letters", get(plugins::dead_letters))
         .route("/views/{plugin}", get(views::scan))
-        .route("/views/{plugin}/_changes", get(views::changes))
+        .route("/views/{plugin}/_changes", get(changes::feed))
         .route("/views/{plugin}/_query/{name}", get(views::query))
         .route("/views/{plugin}/{key}", get(views::get_key))
         .route("/healthz", get(healthz))

@@ -2,28 +2,22 @@
 //! feed, each stamped with the log position it reflects.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::AppState;
 use super::body::{Params, Path, page_limit};
 use super::error::ApiError;
 use crate::log::Position;
 use crate::plugins::{Generation, PluginName, Unavailable};
-use crate::projector::{CommittedChanges, QueryFailure, State as GenState};
+use crate::projector::{QueryFailure, State as GenState};
 
 /// Default and largest page of a scan.
 pub const DEFAULT_SCAN_LIMIT: usize = 100;
@@ -81,7 +75,7 @@ pub(super) fn plugin_name(name: &str) -> Result<PluginName, ApiError> {
     PluginName::parse(name).map_err(|e| ApiError::bad_request("invalid_plugin_name", e.to_string()))
 }
 
-fn unavailable(plugin: &str, why: Unavailable) -> ApiError {
+pub(super) fn unavailable(plugin: &str, why: Unavailable) -> ApiError {
     match why {
         Unavailable::Unknown => ApiError::unknown_plugin(plugin),
         Unavailable::NotServing { state, error } => {
@@ -374,56 +368,4 @@ pub async fn query(
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "plugin_loading", m).retry_after(1),
         )),
     }
-}
-
-pub async fn changes(
-    State(state): State<AppState>,
-    Path(plugin): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let name = plugin_name(&plugin)?;
-    let generation = state
-        .plugins
-        .serving(&name)
-        .map_err(|why| unavailable(&plugin, why))?;
-    let feed = BroadcastStream::new(generation.subscribe_changes());
-    // A client that falls behind the bounded buffer is told and disconnected,
-    // so that it never slows down the projector.
-    let stream = futures::stream::unfold((feed, false), |(mut feed, done)| async move {
-        if done {
-            return None;
-        }
-        match feed.next().await? {
-            Ok(batch) => Some((futures::stream::iter(change_events(&batch)), (feed, false))),
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                let notice = json!({
-                    "missed_batches": n,
-                    "message": "this client fell behind; reconnect and re-read the view",
-                });
-                let event = SseEvent::default().event("lagged").data(notice.to_string());
-                Some((futures::stream::iter(vec![Ok(event)]), (feed, true)))
-            }
-        }
-    })
-    .flatten();
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-fn change_events(batch: &CommittedChanges) -> Vec<Result<SseEvent, Infallible>> {
-    batch
-        .changes
-        .iter()
-        .map(|c| {
-            let data = match &c.value {
-                Some(v) => json!({
-                    "key": c.key,
-                    "value": serde_json::from_str::<Value>(v).unwrap_or(Value::Null),
-                }),
-                None => json!({ "key": c.key, "deleted": true }),
-            };
-            Ok(SseEvent::default()
-                .id(batch.position.0.to_string())
-                .event("change")
-                .data(data.to_string()))
-        })
-        .collect()
 }

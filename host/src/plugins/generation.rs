@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{Semaphore, watch};
 
 use super::names::PluginName;
 use super::record::{ContentHash, GenRecord};
 use crate::log::{EventLog, Position};
 use crate::projector::{
-    CommittedChanges, Described, ErrorReport, Progress, Projection, Projector, ProjectorConfig,
-    ProjectorContext, ProjectorEvent, QueryFailure, State, Status, StatusReport,
+    Described, ErrorReport, Progress, Projection, Projector, ProjectorConfig, ProjectorContext,
+    ProjectorEvent, QueryFailure, State, Status, StatusReport,
 };
 use crate::runtime::PluginLog;
 use crate::storage::StorageError;
@@ -36,8 +36,6 @@ pub struct Generation {
     plugin_log: Arc<PluginLog>,
     /// The position the keyspace reflects; readers wait on it.
     progress: Arc<watch::Sender<Progress>>,
-    /// Every committed batch's changes, for `_changes`.
-    changes: broadcast::Sender<Arc<CommittedChanges>>,
     /// Set once the projection is loaded (compiled, described).
     projection: OnceLock<Arc<dyn Projection>>,
     run: Mutex<Option<Run>>,
@@ -58,7 +56,6 @@ impl Generation {
     ) -> Result<Arc<Generation>, StorageError> {
         let keyspace = views.keyspace(plugin.as_str(), &record.keyspace)?;
         let checkpoint = keyspace.checkpoint()?;
-        let (changes, _) = broadcast::channel(1024);
         Ok(Arc::new(Generation {
             plugin: plugin.clone(),
             query_slots: Arc::new(Semaphore::new(record.settings.query_instances())),
@@ -70,7 +67,6 @@ impl Generation {
                 position: checkpoint,
                 ended: false,
             })),
-            changes,
             projection: OnceLock::new(),
             run: Mutex::new(None),
             hold: watch::Sender::new(None),
@@ -120,10 +116,6 @@ impl Generation {
         self.progress.borrow().position
     }
 
-    pub fn subscribe_changes(&self) -> broadcast::Receiver<Arc<CommittedChanges>> {
-        self.changes.subscribe()
-    }
-
     /// Loading failed: the generation stays readable but never projects.
     pub fn load_failed(&self, report: ErrorReport) {
         self.status.fail(report);
@@ -158,7 +150,6 @@ impl Generation {
             config,
             status: self.status.clone(),
             applied: self.progress.clone(),
-            changes: self.changes.clone(),
             stop: stop_rx,
             hold: self.hold.subscribe(),
             notify,

@@ -40,6 +40,10 @@ pub struct PluginSettings {
     /// briefly, then get `503` (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_instances: Option<usize>,
+    /// How many log positions back a change-feed client can resume from
+    /// (default 1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_retention_positions: Option<u64>,
 }
 
 impl PluginSettings {
@@ -55,6 +59,9 @@ impl PluginSettings {
                 .previous_retention_secs
                 .or(fallback.previous_retention_secs),
             query_instances: self.query_instances.or(fallback.query_instances),
+            change_retention_positions: self
+                .change_retention_positions
+                .or(fallback.change_retention_positions),
         }
     }
 
@@ -94,6 +101,10 @@ impl PluginSettings {
                 .max(1),
             policy: self.on_error.unwrap_or_default(),
             limits: self.limits(),
+            change_retention: self
+                .change_retention_positions
+                .unwrap_or(base.change_retention)
+                .max(1),
             ..base
         }
     }

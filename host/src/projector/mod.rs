@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 pub use status::{ErrorReport, State, Status, StatusReport};
 
@@ -35,7 +35,7 @@ use crate::log::{EventLog, Position, RecordedEvent};
 use crate::runtime::CallError;
 use crate::runtime::PluginLimits;
 use crate::runtime::bindings::{Event, HandleError};
-use crate::views::{Change, Keyspace, Transaction};
+use crate::views::{ChangeLog, Keyspace, Transaction};
 
 /// What a projection says about itself.
 #[derive(Debug, Clone, Serialize)]
@@ -136,6 +136,8 @@ pub struct ProjectorConfig {
     pub max_batch_bytes: usize,
     pub policy: PoisonPolicy,
     pub limits: PluginLimits,
+    /// Log positions of changes kept for change-feed clients to resume. Default 1,000,000.
+    pub change_retention: u64,
 }
 
 impl Default for ProjectorConfig {
@@ -145,16 +147,9 @@ impl Default for ProjectorConfig {
             max_batch_bytes: 4 << 20,
             policy: PoisonPolicy::Halt,
             limits: PluginLimits::default(),
+            change_retention: 1_000_000,
         }
     }
-}
-
-/// Changes committed by one batch, for the change feed.
-#[derive(Debug, Clone)]
-pub struct CommittedChanges {
-    /// The checkpoint the batch committed.
-    pub position: Position,
-    pub changes: Vec<Change>,
 }
 
 /// Everything a projector thread works with.
@@ -168,7 +163,6 @@ pub struct ProjectorContext {
     pub status: Arc<Status>,
     /// The position the keyspace reflects, for read-your-writes waits.
     pub applied: Arc<watch::Sender<Progress>>,
-    pub changes: broadcast::Sender<Arc<CommittedChanges>>,
     /// Set to true to stop the projector.
     pub stop: watch::Receiver<bool>,
     /// While `Some(p)`, apply nothing past `p` (a consistent point to
@@ -193,6 +187,8 @@ pub struct Projector {
     rt: tokio::runtime::Handle,
     /// Whether `CaughtUp` was sent in this run.
     caught_up: bool,
+    /// Whether commits record their changes (see `views::changes`).
+    recording: bool,
 }
 
 impl Projector {
@@ -216,6 +212,7 @@ impl Projector {
                 wanted,
                 rt,
                 caught_up: false,
+                recording: false,
             };
             projector.run();
         })
@@ -250,6 +247,15 @@ impl Projector {
                 ));
             }
         };
+        match self.ctx.keyspace.changes_from() {
+            Ok(from) => self.recording = from.is_some(),
+            Err(e) => {
+                return self.fail(ErrorReport::new(
+                    format!("reading the change log: {e}"),
+                    None,
+                ));
+            }
+        }
         if let Err(e) = self.fresh_handler() {
             return self.fail(ErrorReport::new(e, None));
         }
@@ -268,7 +274,7 @@ impl Projector {
             let target = hold.map_or(head, |h| h.min(head));
             if position >= target {
                 if position >= head {
-                    self.caught_up();
+                    self.caught_up(position);
                 }
                 let woke = self.rt.block_on(async {
                     tokio::select! {
@@ -286,7 +292,7 @@ impl Projector {
                 Ok(Some(next)) => {
                     position = next;
                     if position >= head {
-                        self.caught_up();
+                        self.caught_up(position);
                     }
                 }
                 // Halted: wait to be stopped (a rebuild or a new version replaces us).
@@ -306,7 +312,17 @@ impl Projector {
         }
     }
 
-    fn caught_up(&mut self) {
+    /// The view is current at `position`: from now on its changes are
+    /// recorded for change feeds, and the owner is told (once per run).
+    fn caught_up(&mut self, position: Position) {
+        if !self.recording {
+            match self.ctx.keyspace.start_change_log(position) {
+                Ok(()) => self.recording = true,
+                Err(e) => {
+                    tracing::error!(plugin = %self.ctx.plugin, error = %e, "could not start the change log")
+                }
+            }
+        }
         if !self.caught_up {
             self.caught_up = true;
             (self.ctx.notify)(ProjectorEvent::CaughtUp);
@@ -479,17 +495,18 @@ impl Projector {
         dead_letters: &[(Position, String)],
         upto: Position,
     ) -> Result<(), String> {
+        let change_log = if self.recording {
+            ChangeLog::Record {
+                retention: self.ctx.config.change_retention,
+            }
+        } else {
+            ChangeLog::Off
+        };
         self.ctx
             .keyspace
-            .commit(txn, dead_letters, upto)
+            .commit(txn, dead_letters, upto, change_log)
             .map_err(|e| format!("committing the batch: {e}"))?;
         self.ctx.status.applied(upto);
-        if !txn.is_empty() && self.ctx.changes.receiver_count() > 0 {
-            let _ = self.ctx.changes.send(Arc::new(CommittedChanges {
-                position: upto,
-                changes: txn.changes(),
-            }));
-        }
         self.ctx.applied.send_modify(|p| p.position = upto);
         Ok(())
     }

@@ -28,14 +28,17 @@ pub(crate) const CF_EVENT_IDS: &str = "event_ids";
 pub(crate) const CF_META: &str = "meta";
 /// Dead letters of plugins whose poison policy is `skip`.
 pub(crate) const CF_DEAD_LETTERS: &str = "dead_letters";
+/// Each live keyspace's recent changes, for resumable change feeds.
+pub(crate) const CF_CHANGES: &str = "changes";
 
-const FIXED_FAMILIES: [&str; 6] = [
+const FIXED_FAMILIES: [&str; 7] = [
     CF_EVENTS,
     CF_STREAMS,
     CF_STREAM_HEADS,
     CF_EVENT_IDS,
     CF_META,
     CF_DEAD_LETTERS,
+    CF_CHANGES,
 ];
 
 /// Why the database could not be used. The server cannot start without it.

@@ -13,6 +13,7 @@
 //! started just before a swap finishes on the old keyspace instead of
 //! finding it gone, and nobody polls for readers to finish.
 
+mod changes;
 mod transaction;
 
 use std::collections::HashMap;
@@ -21,10 +22,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
-pub use transaction::{Change, Transaction};
+pub use changes::{ChangeId, StoredChange};
+pub use transaction::Transaction;
 
 use crate::log::Position;
-use crate::storage::{self, CF_DEAD_LETTERS, CF_META, Rocks, StorageError, codec};
+use crate::storage::{self, CF_CHANGES, CF_DEAD_LETTERS, CF_META, Rocks, StorageError, codec};
 
 /// Longest view key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -184,10 +186,13 @@ impl ViewStore {
     }
 }
 
-/// Drop a keyspace with its checkpoint and dead letters.
+/// Drop a keyspace with its checkpoint, dead letters and change log.
 fn drop_family(db: &Rocks, family: &str) -> Result<(), StorageError> {
     let meta = db.cf_handle(CF_META).expect("meta family");
     db.delete_cf(&meta, checkpoint_key(family))?;
+    db.delete_cf(&meta, changes_from_key(family))?;
+    let log = db.cf_handle(CF_CHANGES).expect("changes family");
+    db.delete_range_cf(&log, changes::start_key(family), changes::end_key(family))?;
     let dead = db.cf_handle(CF_DEAD_LETTERS).expect("dead letters family");
     let (start, end) = dead_letter_range(family);
     db.delete_range_cf(&dead, start, end)?;
@@ -219,6 +224,23 @@ impl Drop for Family {
 
 fn checkpoint_key(family: &str) -> Vec<u8> {
     format!("checkpoint/{family}").into_bytes()
+}
+
+/// The position from which a keyspace's change log is complete.
+fn changes_from_key(family: &str) -> Vec<u8> {
+    format!("changes-from/{family}").into_bytes()
+}
+
+/// How often (in log positions) a recording keyspace trims its change log.
+const TRIM_EVERY: u64 = 4096;
+
+/// What a commit does with its changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeLog {
+    /// Not recorded (the generation has not caught up yet).
+    Off,
+    /// Recorded, keeping those of the last `retention` log positions.
+    Record { retention: u64 },
 }
 
 fn dead_letter_range(family: &str) -> (Vec<u8>, Vec<u8>) {
@@ -409,14 +431,16 @@ impl Keyspace {
         }
     }
 
-    /// Commit a batch's writes, the dead letters it produced and the new
-    /// checkpoint atomically. Not synced: a crash may lose the last commits,
-    /// which the projector then replays from the log — the views stay exact.
+    /// Commit a batch's writes, the dead letters it produced, its changes
+    /// (when recording) and the new checkpoint atomically. Not synced: a
+    /// crash may lose the last commits, which the projector then replays
+    /// from the log — the views stay exact.
     pub fn commit(
         &self,
         txn: &Transaction,
         dead_letters: &[(Position, String)],
         checkpoint: Position,
+        change_log: ChangeLog,
     ) -> Result<(), StorageError> {
         let cf = self.db.cf_handle(self.family()).ok_or_else(|| {
             StorageError::Corrupt(format!("keyspace {} was dropped", self.family()))
@@ -442,6 +466,32 @@ impl Keyspace {
                 );
             }
         }
+        if let ChangeLog::Record { retention } = change_log {
+            let log = self.db.cf_handle(CF_CHANGES).expect("changes family");
+            for (index, (key, value)) in txn.writes().enumerate() {
+                let id = ChangeId {
+                    position: checkpoint,
+                    index: index as u32,
+                };
+                batch.put_cf(
+                    &log,
+                    changes::change_key(self.family(), id),
+                    changes::encode(key, value.as_deref()),
+                );
+            }
+            let previous = self.checkpoint()?;
+            if checkpoint.0 / TRIM_EVERY > previous.0 / TRIM_EVERY && checkpoint.0 > retention {
+                let keep_from = ChangeId {
+                    position: Position(checkpoint.0 - retention),
+                    index: 0,
+                };
+                batch.delete_range_cf(
+                    &log,
+                    changes::start_key(self.family()),
+                    changes::change_key(self.family(), keep_from),
+                );
+            }
+        }
         batch.put_cf(
             &meta,
             checkpoint_key(self.family()),
@@ -450,6 +500,91 @@ impl Keyspace {
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
         Ok(self.db.write_opt(batch, &opts)?)
+    }
+
+    /// The position from which this keyspace's change log is complete;
+    /// `None` while it does not record.
+    pub fn changes_from(&self) -> Result<Option<Position>, StorageError> {
+        let meta = self.db.cf_handle(CF_META).expect("meta family");
+        match self
+            .db
+            .get_pinned_cf(&meta, changes_from_key(self.family()))?
+        {
+            Some(v) => Ok(Some(Position(codec::decode_u64(&v)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Record every change from the commit after `position` on.
+    pub fn start_change_log(&self, position: Position) -> Result<(), StorageError> {
+        let meta = self.db.cf_handle(CF_META).expect("meta family");
+        Ok(self.db.put_cf(
+            &meta,
+            changes_from_key(self.family()),
+            codec::u64_key(position.0),
+        )?)
+    }
+
+    /// The oldest change still kept: changes after this id can be replayed.
+    /// `None` when the log does not record; `Some(after_position(p))` when
+    /// it records but holds no change from before `p`.
+    pub fn change_log_start(&self) -> Result<Option<ChangeId>, StorageError> {
+        let Some(from) = self.changes_from()? else {
+            return Ok(None);
+        };
+        let log = self.db.cf_handle(CF_CHANGES).expect("changes family");
+        let start = changes::start_key(self.family());
+        let mut iter = self
+            .db
+            .iterator_cf(&log, IteratorMode::From(&start, Direction::Forward));
+        let first = match iter.next().transpose()? {
+            Some((k, _)) if *k < *changes::end_key(self.family()) => {
+                changes::id_of(self.family(), &k)
+            }
+            _ => None,
+        };
+        // Trimmed entries leave the log complete only from just before the first kept one.
+        Ok(Some(match first {
+            Some(id) if id.position > from => ChangeId::after_position(Position(id.position.0 - 1)),
+            _ => ChangeId::after_position(from),
+        }))
+    }
+
+    /// Up to `limit` changes after `after`, oldest first.
+    pub fn changes_after(
+        &self,
+        after: ChangeId,
+        limit: usize,
+    ) -> Result<Vec<StoredChange>, StorageError> {
+        let log = self.db.cf_handle(CF_CHANGES).expect("changes family");
+        let start = match after.index.checked_add(1) {
+            Some(index) => changes::change_key(self.family(), ChangeId { index, ..after }),
+            None => changes::change_key(
+                self.family(),
+                ChangeId {
+                    position: after.position.next(),
+                    index: 0,
+                },
+            ),
+        };
+        let end = changes::end_key(self.family());
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(&log, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if *k >= *end || out.len() >= limit {
+                break;
+            }
+            let id = changes::id_of(self.family(), &k)
+                .ok_or_else(|| StorageError::Corrupt("change log key".into()))?;
+            out.push(
+                changes::decode(id, &v)
+                    .ok_or_else(|| StorageError::Corrupt("change log entry".into()))?,
+            );
+        }
+        Ok(out)
     }
 
     /// Dead letters recorded for this keyspace, oldest first, as JSON texts.

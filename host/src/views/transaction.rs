@@ -6,14 +6,6 @@ use std::ops::Bound;
 use super::Keyspace;
 use crate::storage::StorageError;
 
-/// One key's change, as the change feed reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub key: String,
-    /// The new document, or `None` if the key was deleted.
-    pub value: Option<String>,
-}
-
 /// Writes of the batch in flight, readable before they are committed.
 #[derive(Debug, Default)]
 pub struct Transaction {
@@ -48,17 +40,6 @@ impl Transaction {
 
     pub(super) fn writes(&self) -> impl Iterator<Item = (&String, &Option<String>)> {
         self.writes.iter()
-    }
-
-    /// The changes in key order, for the change feed.
-    pub fn changes(&self) -> Vec<Change> {
-        self.writes
-            .iter()
-            .map(|(k, v)| Change {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect()
     }
 
     /// `key` as this batch sees it.
