@@ -2,12 +2,17 @@
 //! `{"error":{"code","message"}}` with the right status code.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::log::LogError;
 use crate::plugins::PluginError;
+use crate::storage::StorageError;
+
+/// `Retry-After` of a `storage_full` answer: RocksDB checks every 5 s
+/// whether it can write again, the log writer every second.
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -16,6 +21,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields inside `error` (e.g. `current_version` on a conflict).
     pub details: Map<String, Value>,
+    /// Seconds after which trying again makes sense (`Retry-After`).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -25,6 +32,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: Map::new(),
+            retry_after_secs: None,
         }
     }
 
@@ -45,6 +53,21 @@ impl ApiError {
         self
     }
 
+    /// 507 Insufficient Storage (RFC 4918 §11.5) rather than 503: the request
+    /// is fine and the server is up — reads go on — but it cannot store this
+    /// write now. A 503 tells load balancers and generic clients that the
+    /// whole server is unavailable. `Retry-After` still says when to try again.
+    pub fn storage_full() -> Self {
+        let mut e = Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            "the server's disk is full: nothing was appended; appends resume by themselves \
+             once space is freed (GET /healthz says when)",
+        );
+        e.retry_after_secs = Some(STORAGE_RETRY_AFTER_SECS);
+        e
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
@@ -56,7 +79,13 @@ impl IntoResponse for ApiError {
         let mut error = self.details;
         error.insert("code".into(), json!(self.code));
         error.insert("message".into(), json!(self.message));
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -77,7 +106,7 @@ impl From<LogError> for ApiError {
                 "shutting_down",
                 "the server is shutting down",
             ),
-            LogError::Storage(e) => ApiError::internal(e),
+            LogError::Storage(e) => e.into(),
             LogError::Io(e) => ApiError::internal(e),
         }
     }
@@ -92,13 +121,16 @@ impl From<PluginError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", m)
             }
             PluginError::Io(e) => ApiError::internal(e),
-            PluginError::Storage(e) => ApiError::internal(e),
+            PluginError::Storage(e) => e.into(),
         }
     }
 }
 
-impl From<crate::storage::StorageError> for ApiError {
-    fn from(e: crate::storage::StorageError) -> Self {
-        ApiError::internal(e)
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Full => ApiError::storage_full(),
+            e => ApiError::internal(e),
+        }
     }
 }
