@@ -12,6 +12,7 @@ mod crash_recovery;
 mod durability;
 mod event_filter;
 mod example_plugins;
+mod full_disk;
 mod hot_swap;
 mod idempotent_retry;
 mod languages;
