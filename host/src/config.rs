@@ -38,6 +38,12 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Seconds a plugin's lag may stand still before it is reported stalled. Default 30.
     pub stall_after_secs: u64,
+    /// Appends are refused (`507 storage_full`) while less than this many
+    /// MiB are free on the data directory's disk, so that RocksDB does not
+    /// run out in the middle of a write (it would then stop every write,
+    /// views' too, until 64 MiB are free) and views keep room to catch up.
+    /// 0 turns the check off. Default 64.
+    pub min_free_mb: u64,
     /// Defaults for every plugin (`memory_limit_mb`, `call_timeout_ms`, `on_error`, `max_batch_events`).
     pub plugin_defaults: PluginSettings,
     /// Per-plugin settings: `[plugin.NAME]` tables with the same keys.
@@ -78,6 +84,7 @@ impl Default for Config {
             max_plugin_bytes: 256 << 20,
             header_read_timeout_secs: 10,
             stall_after_secs: 30,
+            min_free_mb: 64,
             plugin_defaults: PluginSettings::default(),
             plugin: HashMap::new(),
             tokens: Vec::new(),

@@ -25,7 +25,11 @@ use crate::views::ViewStore;
 pub fn open_stores(data_dir: &std::path::Path) -> anyhow::Result<(EventLog, ViewStore)> {
     std::fs::create_dir_all(data_dir)?;
     let db = storage::open(&data_dir.join("db"))?;
-    Ok((EventLog::open(db.clone())?, ViewStore::new(db)))
+    let min_free_bytes = Config::default().min_free_mb << 20;
+    Ok((
+        EventLog::open(db.clone(), min_free_bytes)?,
+        ViewStore::new(db),
+    ))
 }
 
 /// Everything the server runs, opened and started, without a socket: the
@@ -44,7 +48,7 @@ impl App {
     pub async fn open(config: &Config) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data)?;
         let db = storage::open(&config.data.join("db"))?;
-        let log = EventLog::open(db.clone())?;
+        let log = EventLog::open(db.clone(), config.min_free_mb << 20)?;
         let views = ViewStore::new(db.clone());
         let cache = config
             .cache

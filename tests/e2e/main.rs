@@ -16,6 +16,7 @@ mod durability;
 mod event_filter;
 mod example_plugins;
 mod graceful_shutdown;
+mod full_disk;
 mod hot_swap;
 mod idempotent_retry;
 mod languages;

@@ -8,6 +8,11 @@ use serde_json::{Map, Value, json};
 
 use crate::log::LogError;
 use crate::plugins::PluginError;
+use crate::storage::StorageError;
+
+/// `Retry-After` of a `storage_full` answer: RocksDB checks every 5 s
+/// whether it can write again, the log writer every second.
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -51,6 +56,21 @@ impl ApiError {
     pub fn with(mut self, key: &str, value: Value) -> Self {
         self.details.insert(key.to_string(), value);
         self
+    }
+
+    /// 507 Insufficient Storage (RFC 4918 §11.5) rather than 503: the request
+    /// is fine and the server is up — reads go on — but it cannot store this
+    /// write now. A 503 tells load balancers and generic clients that the
+    /// whole server is unavailable. `Retry-After` still says when to try again.
+    pub fn storage_full() -> Self {
+        let mut e = Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            "the server's disk is full: nothing was appended; appends resume by themselves \
+             once space is freed (GET /healthz says when)",
+        );
+        e.retry_after = Some(STORAGE_RETRY_AFTER_SECS);
+        e
     }
 
     /// A failure of the server itself. Its text (storage errors, file paths)
@@ -100,7 +120,7 @@ impl From<LogError> for ApiError {
                 "shutting_down",
                 "the server is shutting down",
             ),
-            LogError::Storage(e) => ApiError::internal(e),
+            LogError::Storage(e) => e.into(),
             LogError::Io(e) => ApiError::internal(e),
         }
     }
@@ -115,15 +135,18 @@ impl From<PluginError> for ApiError {
             }
             PluginError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             PluginError::Io(e) => ApiError::internal(e),
-            PluginError::Storage(e) => ApiError::internal(e),
+            PluginError::Storage(e) => e.into(),
             PluginError::Internal(m) => ApiError::internal(m),
         }
     }
 }
 
-impl From<crate::storage::StorageError> for ApiError {
-    fn from(e: crate::storage::StorageError) -> Self {
-        ApiError::internal(e)
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Full => ApiError::storage_full(),
+            e => ApiError::internal(e),
+        }
     }
 }
 

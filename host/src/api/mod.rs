@@ -63,6 +63,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+/// Always `200` while the server answers: `degraded` (appends refused for
+/// lack of disk space, reads still served) is not a reason to take it out
+/// of a load balancer.
 async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let plugins = state.plugins.list();
     let failed: Vec<&str> = plugins
@@ -70,11 +73,13 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
         .filter(|p| p.state == "failed")
         .map(|p| p.name.as_str())
         .collect();
+    let storage = state.log.storage_health();
     Json(json!({
-        "status": "ok",
+        "status": if storage.is_full() { "degraded" } else { "ok" },
         "head": state.log.head(),
         "plugins": plugins.len(),
         "failed_plugins": failed,
+        "storage": storage,
     }))
 }
 

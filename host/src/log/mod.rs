@@ -4,9 +4,43 @@
 //! positions in commit order and group-commits concurrent requests with one
 //! synced WAL write. Reads go straight to RocksDB. Subscribers learn about new
 //! events through a head-position `watch` channel instead of polling.
+//!
+//! # A full disk
+//! While the database's disk is short of space, appends are refused with
+//! [`StorageError::Full`] and store nothing; reads go on; appends come back
+//! by themselves, with no restart. Two layers:
+//! - Before committing a group the writer measures the free space and
+//!   refuses the group if less than `min_free_mb` is free. So appends never
+//!   make RocksDB run out, views keep room to catch up, and appends resume
+//!   with the first group that finds enough space again.
+//! - If RocksDB runs out anyway (the minimum is 0, views used the room up,
+//!   or another program filled the disk), it stops taking writes and
+//!   resumes by itself once 64 MiB are free (`storage::space`). Meanwhile
+//!   every group fails fast with the same error and stores nothing.
+//!
+//! Either way a failed group leaves the writer as it was: `next` stays at
+//! the group's first position, so positions stay gapless, and nothing else
+//! of the group is kept. While refusing, the writer wakes every second to
+//! probe (free space, then a tiny synced write), so `/healthz` turns back
+//! to `ok` even when no append comes to find out. That write, also made
+//! on opening, leaves a record in a memtable: RocksDB 7.8 leaves the failed
+//! write-ahead log behind when it resumes only if some memtable has
+//! something to flush (`writer::mark_writable`), and RocksDB's info LOG is
+//! kept quiet for a similar reason (`storage::open`).
+//!
+//! What is left to chance: if the write that finds the disk full is the
+//! first one since RocksDB resumed or flushed every memtable on its own,
+//! the next write after the following resume aborts the process (the
+//! assertion `writer::mark_writable` explains); acknowledged events survive
+//! that like any crash. And as with any failed `fsync`: if only the sync of
+//! a completely written WAL record failed and the process dies before
+//! RocksDB resumes, replaying the WAL brings back a group whose append was
+//! answered with an error; a client that retries with the same event ids
+//! gets the original outcome, not a second copy.
 
 pub mod limits;
 mod model;
+mod space;
 mod writer;
 
 use std::sync::Arc;
@@ -16,9 +50,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 pub use model::{AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamVersion};
+pub use space::StorageHealth;
 
 use crate::storage::codec::{self, StoredEvent};
 use crate::storage::{CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError};
+use space::AppendState;
 
 /// Why an append or a read failed. An append that fails wrote nothing.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +79,7 @@ pub enum LogError {
 
 impl From<rocksdb::Error> for LogError {
     fn from(e: rocksdb::Error) -> Self {
-        LogError::Storage(StorageError::Rocks(e))
+        LogError::Storage(StorageError::from(e))
     }
 }
 
@@ -79,15 +115,30 @@ pub struct EventLog {
     writer: Arc<WriterHandle>,
     /// The position of the last committed event.
     head: watch::Receiver<Position>,
+    /// Whether appends are stored or refused for lack of space (the writer's finding).
+    appends: watch::Receiver<AppendState>,
+    /// Free bytes below which appends are refused (0: no check).
+    min_free_bytes: u64,
 }
 
 impl EventLog {
-    /// Open the log in `db` and start its writer thread.
-    pub(crate) fn open(db: Arc<Rocks>) -> Result<Self, LogError> {
+    /// Open the log in `db` and start its writer thread. Appends are refused
+    /// while less than `min_free_bytes` is free on the database's disk.
+    pub(crate) fn open(db: Arc<Rocks>, min_free_bytes: u64) -> Result<Self, LogError> {
         let head = last_position(&db)?;
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        // On a disk too full for this, the server does not start (nor would
+        // RocksDB have opened on a completely full one).
+        writer::mark_writable(&db, &sync)?;
         let (head_tx, head_rx) = watch::channel(head);
+        let (appends_tx, appends_rx) = watch::channel(AppendState::Accepting);
         let (tx, rx) = mpsc::channel(8192);
-        let thread = writer::spawn(db.clone(), rx, head_tx, head)?;
+        let thread = writer::spawn(
+            writer::Writer::new(db.clone(), head, min_free_bytes, appends_tx),
+            rx,
+            head_tx,
+        )?;
         Ok(EventLog {
             db,
             writer: Arc::new(WriterHandle {
@@ -95,7 +146,15 @@ impl EventLog {
                 thread: Some(thread),
             }),
             head: head_rx,
+            appends: appends_rx,
+            min_free_bytes,
         })
+    }
+
+    /// Whether appends are stored, and if not why and until when.
+    pub fn storage_health(&self) -> StorageHealth {
+        let free = crate::storage::space::free_bytes(self.db.path()).ok();
+        StorageHealth::new(*self.appends.borrow(), free, self.min_free_bytes)
     }
 
     /// Append `events` to `stream` atomically and durably (acknowledged only
@@ -277,5 +336,57 @@ fn stream_head(db: &Rocks, stream: &str) -> Result<Option<StreamVersion>, Storag
     match db.get_pinned_cf(&cf, stream.as_bytes())? {
         Some(v) => Ok(Some(StreamVersion(codec::decode_u64(&v)?))),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noted() -> Vec<NewEvent> {
+        vec![NewEvent {
+            id: Uuid::new_v4(),
+            client_id: false,
+            event_type: "Noted".into(),
+            data: "{}".into(),
+            metadata: "{}".into(),
+        }]
+    }
+
+    #[tokio::test]
+    async fn appends_refused_for_lack_of_space_store_nothing_and_positions_stay_gapless() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::open(dir.path()).unwrap();
+        let log = EventLog::open(db.clone(), 0).unwrap();
+        log.append("a".into(), ExpectedVersion::Any, noted())
+            .await
+            .unwrap();
+        drop(log);
+
+        // No disk has this much free: every append is refused.
+        let log = EventLog::open(db.clone(), u64::MAX).unwrap();
+        for _ in 0..3 {
+            let refused = log.append("a".into(), ExpectedVersion::Any, noted()).await;
+            assert!(
+                matches!(refused, Err(LogError::Storage(StorageError::Full))),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(log.head(), Position(1));
+        assert_eq!(log.read(Position(1), 10).unwrap().len(), 1);
+        assert_eq!(log.stream_version("a").unwrap(), Some(StreamVersion(0)));
+        let health = log.storage_health();
+        assert!(health.is_full());
+        assert_eq!(health.resumes_at_free_bytes, Some(u64::MAX));
+        drop(log);
+
+        let log = EventLog::open(db, 0).unwrap();
+        let outcome = log
+            .append("a".into(), ExpectedVersion::Any, noted())
+            .await
+            .unwrap();
+        assert_eq!(outcome.first_position, Position(2));
+        assert_eq!(outcome.stream_version, StreamVersion(1));
+        assert!(!log.storage_health().is_full());
     }
 }

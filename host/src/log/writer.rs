@@ -6,41 +6,69 @@
 //! requests), and commits the whole group with one synced `WriteBatch`. So
 //! many concurrent appends share one fsync, and each append is still atomic:
 //! a request that fails its checks contributes nothing to the batch.
+//!
+//! A group that fails to commit changes nothing: its positions go to the
+//! next group. The writer also decides whether appends are refused for lack
+//! of disk space (see the `log` module).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, watch};
 
+use super::space::{AppendState, Shortage};
 use super::{AppendOutcome, AppendRequest, LogError, Position, StreamVersion, stream_head};
 use crate::storage::codec::{self, StoredEvent};
-use crate::storage::{CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks};
+use crate::storage::space;
+use crate::storage::{CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError};
 
 /// Most requests committed in one group; bounds the latency of the first one.
 const MAX_GROUP: usize = 2048;
 
-pub(super) fn spawn(
-    db: Arc<Rocks>,
-    rx: mpsc::Receiver<AppendRequest>,
-    head: watch::Sender<Position>,
-    last: Position,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("prism-log-writer".into())
-        .spawn(move || {
-            Writer {
-                db,
-                next: last.next(),
-            }
-            .run(rx, head)
-        })
+/// How often a writer that refuses appends checks whether it could store
+/// them again, when no append comes to find out.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The one key the log keeps in the default column family, which holds
+/// nothing else: when the writer last found the database writable.
+const WRITABLE_KEY: &[u8] = b"log/writable-at-ms";
+
+/// Record (synced) that the database takes writes, which also leaves a
+/// record in a memtable. RocksDB 7.8 resumes after running out of space by
+/// flushing the memtables into a fresh write-ahead log — but if they are
+/// all empty it keeps the log file whose write failed, and the next write
+/// to that file trips an assertion (a failed file must not be written
+/// again) that aborts the process in Debian's build. Every memtable is
+/// empty after opening and after each resume, so this is written on
+/// opening and is what the writer's probe writes.
+pub(super) fn mark_writable(db: &Rocks, sync: &WriteOptions) -> Result<(), rocksdb::Error> {
+    db.put_opt(WRITABLE_KEY, crate::clock::now_ms().to_be_bytes(), sync)
 }
 
-struct Writer {
+pub(super) fn spawn(
+    writer: Writer,
+    rx: mpsc::Receiver<AppendRequest>,
+    head: watch::Sender<Position>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // Only a timer: waiting for requests with a timeout while appends are refused.
+    let clock = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    std::thread::Builder::new()
+        .name("prism-log-writer".into())
+        .spawn(move || writer.run(rx, head, clock))
+}
+
+pub(super) struct Writer {
     db: Arc<Rocks>,
     /// The position the next appended event gets.
     next: Position,
+    /// Free bytes below which groups are refused before RocksDB sees them (0: never).
+    min_free_bytes: u64,
+    /// Whether appends are stored; published for `/healthz`.
+    appends: watch::Sender<AppendState>,
 }
 
 /// Where an event id lives, to answer an idempotent retry.
@@ -60,16 +88,43 @@ struct Group {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>, head: watch::Sender<Position>) {
+    pub(super) fn new(
+        db: Arc<Rocks>,
+        last: Position,
+        min_free_bytes: u64,
+        appends: watch::Sender<AppendState>,
+    ) -> Self {
+        Writer {
+            db,
+            next: last.next(),
+            min_free_bytes,
+            appends,
+        }
+    }
+
+    fn run(
+        mut self,
+        mut rx: mpsc::Receiver<AppendRequest>,
+        head: watch::Sender<Position>,
+        clock: tokio::runtime::Runtime,
+    ) {
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        while let Some(first) = rx.blocking_recv() {
+        while let Some(first) = self.next_request(&mut rx, &clock, &sync) {
             let mut requests = vec![first];
             while requests.len() < MAX_GROUP {
                 match rx.try_recv() {
                     Ok(r) => requests.push(r),
                     Err(_) => break,
                 }
+            }
+            if !self.has_room() {
+                for request in requests {
+                    let _ = request
+                        .reply
+                        .send(Err(LogError::Storage(StorageError::Full)));
+                }
+                continue;
             }
             let group_start = self.next;
             let mut group = Group::default();
@@ -82,6 +137,7 @@ impl Writer {
             match committed {
                 Ok(()) => {
                     if self.next > group_start {
+                        self.accepting();
                         head.send_replace(Position(self.next.0 - 1));
                     }
                     for (request, result) in requests.into_iter().zip(results) {
@@ -89,14 +145,102 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "append group failed to commit");
+                    // Nothing of the group was applied: its positions go to the next one.
                     self.next = group_start;
+                    if space::is_out_of_space(&e) {
+                        self.refusing(Shortage::DiskFull, &e);
+                    } else {
+                        tracing::error!(error = %e, "append group failed to commit");
+                    }
                     for request in requests {
                         let _ = request.reply.send(Err(LogError::from(e.clone())));
                     }
                 }
             }
         }
+    }
+
+    /// The next request, or `None` once every handle is dropped. While
+    /// appends are refused, probe every [`PROBE_EVERY`] in between.
+    fn next_request(
+        &mut self,
+        rx: &mut mpsc::Receiver<AppendRequest>,
+        clock: &tokio::runtime::Runtime,
+        sync: &WriteOptions,
+    ) -> Option<AppendRequest> {
+        loop {
+            let state = *self.appends.borrow();
+            if state == AppendState::Accepting {
+                return rx.blocking_recv();
+            }
+            let waited =
+                clock.block_on(async { tokio::time::timeout(PROBE_EVERY, rx.recv()).await });
+            match waited {
+                Ok(request) => return request,
+                Err(_) => self.probe(sync),
+            }
+        }
+    }
+
+    /// Whether a write could be stored now: enough free space, and RocksDB
+    /// taking writes again (which a write of the marker tells).
+    fn probe(&mut self, sync: &WriteOptions) {
+        if !self.has_room() {
+            return;
+        }
+        match mark_writable(&self.db, sync) {
+            Ok(()) => self.accepting(),
+            Err(e) if space::is_out_of_space(&e) => self.refusing(Shortage::DiskFull, &e),
+            Err(e) => tracing::warn!(error = %e, "probing whether the database takes writes"),
+        }
+    }
+
+    /// False (and appends refused) if less than the minimum is free. If the
+    /// free space cannot be measured, RocksDB will tell.
+    fn has_room(&mut self) -> bool {
+        if self.min_free_bytes == 0 {
+            return true;
+        }
+        match space::free_bytes(self.db.path()) {
+            Ok(free) if free < self.min_free_bytes => {
+                self.refusing(Shortage::BelowMinimum, &format!("{free} bytes free"));
+                false
+            }
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "measuring free disk space");
+                true
+            }
+        }
+    }
+
+    fn refusing(&mut self, why: Shortage, cause: &dyn std::fmt::Display) {
+        let before = *self.appends.borrow();
+        let after = before.refusing(why, crate::clock::now_ms());
+        if after == before {
+            return;
+        }
+        match why {
+            Shortage::DiskFull => tracing::error!(
+                error = %cause,
+                "the disk is full: RocksDB stopped writing; appends are refused until it resumes"
+            ),
+            Shortage::BelowMinimum => tracing::warn!(
+                free = %cause,
+                min_free_bytes = self.min_free_bytes,
+                "disk space below min_free_mb: appends are refused until space is freed"
+            ),
+        }
+        self.appends.send_replace(after);
+    }
+
+    fn accepting(&mut self) {
+        let AppendState::Refusing { since_ms, .. } = *self.appends.borrow() else {
+            return;
+        };
+        let refused_ms = crate::clock::now_ms().saturating_sub(since_ms);
+        tracing::info!(refused_ms, "appends are stored again");
+        self.appends.send_replace(AppendState::Accepting);
     }
 
     /// Check one request and add its writes to the group, or refuse it.

@@ -5,8 +5,10 @@
 //! atomic `WriteBatch`. This module owns opening the database and the names of
 //! its fixed column families; the log (`crate::log`) and the view store
 //! (`crate::views`) are the only other modules that touch RocksDB types.
+//! `space` measures free disk space and recognises RocksDB running out of it.
 
 pub(crate) mod codec;
+pub mod space;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,19 +43,39 @@ const FIXED_FAMILIES: [&str; 7] = [
     CF_CHANGES,
 ];
 
+/// Size of every memtable. Big write buffers make replays and imports
+/// cheaper (the WAL keeps them durable); it is also the free space RocksDB
+/// waits for before it writes again after running out ([`space`]).
+pub(crate) const WRITE_BUFFER_BYTES: usize = 64 << 20;
+
 /// Why the database could not be used. The server cannot start without it.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("RocksDB: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    Rocks(rocksdb::Error),
+    /// The disk is full: the write was refused and stored nothing. The
+    /// message names no file, so it can be shown to clients.
+    #[error("the disk holding the database is full")]
+    Full,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<rocksdb::Error> for StorageError {
+    fn from(e: rocksdb::Error) -> Self {
+        if space::is_out_of_space(&e) {
+            StorageError::Full
+        } else {
+            StorageError::Rocks(e)
+        }
+    }
 }
 
 /// Options for every column family: views and the log are both read by
 /// ordered scans and point lookups, so one tuning serves both.
 fn family_options() -> Options {
     let mut opts = Options::default();
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     // Point lookups (event ids, stream heads, view keys) mostly miss or hit
     // one file: bloom filters spare them reading the others.
@@ -71,8 +93,14 @@ pub(crate) fn open(dir: &Path) -> Result<Arc<Rocks>, StorageError> {
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.increase_parallelism(2);
-    // Big write buffers make replays and imports cheaper; the WAL keeps them durable.
-    opts.set_write_buffer_size(64 << 20);
+    // RocksDB's info LOG sits on the database's disk and keeps writing to it
+    // after a write failed (one line every 5 s while the disk is full).
+    // Debian's librocksdb is built with assertions, and the LOG writer
+    // asserts that a file which failed is never written again: the next
+    // line after a failed one aborts the process. At this level only header
+    // lines are written, at open and when a column family is created
+    // (which `ensure_family` refuses on a nearly full disk).
+    opts.set_log_level(rocksdb::LogLevel::Fatal);
     let mut names: Vec<String> = Rocks::list_cf(&opts, dir).unwrap_or_default();
     for fixed in FIXED_FAMILIES {
         if !names.iter().any(|n| n == fixed) {
@@ -86,9 +114,15 @@ pub(crate) fn open(dir: &Path) -> Result<Arc<Rocks>, StorageError> {
     Ok(Arc::new(db))
 }
 
-/// Create a column family if it does not exist yet.
+/// Create a column family if it does not exist yet. Refused while less
+/// than [`space::RESUME_FREE_BYTES`] is free: creating one writes the
+/// MANIFEST (whose failure would stop every write) and header lines to
+/// RocksDB's info LOG (see `open`), and a new keyspace is about to be filled.
 pub(crate) fn ensure_family(db: &Rocks, name: &str) -> Result<(), StorageError> {
     if db.cf_handle(name).is_none() {
+        if space::free_bytes(db.path()).is_ok_and(|free| free < space::RESUME_FREE_BYTES) {
+            return Err(StorageError::Full);
+        }
         db.create_cf(name, &family_options())?;
     }
     Ok(())

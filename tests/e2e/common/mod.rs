@@ -60,6 +60,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// The data directory when it is not `dir/data` (e.g. on a filesystem of its own).
+    data: Option<PathBuf>,
 }
 
 pub type Reply = (u16, Value);
@@ -89,6 +91,7 @@ impl TestServer {
             http: reqwest::Client::new(),
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            data: None,
         };
         server.spawn();
         server
@@ -96,6 +99,16 @@ impl TestServer {
 
     /// A fresh server reading `prism.toml` with this content.
     pub async fn start_with_config(toml: &str) -> TestServer {
+        Self::start_with_config_in(toml, None).await
+    }
+
+    /// A fresh server reading `prism.toml` with this content and keeping its
+    /// data in `data` (which may be on a filesystem of its own).
+    pub async fn start_with_data_dir(data: &Path, toml: &str) -> TestServer {
+        Self::start_with_config_in(toml, Some(data.to_path_buf())).await
+    }
+
+    async fn start_with_config_in(toml: &str, data: Option<PathBuf>) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
         let config = dir.path().join("prism.toml");
@@ -106,13 +119,16 @@ impl TestServer {
             http: reqwest::Client::new(),
             child: None,
             extra_args: vec!["--config".into(), config.display().to_string()],
+            data,
         };
         server.spawn();
         server
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     pub fn plugins_dir(&self) -> PathBuf {
