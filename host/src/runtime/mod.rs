@@ -14,6 +14,7 @@ pub(crate) mod state;
 pub mod view;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,9 +155,7 @@ impl Runtime {
                 let serialized = c
                     .serialize()
                     .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, serialized)?;
-                std::fs::rename(&tmp, &path)?;
+                self.write_cache_entry(&path, &serialized)?;
                 c
             }
         };
@@ -167,6 +166,19 @@ impl Runtime {
         let pre = ProjectorPre::new(instance_pre)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         Ok(CompiledPlugin { pre, from_cache })
+    }
+
+    /// Put a compiled component into the cache under `path`. Each writer has a
+    /// temporary file of its own, synced and then renamed into place, so
+    /// concurrent compiles of the same bytes (an upload and the directory
+    /// watcher, or two servers sharing the cache) never write into one file,
+    /// and a reader sees a whole entry or none, even after a crash.
+    fn write_cache_entry(&self, path: &Path, serialized: &[u8]) -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.cache_dir)?;
+        tmp.write_all(serialized)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
     }
 
     /// Start an instance of a compiled plugin against `view`.
@@ -186,3 +198,6 @@ impl Runtime {
 fn wasmparser_looks_like_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,152 @@
+//! The sandbox seen from its API: `Runtime::compile` and `instantiate` with
+//! purpose-made components (written here in WAT, or the test plugins of
+//! `tests/plugins/` built into `target/test-plugins/`).
+
+use tempfile::TempDir;
+
+use super::view::ViewAccess;
+use super::*;
+use crate::views::ViewStore;
+
+/// A `projector` component with two core modules, each with its own linear
+/// memory of one page. `describe` grows each memory by `grow_pages` pages,
+/// trapping if a growth is refused, then describes itself as
+/// `twin-memories` 1.0. The other exports trap.
+fn twin_memory_component(grow_pages: u32) -> Vec<u8> {
+    let text = format!(
+        r#"
+(component
+  (core module $spare
+    (memory 1)
+    (func (export "grow") (param i32) (result i32)
+      (memory.grow (local.get 0))))
+  (core instance $spare (instantiate $spare))
+  (core module $main
+    (import "spare" "grow" (func $grow_spare (param i32) (result i32)))
+    (memory (export "memory") 1)
+    ;; The description record at 0: name (64, 13), version (80, 3), no event
+    ;; types, no queries.
+    (data (i32.const 0) "\40\00\00\00\0d\00\00\00\50\00\00\00\03\00\00\00")
+    (data (i32.const 64) "twin-memories")
+    (data (i32.const 80) "1.0")
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+    (func (export "describe") (result i32)
+      (if (i32.eq (memory.grow (i32.const {grow_pages})) (i32.const -1)) (then unreachable))
+      (if (i32.eq (call $grow_spare (i32.const {grow_pages})) (i32.const -1)) (then unreachable))
+      (i32.const 0))
+    (func (export "handle") (param i32 i32) (result i32) unreachable)
+    (func (export "query") (param i32 i32 i32 i32) (result i32) unreachable))
+  (core instance $main (instantiate $main (with "spare" (instance $spare))))
+  (type $event (record
+    (field "position" u64) (field "stream-id" string) (field "stream-version" u64)
+    (field "event-type" string) (field "data" string) (field "metadata" string)
+    (field "recorded-at" u64) (field "id" string)))
+  (type $description (record
+    (field "name" string) (field "version" string)
+    (field "event-types" (list string)) (field "queries" (list string))))
+  (type $handle-error (record (field "index" (option u32)) (field "message" string)))
+  (type $query-error (variant
+    (case "unknown-query" string) (case "invalid-params" string) (case "failed" string)))
+  (func $describe (result $description)
+    (canon lift (core func $main "describe")
+      (memory $main "memory") (realloc (func $main "realloc"))))
+  (func $handle (param "batch" (list $event)) (result (result (error $handle-error)))
+    (canon lift (core func $main "handle")
+      (memory $main "memory") (realloc (func $main "realloc"))))
+  (func $query (param "name" string) (param "params" string)
+    (result (result string (error $query-error)))
+    (canon lift (core func $main "query")
+      (memory $main "memory") (realloc (func $main "realloc"))))
+  (instance $projection
+    (export "event" (type $event))
+    (export "description" (type $description))
+    (export "handle-error" (type $handle-error))
+    (export "query-error" (type $query-error))
+    (export "describe" (func $describe))
+    (export "handle" (func $handle))
+    (export "query" (func $query)))
+  (export "prism:projection/projection@0.1.0" (instance $projection)))
+"#
+    );
+    wat::parse_str(text).expect("valid component text")
+}
+
+/// A runtime with its own compile cache and a database for view access.
+struct Sandbox {
+    dir: TempDir,
+    runtime: Runtime,
+    views: ViewStore,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(&dir.path().join("cache")).unwrap();
+        let db = crate::storage::open(&dir.path().join("db")).unwrap();
+        Sandbox {
+            dir,
+            runtime,
+            views: ViewStore::new(db),
+        }
+    }
+
+    fn cache_entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path().join("cache"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn start(&self, bytes: &[u8], memory_bytes: usize) -> Result<PluginInstance, RuntimeError> {
+        let compiled = self.runtime.compile(bytes)?;
+        let limits = PluginLimits {
+            memory_bytes,
+            ..PluginLimits::default()
+        };
+        let view = ViewAccess::new(self.views.detached("view.test"));
+        self.runtime
+            .instantiate(&compiled, view, Arc::new(PluginLog::new()), limits)
+    }
+}
+
+#[test]
+fn concurrent_compiles_of_the_same_component_share_one_cache_entry() {
+    let component = twin_memory_component(0);
+    // Every compile of the round finishes at about the same moment, so the
+    // writes into the cache overlap; a few rounds make a lucky one unlikely.
+    for _round in 0..5 {
+        let sandbox = Sandbox::new();
+        let threads = 16;
+        let start = std::sync::Barrier::new(threads);
+        let results: Vec<Result<CompiledPlugin, RuntimeError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        sandbox.runtime.compile(&component)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for result in &results {
+            if let Err(e) = result {
+                panic!("a concurrent compile failed: {e}");
+            }
+        }
+
+        let entries = sandbox.cache_entries();
+        assert_eq!(
+            entries.len(),
+            1,
+            "one cache entry, no leftovers: {entries:?}"
+        );
+        assert!(entries[0].ends_with(".cwasm"), "{entries:?}");
+        let cached = sandbox.runtime.compile(&component).unwrap();
+        assert!(cached.from_cache);
+        let mut instance = sandbox.start(&component, 4 << 20).unwrap();
+        assert_eq!(instance.describe().unwrap().name, "twin-memories");
+    }
+}
