@@ -2,11 +2,14 @@
 //! purpose-made components (written here in WAT, or the test plugins of
 //! `tests/plugins/` built into `target/test-plugins/`).
 
+use std::path::PathBuf;
+
 use tempfile::TempDir;
 
+use super::bindings::Event;
 use super::view::ViewAccess;
 use super::*;
-use crate::views::ViewStore;
+use crate::views::{Transaction, ViewStore};
 
 /// A `projector` component with two core modules, each with its own linear
 /// memory of one page. `describe` grows each memory by `grow_pages` pages,
@@ -71,6 +74,18 @@ fn twin_memory_component(grow_pages: u32) -> Vec<u8> {
     wat::parse_str(text).expect("valid component text")
 }
 
+fn test_plugin(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-plugins")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: build the plugins first with scripts/build-plugins.sh",
+            path.display()
+        )
+    })
+}
+
 /// A runtime with its own compile cache and a database for view access.
 struct Sandbox {
     dir: TempDir,
@@ -108,6 +123,19 @@ impl Sandbox {
         let view = ViewAccess::new(self.views.detached("view.test"));
         self.runtime
             .instantiate(&compiled, view, Arc::new(PluginLog::new()), limits)
+    }
+}
+
+fn one_event() -> Event {
+    Event {
+        position: 1,
+        stream_id: "s".into(),
+        stream_version: 0,
+        event_type: "Happened".into(),
+        data: "{}".into(),
+        metadata: "{}".into(),
+        recorded_at: 0,
+        id: "00000000-0000-0000-0000-000000000001".into(),
     }
 }
 
@@ -149,4 +177,21 @@ fn concurrent_compiles_of_the_same_component_share_one_cache_entry() {
         let mut instance = sandbox.start(&component, 4 << 20).unwrap();
         assert_eq!(instance.describe().unwrap().name, "twin-memories");
     }
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_at_its_limit_and_told_how_far_it_reached() {
+    let sandbox = Sandbox::new();
+    let mut instance = sandbox.start(&test_plugin("memory-bomb"), 8 << 20).unwrap();
+    let mut txn = Transaction::new();
+    let error = instance
+        .handle(&[one_event()], &mut txn)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("the plugin exceeded its memory limit of 8 MiB (asked to grow by "),
+        "{error}"
+    );
+    assert!(error.contains(" MiB to "), "{error}");
+    assert!(txn.is_empty());
 }
