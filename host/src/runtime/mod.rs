@@ -35,7 +35,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Limits of one plugin's sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// Linear memory the plugin may grow to, in bytes. Default 64 MiB.
+    /// Linear memory the plugin may grow to, all its memories together, in
+    /// bytes. Default 64 MiB.
     pub memory_bytes: usize,
     /// Longest a single call (`handle`, `query`, `describe`) may run. Default 5 s.
     pub call_timeout: Duration,

@@ -60,9 +60,11 @@ impl WasiView for PluginState {
 /// to, so that the projector can replace an instance that only ever grows
 /// (some language runtimes never give memory back) before it hits the limit.
 ///
-/// The memory limit is enforced here rather than by `StoreLimits`, so that a
-/// refusal is recorded where `explain` can find it instead of being
-/// recognised in an error's text.
+/// The memory limit is enforced here rather than by `StoreLimits`, which
+/// limits each linear memory on its own (a component with several memories
+/// would get the limit several times over), and so that a refusal is
+/// recorded where `explain` can find it instead of being recognised in an
+/// error's text.
 pub struct MeteredLimits {
     /// Tables and instances; also makes a growth that fails after we allowed
     /// it trap, like a refused one.
@@ -94,12 +96,13 @@ impl ResourceLimiter for MeteredLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // `current` and `desired` are the sizes of one memory, but the limit
+        // is the plugin's: a component made of several core modules has a
+        // memory for each, and together they must stay under it.
         let growth = desired.saturating_sub(current);
-        if desired > self.memory_limit {
-            self.refused = Some(RefusedGrowth {
-                growth,
-                total: desired,
-            });
+        let total = self.memory_bytes.saturating_add(growth);
+        if total > self.memory_limit {
+            self.refused = Some(RefusedGrowth { growth, total });
             // An error, not `Ok(false)`: the instance traps at once rather than
             // leave the guest to handle a failed `memory.grow`.
             wasmtime::bail!("memory limit of {} bytes reached", self.memory_limit);
@@ -107,7 +110,7 @@ impl ResourceLimiter for MeteredLimits {
         // A growth allowed here that then fails anyway (past the memory's own
         // maximum) traps in `memory_grow_failed`, and a trapped instance is
         // dropped, so the count need not be undone.
-        self.memory_bytes += growth;
+        self.memory_bytes = total;
         Ok(true)
     }
 

@@ -11,6 +11,8 @@ use super::view::ViewAccess;
 use super::*;
 use crate::views::{Transaction, ViewStore};
 
+const PAGE: usize = 64 << 10;
+
 /// A `projector` component with two core modules, each with its own linear
 /// memory of one page. `describe` grows each memory by `grow_pages` pages,
 /// trapping if a growth is refused, then describes itself as
@@ -177,6 +179,27 @@ fn concurrent_compiles_of_the_same_component_share_one_cache_entry() {
         let mut instance = sandbox.start(&component, 4 << 20).unwrap();
         assert_eq!(instance.describe().unwrap().name, "twin-memories");
     }
+}
+
+#[test]
+fn memories_of_one_plugin_share_its_memory_limit() {
+    let sandbox = Sandbox::new();
+    // Each memory grows to 60 pages (3.75 MiB), under the 4 MiB limit on its
+    // own; the second growth would bring the two to 7.5 MiB.
+    let mut instance = sandbox.start(&twin_memory_component(59), 4 << 20).unwrap();
+    let error = instance.describe().unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "the plugin exceeded its memory limit of 4 MiB (asked to grow by 3.7 MiB to 7.5 MiB)"
+    );
+}
+
+#[test]
+fn memories_within_the_limit_together_may_grow() {
+    let sandbox = Sandbox::new();
+    let mut instance = sandbox.start(&twin_memory_component(20), 4 << 20).unwrap();
+    assert_eq!(instance.describe().unwrap().name, "twin-memories");
+    assert_eq!(instance.memory_bytes(), 2 * 21 * PAGE);
 }
 
 #[test]
