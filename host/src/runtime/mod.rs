@@ -146,13 +146,11 @@ impl Runtime {
         let component = match component {
             Some(c) => c,
             None => {
-                if wasmparser_looks_like_core_module(bytes) {
-                    return Err(RuntimeError::Compile(
-                        "this is a core WebAssembly module, not a component (build for wasm32-wasip2 or run `wasm-tools component new`)".into(),
-                    ));
+                if let Some(problem) = not_a_component(bytes) {
+                    return Err(RuntimeError::Compile(problem));
                 }
                 let c = Component::from_binary(&self.engine, bytes)
-                    .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+                    .map_err(|e| RuntimeError::Compile(unparsable(bytes, &e)))?;
                 let serialized = c
                     .serialize()
                     .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
@@ -194,10 +192,52 @@ impl Runtime {
     }
 }
 
-/// A core module starts with the same magic as a component but a different
-/// version/layer field; tell users which one they gave us.
-fn wasmparser_looks_like_core_module(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+/// What a file is instead of a component, if its first eight bytes tell:
+/// empty, not WebAssembly at all, or a core module (same magic, different
+/// version and layer), which users build by mistake often enough to deserve
+/// advice.
+fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.is_empty() {
+        return Some("the file is empty".into());
+    }
+    if !bytes.starts_with(MAGIC) {
+        let start = &bytes[..bytes.len().min(MAGIC.len())];
+        let hex: Vec<String> = start.iter().map(|b| format!("{b:02x}")).collect();
+        return Some(format!(
+            "the file starts with {} (\"{}\"), not the WebAssembly magic \\0asm",
+            hex.join(" "),
+            start.escape_ascii()
+        ));
+    }
+    if bytes.len() >= 8 && bytes[4..8] == [1, 0, 0, 0] {
+        return Some(
+            "this is a core WebAssembly module, not a component (build for wasm32-wasip2 or run `wasm-tools component new`)".into(),
+        );
+    }
+    None
+}
+
+/// A component wasmtime could not parse or validate, in one line: the
+/// parser's message and where in the file it stopped. The error's own text
+/// may span several lines (the parser prints byte arrays with `{:#?}`).
+fn unparsable(bytes: &[u8], e: &wasmtime::Error) -> String {
+    let parse_error = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<wasmparser::BinaryReaderError>());
+    match parse_error {
+        Some(parse_error) => format!(
+            "{} (at byte {} of {})",
+            first_line(parse_error.message()),
+            parse_error.offset(),
+            bytes.len()
+        ),
+        None => first_line(&format!("{e:#}")).to_string(),
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
 }
 
 #[cfg(test)]

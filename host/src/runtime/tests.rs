@@ -126,6 +126,14 @@ impl Sandbox {
         self.runtime
             .instantiate(&compiled, view, Arc::new(PluginLog::new()), limits)
     }
+
+    fn compile_error(&self, bytes: &[u8]) -> String {
+        match self.runtime.compile(bytes) {
+            Err(e @ RuntimeError::Compile(_)) => e.to_string(),
+            Err(e) => panic!("expected a compile error, got {e}"),
+            Ok(_) => panic!("expected a compile error, got a plugin"),
+        }
+    }
 }
 
 fn one_event() -> Event {
@@ -217,4 +225,46 @@ fn a_memory_bomb_is_stopped_at_its_limit_and_told_how_far_it_reached() {
     );
     assert!(error.contains(" MiB to "), "{error}");
     assert!(txn.is_empty());
+}
+
+#[test]
+fn garbage_is_reported_in_one_line_naming_its_first_bytes() {
+    let error = Sandbox::new().compile_error(b"garbage, not wasm");
+    assert_eq!(
+        error,
+        r#"not a WebAssembly component: the file starts with 67 61 72 62 ("garb"), not the WebAssembly magic \0asm"#
+    );
+}
+
+#[test]
+fn an_empty_file_is_reported_as_empty() {
+    let error = Sandbox::new().compile_error(b"");
+    assert_eq!(error, "not a WebAssembly component: the file is empty");
+}
+
+#[test]
+fn a_truncated_component_is_reported_in_one_line_with_its_offset() {
+    let component = twin_memory_component(0);
+    let half = &component[..component.len() / 2];
+    let error = Sandbox::new().compile_error(half);
+    // The message itself is the parser's; where it stopped is ours.
+    assert_eq!(error.lines().count(), 1, "{error}");
+    assert!(
+        error.starts_with("not a WebAssembly component: "),
+        "{error}"
+    );
+    assert!(
+        error.ends_with(&format!(" of {})", half.len())) && error.contains(" (at byte "),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_core_module_is_told_to_become_a_component() {
+    let module = wat::parse_str("(module (memory 1))").unwrap();
+    let error = Sandbox::new().compile_error(&module);
+    assert!(
+        error.contains("a core WebAssembly module, not a component"),
+        "{error}"
+    );
 }
