@@ -17,6 +17,17 @@ if [ "${#need[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The build binds against /usr/include/rocksdb/c.h and leaves finding the
+# library to the linker's default search path (see .cargo/config.toml): make
+# sure that path leads to the library packaged with that header, on whatever
+# architecture this is.
+packaged="$(dpkg -L librocksdb-dev | grep '/librocksdb\.so$')"
+found="$(cc -print-file-name=librocksdb.so)"
+if [ -e /usr/lib/librocksdb.so ] || [ "$(readlink -f "$found")" != "$(readlink -f "$packaged")" ]; then
+    echo "setup: the linker would not use librocksdb-dev's $packaged (it finds $found)" >&2
+    exit 1
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "setup: adding the wasm32-wasip2 target"
     rustup target add wasm32-wasip2

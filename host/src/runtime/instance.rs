@@ -41,7 +41,7 @@ impl PluginInstance {
         store.set_epoch_deadline(ticks);
         let bindings = pre
             .instantiate(&mut store)
-            .map_err(|e| RuntimeError::Instantiate(explain(&e, &limits)))?;
+            .map_err(|e| RuntimeError::Instantiate(explain(&e, &store, &limits)))?;
         Ok(PluginInstance {
             store,
             bindings,
@@ -58,7 +58,7 @@ impl PluginInstance {
         self.bindings
             .prism_projection_projection()
             .call_describe(&mut self.store)
-            .map_err(|e| CallError(explain(&e, &self.limits)))
+            .map_err(|e| CallError(explain(&e, &self.store, &self.limits)))
     }
 
     /// Run `handle` over `batch`, collecting its writes into `txn`. On a
@@ -87,7 +87,7 @@ impl PluginInstance {
             }
             Err(e) => {
                 txn.clear();
-                Err(CallError(explain(&e, &self.limits)))
+                Err(CallError(explain(&e, &self.store, &self.limits)))
             }
         }
     }
@@ -103,7 +103,7 @@ impl PluginInstance {
         self.bindings
             .prism_projection_projection()
             .call_query(&mut self.store, name, params)
-            .map_err(|e| CallError(explain(&e, &self.limits)))
+            .map_err(|e| CallError(explain(&e, &self.store, &self.limits)))
     }
 
     /// Linear memory the instance has grown to, in bytes.
@@ -122,8 +122,18 @@ fn deadline_ticks(limits: &PluginLimits) -> u64 {
     (limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
 }
 
-/// A trap or host failure in words an operator can act on.
-fn explain(e: &wasmtime::Error, limits: &PluginLimits) -> String {
+/// A trap or host failure in words an operator can act on. The cause is
+/// found from what the store recorded (the limiter's refusal) and the trap
+/// code, never from an error's text, which wasmtime may reword.
+fn explain(e: &wasmtime::Error, store: &Store<PluginState>, limits: &PluginLimits) -> String {
+    if let Some(refused) = store.data().limits.refused {
+        return format!(
+            "the plugin exceeded its memory limit of {} MiB (asked to grow by {} to {})",
+            limits.memory_bytes >> 20,
+            mebibytes(refused.growth),
+            mebibytes(refused.total),
+        );
+    }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
         && *trap == wasmtime::Trap::Interrupt
     {
@@ -132,12 +142,9 @@ fn explain(e: &wasmtime::Error, limits: &PluginLimits) -> String {
             limits.call_timeout.as_millis()
         );
     }
-    let text = format!("{e:#}");
-    if text.contains("growing memory") {
-        return format!(
-            "the plugin exceeded its memory limit of {} MiB",
-            limits.memory_bytes >> 20
-        );
-    }
-    format!("the plugin trapped: {text}")
+    format!("the plugin trapped: {e:#}")
+}
+
+fn mebibytes(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }

@@ -15,6 +15,7 @@ pub(crate) mod state;
 pub mod view;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Limits of one plugin's sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// Linear memory the plugin may grow to, in bytes. Default 64 MiB.
+    /// Linear memory the plugin may grow to, all its memories together, in
+    /// bytes. Default 64 MiB.
     pub memory_bytes: usize,
     /// Longest a single call (`handle`, `query`, `describe`) may run. Default 5 s.
     pub call_timeout: Duration,
@@ -146,19 +148,15 @@ impl Runtime {
         let component = match component {
             Some(c) => c,
             None => {
-                if wasmparser_looks_like_core_module(bytes) {
-                    return Err(RuntimeError::Compile(
-                        "this is a core WebAssembly module, not a component (build for wasm32-wasip2 or run `wasm-tools component new`)".into(),
-                    ));
+                if let Some(problem) = not_a_component(bytes) {
+                    return Err(RuntimeError::Compile(problem));
                 }
                 let c = Component::from_binary(&self.engine, bytes)
-                    .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+                    .map_err(|e| RuntimeError::Compile(unparsable(bytes, &e)))?;
                 let serialized = c
                     .serialize()
                     .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, serialized)?;
-                std::fs::rename(&tmp, &path)?;
+                self.write_cache_entry(&path, &serialized)?;
                 c
             }
         };
@@ -206,6 +204,19 @@ impl Runtime {
         ))
     }
 
+    /// Put a compiled component into the cache under `path`. Each writer has a
+    /// temporary file of its own, synced and then renamed into place, so
+    /// concurrent compiles of the same bytes (an upload and the directory
+    /// watcher, or two servers sharing the cache) never write into one file,
+    /// and a reader sees a whole entry or none, even after a crash.
+    fn write_cache_entry(&self, path: &Path, serialized: &[u8]) -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.cache_dir)?;
+        tmp.write_all(serialized)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
     /// Start an instance of a compiled plugin against `view`.
     pub fn instantiate(
         &self,
@@ -218,8 +229,53 @@ impl Runtime {
     }
 }
 
-/// A core module starts with the same magic as a component but a different
-/// version/layer field; tell users which one they gave us.
-fn wasmparser_looks_like_core_module(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+/// What a file is instead of a component, if its first eight bytes tell:
+/// empty, not WebAssembly at all, or a core module (same magic, different
+/// version and layer), which users build by mistake often enough to deserve
+/// advice.
+fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.is_empty() {
+        return Some("the file is empty".into());
+    }
+    if !bytes.starts_with(MAGIC) {
+        let start = &bytes[..bytes.len().min(MAGIC.len())];
+        let hex: Vec<String> = start.iter().map(|b| format!("{b:02x}")).collect();
+        return Some(format!(
+            "the file starts with {} (\"{}\"), not the WebAssembly magic \\0asm",
+            hex.join(" "),
+            start.escape_ascii()
+        ));
+    }
+    if bytes.len() >= 8 && bytes[4..8] == [1, 0, 0, 0] {
+        return Some(
+            "this is a core WebAssembly module, not a component (build for wasm32-wasip2 or run `wasm-tools component new`)".into(),
+        );
+    }
+    None
 }
+
+/// A component wasmtime could not parse or validate, in one line: the
+/// parser's message and where in the file it stopped. The error's own text
+/// may span several lines (the parser prints byte arrays with `{:#?}`).
+fn unparsable(bytes: &[u8], e: &wasmtime::Error) -> String {
+    let parse_error = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<wasmparser::BinaryReaderError>());
+    match parse_error {
+        Some(parse_error) => format!(
+            "{} (at byte {} of {})",
+            first_line(parse_error.message()),
+            parse_error.offset(),
+            bytes.len()
+        ),
+        None => first_line(&format!("{e:#}")).to_string(),
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

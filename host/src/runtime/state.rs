@@ -34,11 +34,12 @@ impl PluginState {
             table: ResourceTable::new(),
             limits: MeteredLimits {
                 inner: StoreLimitsBuilder::new()
-                    .memory_size(limits.memory_bytes)
                     .trap_on_grow_failure(true)
                     .instances(64)
                     .build(),
+                memory_limit: limits.memory_bytes,
                 memory_bytes: 0,
+                refused: None,
             },
             view,
             log,
@@ -58,24 +59,59 @@ impl WasiView for PluginState {
 /// The store's limits, plus how much linear memory the instance has grown
 /// to, so that the projector can replace an instance that only ever grows
 /// (some language runtimes never give memory back) before it hits the limit.
+///
+/// The memory limit is enforced here rather than by `StoreLimits`, which
+/// limits each linear memory on its own (a component with several memories
+/// would get the limit several times over), and so that a refusal is
+/// recorded where `explain` can find it instead of being recognised in an
+/// error's text.
 pub struct MeteredLimits {
+    /// Tables and instances; also makes a growth that fails after we allowed
+    /// it trap, like a refused one.
     inner: StoreLimits,
+    /// The plugin's memory limit, in bytes.
+    memory_limit: usize,
     /// Sum of all linear memories' sizes, in bytes.
     pub(crate) memory_bytes: usize,
+    /// The growth the memory limit refused, if any: the instance trapped
+    /// because of it.
+    pub(crate) refused: Option<RefusedGrowth>,
+}
+
+/// A memory growth refused for going over the plugin's memory limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RefusedGrowth {
+    /// How many bytes the memory asked to grow by.
+    pub(crate) growth: usize,
+    /// What the plugin's memory would have come to, in bytes.
+    pub(crate) total: usize,
 }
 
 impl ResourceLimiter for MeteredLimits {
+    /// Called before every growth of a linear memory, and for each memory's
+    /// initial size when an instance starts (`current` is then 0).
     fn memory_growing(
         &mut self,
         current: usize,
         desired: usize,
-        maximum: Option<usize>,
+        _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.memory_bytes += desired.saturating_sub(current);
+        // `current` and `desired` are the sizes of one memory, but the limit
+        // is the plugin's: a component made of several core modules has a
+        // memory for each, and together they must stay under it.
+        let growth = desired.saturating_sub(current);
+        let total = self.memory_bytes.saturating_add(growth);
+        if total > self.memory_limit {
+            self.refused = Some(RefusedGrowth { growth, total });
+            // An error, not `Ok(false)`: the instance traps at once rather than
+            // leave the guest to handle a failed `memory.grow`.
+            wasmtime::bail!("memory limit of {} bytes reached", self.memory_limit);
         }
-        Ok(allowed)
+        // A growth allowed here that then fails anyway (past the memory's own
+        // maximum) traps in `memory_grow_failed`, and a trapped instance is
+        // dropped, so the count need not be undone.
+        self.memory_bytes = total;
+        Ok(true)
     }
 
     fn table_growing(
