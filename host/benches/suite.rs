@@ -226,8 +226,9 @@ impl Backend for NativeBackend<'_> {
 
     fn scan(&mut self, start: &str, end: Option<&str>, limit: u32) -> Vec<Entry> {
         self.txn
-            .scan(self.keyspace, start, end, limit as usize)
+            .scan(self.keyspace, start, end, limit as usize, usize::MAX)
             .expect("storage")
+            .unwrap_or_default()
             .into_iter()
             .map(|(key, value)| Entry { key, value })
             .collect()

@@ -50,6 +50,9 @@ impl App {
         let db = storage::open(&config.data.join("db"))?;
         let log = EventLog::open(db.clone(), config.min_free_mb << 20)?;
         let views = ViewStore::new(db.clone());
+        // Projections stop writing well before appends would: the last of
+        // the disk is the log's.
+        views.reserve_for_the_log(2 * (config.min_free_mb << 20));
         let cache = config
             .cache
             .clone()
@@ -69,8 +72,12 @@ impl App {
             },
             tokio::runtime::Handle::current(),
         );
+        // A plugin call that takes the process down is noted, and its
+        // generation quarantined at the next start.
+        crate::projector::crash::install(&config.data)?;
+        let crashed = crate::projector::crash::take_note(&config.data);
         // Returns at once: plugins load in the background while HTTP serves.
-        plugins.start().await?;
+        plugins.start(crashed).await?;
         let watcher = watcher::watch(plugins.clone())?;
         let state = AppState {
             log,

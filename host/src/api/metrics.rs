@@ -92,6 +92,36 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP prism_plugin_storage_bytes About how many bytes a plugin's serving view takes.\n# TYPE prism_plugin_storage_bytes gauge"
+    );
+    for p in &plugins {
+        if let Some(bytes) = p.storage_bytes {
+            let _ = writeln!(
+                out,
+                "prism_plugin_storage_bytes{{plugin=\"{}\"}} {bytes}",
+                p.name
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP prism_plugin_generation_position Position of each generation of a plugin, by role (serving, candidate, previous).\n# TYPE prism_plugin_generation_position gauge"
+    );
+    for p in &plugins {
+        for g in p.generations.iter().filter(|g| g.role != "failed") {
+            let _ = writeln!(
+                out,
+                "prism_plugin_generation_position{{plugin=\"{}\",role=\"{}\",generation=\"{}\",state=\"{}\"}} {}",
+                p.name,
+                g.role,
+                &g.generation[..16.min(g.generation.len())],
+                g.state,
+                g.position.0
+            );
+        }
+    }
     m.query_latency.render(
         &mut out,
         "prism_view_read_seconds",

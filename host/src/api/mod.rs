@@ -123,6 +123,8 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         .route("/plugins/{name}/promote", post(plugins::promote))
         .route("/plugins/{name}/rollback", post(plugins::rollback))
         .route("/plugins/{name}/diff", get(plugins::diff))
+        .route("/plugins/{name}/resume", post(plugins::resume))
+        .route("/plugins/{name}/skip", post(plugins::skip))
         .route(
             "/plugins/{name}/candidate",
             axum::routing::delete(plugins::discard_candidate),

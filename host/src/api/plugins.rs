@@ -98,6 +98,24 @@ pub async fn rollback(
     Ok((StatusCode::ACCEPTED, Json(status_of(&state, &name)?)))
 }
 
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let name = plugin_name(&name)?;
+    state.plugins.release(&name, false).await?;
+    Ok((StatusCode::ACCEPTED, Json(status_of(&state, &name)?)))
+}
+
+pub async fn skip(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let name = plugin_name(&name)?;
+    state.plugins.release(&name, true).await?;
+    Ok((StatusCode::ACCEPTED, Json(status_of(&state, &name)?)))
+}
+
 pub async fn discard_candidate(
     State(state): State<AppState>,
     Path(name): Path<String>,

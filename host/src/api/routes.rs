@@ -104,6 +104,18 @@ pub const ROUTES: &[Route] = &[
         "Compare the caught-up candidate with the serving generation at one log position",
     ),
     route(
+        "POST",
+        "/plugins/{name}/resume",
+        Scope::Admin,
+        "Run a quarantined generation again, one event at a time through the batch the process died in",
+    ),
+    route(
+        "POST",
+        "/plugins/{name}/skip",
+        Scope::Admin,
+        "Run a quarantined generation again past the batch the process died in (its events are dead-lettered)",
+    ),
+    route(
         "DELETE",
         "/plugins/{name}/candidate",
         Scope::Admin,

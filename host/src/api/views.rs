@@ -159,7 +159,7 @@ async fn serving(state: &AppState, plugin: &str, c: &Consistency) -> Result<Serv
                 .with("head", json!(head.0)),
             ));
         }
-        if generation.state() == GenState::Failed {
+        if matches!(generation.state(), GenState::Failed | GenState::Quarantined) {
             let report = generation.report(head, Duration::MAX);
             return Err(served(at).error(
                 ApiError::new(

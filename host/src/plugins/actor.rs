@@ -43,6 +43,13 @@ pub(super) enum Msg {
     Promote(Reply<()>),
     Rollback(Reply<()>),
     Discard(Reply<()>),
+    /// Let a quarantined generation run again; with `skip`, past the batch
+    /// it died in (its events dead-lettered), else one event at a time
+    /// through that batch.
+    Release {
+        skip: bool,
+        reply: Reply<()>,
+    },
     /// A projector of the generation with this keyspace reports.
     Projector(String, ProjectorEvent),
     Shutdown(oneshot::Sender<()>),
@@ -62,6 +69,9 @@ pub(super) struct Actor {
     file_pending: bool,
     /// When the plugin file was last looked at, for status.
     file_checked_at_ms: Option<u64>,
+    /// Generations released from a quarantine to go one event at a time up
+    /// to this position (by keyspace).
+    careful: HashMap<String, crate::log::Position>,
     snapshot: watch::Sender<Arc<Snapshot>>,
     mailbox: mpsc::UnboundedReceiver<Msg>,
     /// Handed to projectors so that they can report back.
@@ -94,6 +104,7 @@ impl Actor {
             loading: None,
             file_pending: false,
             file_checked_at_ms: None,
+            careful: HashMap::new(),
             snapshot,
             mailbox,
             myself,
@@ -150,6 +161,9 @@ impl Actor {
                         self.exists()
                             .and(self.transition(Transition::Discard).await),
                     );
+                }
+                Msg::Release { skip, reply } => {
+                    let _ = reply.send(self.release(skip).await);
                 }
                 Msg::Projector(keyspace, event) => self.projector_event(keyspace, event).await,
                 Msg::Shutdown(done) => {
@@ -291,9 +305,22 @@ impl Actor {
     }
 
     /// Start `g`'s projector, loading its projection from the component
-    /// store first if it has none yet.
+    /// store first if it has none yet. A quarantined generation is not run.
     async fn run_generation(&mut self, g: &GenRecord) -> Result<(), PluginError> {
         let generation = self.generation(g)?;
+        if let Some(q) = &g.quarantine {
+            generation.status().quarantine(ErrorReport::new(
+                format!(
+                    "quarantined: {}; resume it (POST /plugins/{name}/resume), skip the batch \
+                     (POST /plugins/{name}/skip), rebuild or remove it",
+                    q.reason,
+                    name = self.name
+                ),
+                Some(q.from),
+            ));
+            self.publish();
+            return Ok(());
+        }
         self.publish();
         let projection = match generation.projection_loaded() {
             Some(p) => p,
@@ -324,14 +351,58 @@ impl Actor {
         let notify = Box::new(move |event| {
             let _ = myself.send(Msg::Projector(keyspace.clone(), event));
         });
+        let mut config = self.shared.settings(&self.name).projector_config();
+        config.careful_until = self.careful.remove(&g.keyspace);
         generation.start(
             projection,
             self.shared.log.clone(),
-            self.shared.settings(&self.name).projector_config(),
+            config,
             notify,
             self.shared.rt.clone(),
         )?;
         Ok(())
+    }
+
+    /// Let the quarantined generation run again.
+    async fn release(&mut self, skip: bool) -> Result<(), PluginError> {
+        self.exists()?;
+        let g = self
+            .record
+            .serving
+            .iter()
+            .chain(self.record.candidate.iter().map(|c| &c.generation))
+            .find(|g| g.quarantine.is_some())
+            .cloned()
+            .ok_or_else(|| {
+                PluginError::Conflict("no generation of this plugin is quarantined".into())
+            })?;
+        let q = g.quarantine.clone().expect("found quarantined");
+        if skip {
+            let keyspace = self
+                .shared
+                .views
+                .keyspace(self.name.as_str(), &g.keyspace)?;
+            let log = self.shared.log.clone();
+            tokio::task::spawn_blocking(move || skip_batch(&keyspace, &log, &q))
+                .await
+                .map_err(|e| PluginError::Internal(e.to_string()))??;
+        } else {
+            self.careful.insert(g.keyspace.clone(), q.to);
+        }
+        // The generation object of the quarantine is spent: a fresh one runs.
+        if let Some(old) = self.live.remove(&g.keyspace) {
+            old.stop();
+        }
+        let reopened = self.generation(&g)?;
+        if self
+            .serving
+            .as_ref()
+            .is_some_and(|s| s.record().keyspace == g.keyspace)
+        {
+            self.serving = Some(reopened);
+        }
+        self.transition(Transition::Released(g.keyspace.clone()))
+            .await
     }
 
     /// A generation could not be loaded: it is failed, as if its projector
@@ -600,6 +671,47 @@ impl Actor {
         let bytes = self.shared.components.get(hash)?;
         self.write_file(&bytes).await
     }
+}
+
+/// Dead-letter the events of the batch a quarantined generation died in
+/// and move its checkpoint past them, in one commit (blocking).
+fn skip_batch(
+    keyspace: &crate::views::Keyspace,
+    log: &crate::log::EventLog,
+    q: &super::record::Quarantine,
+) -> Result<(), PluginError> {
+    let checkpoint = keyspace.checkpoint()?;
+    if checkpoint >= q.to {
+        return Ok(());
+    }
+    let mut letters = Vec::new();
+    log.scan(checkpoint.next(), |e| {
+        if e.position > q.to {
+            return false;
+        }
+        let record = serde_json::json!({
+            "position": e.position,
+            "error": format!("skipped by an operator: {}", q.reason),
+            "event": {
+                "position": e.position,
+                "stream": e.stream,
+                "stream_version": e.stream_version,
+                "id": e.id,
+                "type": e.event_type,
+                "recorded_at_ms": e.recorded_at_ms,
+            },
+        });
+        letters.push((e.position, record.to_string()));
+        true
+    })
+    .map_err(|e| PluginError::Internal(e.to_string()))?;
+    keyspace.commit(
+        &crate::views::Transaction::new(),
+        &letters,
+        q.to,
+        crate::views::ChangeLog::Off,
+    )?;
+    Ok(())
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -45,6 +45,8 @@
 //! | `PreviousExpired` | previous past its retention         | previous retired                                         |
 //! | `Restarted`       | the record as stored                | serving serves and resumes, candidate resumes, previous stays parked, failed stays failed |
 //! | `Removed`         | any                                 | every generation retired, record gone                    |
+//! | `Quarantined`     | a serving or candidate generation   | it does not run (the process died inside its batch)       |
+//! | `Released`        | a quarantined generation            | it runs again (resumed, or past the skipped batch)        |
 //!
 //! A transition asked of a state that does not allow it is refused with
 //! [`Refused`], and nothing changes: a bug shows up as an error, not as a
@@ -52,6 +54,7 @@
 
 use super::record::{
     CandidateRecord, ContentHash, FailedRecord, GenRecord, PluginRecord, PreviousRecord, Purpose,
+    Quarantine,
 };
 use crate::projector::ErrorReport;
 
@@ -147,6 +150,10 @@ pub enum Transition {
         retention_ms: u64,
     },
     Removed,
+    /// The process died inside a batch of the generation with this keyspace.
+    Quarantined(String, Quarantine),
+    /// An operator lets the quarantined generation with this keyspace run again.
+    Released(String),
 }
 
 /// What to do with content an operator asks for.
@@ -339,6 +346,20 @@ impl PluginRecord {
                 let all: Vec<GenRecord> = self.keyspaces().cloned().collect();
                 *self = PluginRecord::default();
                 effects.extend(all.into_iter().map(Effect::Retire));
+            }
+            Transition::Quarantined(keyspace, quarantine) => {
+                let g = self
+                    .running_mut(&keyspace)
+                    .ok_or_else(|| Refused::Conflict(format!("{keyspace} does not run")))?;
+                g.quarantine = Some(quarantine);
+            }
+            Transition::Released(keyspace) => {
+                let g = self
+                    .running_mut(&keyspace)
+                    .filter(|g| g.quarantine.is_some())
+                    .ok_or_else(|| Refused::Conflict("no generation is quarantined".into()))?;
+                g.quarantine = None;
+                effects.push(Effect::Run(g.clone()));
             }
         }
         Ok(effects)
@@ -628,6 +649,45 @@ mod tests {
             effects,
             vec![Effect::Serve(b.clone()), Effect::Run(b), Effect::Run(a)]
         );
+    }
+
+    #[test]
+    fn a_quarantined_generation_does_not_run_after_a_restart_until_released() {
+        let (mut r, a, b) = upgrading();
+        let q = Quarantine {
+            reason: "aborted".into(),
+            from: crate::log::Position(5),
+            to: crate::log::Position(9),
+            at_ms: 1,
+        };
+        r.apply(Transition::Quarantined(b.keyspace.clone(), q.clone()))
+            .unwrap();
+        assert!(
+            r.apply(Transition::Quarantined("nope".into(), q)).is_err(),
+            "only a generation that runs"
+        );
+        let effects = r
+            .apply(Transition::Restarted {
+                now_ms: crate::clock::now_ms(),
+                retention_ms: 60_000,
+            })
+            .unwrap();
+        let quarantined = r.candidate.as_ref().unwrap().generation.clone();
+        assert!(quarantined.quarantine.is_some());
+        // The actor sees the quarantine on the record it is asked to run.
+        assert_eq!(
+            effects,
+            vec![
+                Effect::Serve(a.clone()),
+                Effect::Run(a),
+                Effect::Run(quarantined)
+            ]
+        );
+        let effects = r.apply(Transition::Released(b.keyspace.clone())).unwrap();
+        let released = r.candidate.as_ref().unwrap().generation.clone();
+        assert!(released.quarantine.is_none());
+        assert_eq!(effects, vec![Effect::Run(released)]);
+        assert!(r.apply(Transition::Released(b.keyspace)).is_err());
     }
 
     #[test]

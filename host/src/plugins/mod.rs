@@ -54,6 +54,7 @@ use actor::{Actor, Msg};
 use record::{ContentHash, GenRecord, PluginRecord, Purpose};
 
 use crate::log::{EventLog, Position};
+use crate::projector::crash::InFlight;
 use crate::projector::{Described, ErrorReport, StatusReport};
 use crate::runtime::Runtime;
 use crate::views::ViewStore;
@@ -355,6 +356,13 @@ impl PluginManager {
         self.ask(name, false, Msg::Rollback).await
     }
 
+    /// Let a quarantined generation run again: one event at a time through
+    /// the batch it died in, or (`skip`) past that batch, dead-lettering it.
+    pub async fn release(&self, name: &PluginName, skip: bool) -> Result<(), PluginError> {
+        self.ask(name, false, |reply| Msg::Release { skip, reply })
+            .await
+    }
+
     /// Drop the candidate; the directory goes back to the serving content.
     pub async fn discard_candidate(&self, name: &PluginName) -> Result<(), PluginError> {
         self.ask(name, false, Msg::Discard).await
@@ -396,9 +404,14 @@ impl PluginManager {
 
     /// Restore every plugin as the store left it, then act on what the
     /// directory says. Returns at once: plugins load in the background.
-    pub async fn start(&self) -> Result<(), PluginError> {
+    /// `crashed` is the batch the process died in last time, if it died
+    /// inside a plugin call: that generation is quarantined.
+    pub async fn start(&self, crashed: Option<InFlight>) -> Result<(), PluginError> {
         std::fs::create_dir_all(self.dir())?;
-        let records = self.load_records()?;
+        let mut records = self.load_records()?;
+        if let Some(note) = crashed {
+            self.quarantine(&mut records, note)?;
+        }
         // Keyspaces no record owns: removed plugins, retired generations,
         // installs cut short by a crash.
         let owned: HashSet<String> = records
@@ -423,7 +436,6 @@ impl PluginManager {
                 names.insert(name);
             }
         }
-        let mut records = records;
         for name in names {
             let handle = match records.remove(&name) {
                 Some(record) => {
@@ -445,6 +457,43 @@ impl PluginManager {
                 None => self.handle(&name),
             };
             let _ = handle.mailbox.send(Msg::FileChanged);
+        }
+        Ok(())
+    }
+
+    /// Quarantine the generation the process died in, durably, before anything runs.
+    fn quarantine(
+        &self,
+        records: &mut BTreeMap<PluginName, PluginRecord>,
+        note: InFlight,
+    ) -> Result<(), PluginError> {
+        for (name, record) in records.iter_mut() {
+            let keyspace = record
+                .keyspaces()
+                .find(|g| crate::views::family_name(name.as_str(), &g.keyspace) == note.family)
+                .map(|g| g.keyspace.clone());
+            let Some(keyspace) = keyspace else { continue };
+            let reason = format!(
+                "the server process aborted while this generation applied events {} to {}",
+                note.from, note.to
+            );
+            tracing::error!(plugin = %name, keyspace = %keyspace, %reason, "quarantining a generation");
+            let quarantine = record::Quarantine {
+                reason,
+                from: note.from,
+                to: note.to,
+                at_ms: crate::clock::now_ms(),
+            };
+            if record
+                .apply(lifecycle::Transition::Quarantined(keyspace, quarantine))
+                .is_ok()
+            {
+                self.shared.views.meta_put(
+                    &record_key(name),
+                    &serde_json::to_string(record).expect("records serialize"),
+                )?;
+            }
+            return Ok(());
         }
         Ok(())
     }
@@ -488,6 +537,7 @@ impl PluginManager {
                         keyspace: v1.keyspace,
                         created_at_ms: 0,
                         settings: self.shared.settings(name),
+                        quarantine: None,
                     }),
                     ..Default::default()
                 };
@@ -522,6 +572,7 @@ impl PluginManager {
         let report_of = |g: &Arc<Generation>| GenerationReport {
             generation: g.hash().to_string(),
             keyspace: g.record().keyspace.clone(),
+            storage_bytes: g.keyspace().stored_bytes(),
             status: g.report(head, stall),
             description: g.described().cloned(),
             settings: g.record().settings.clone(),
@@ -596,6 +647,7 @@ impl PluginManager {
             state,
             generation: serving.as_ref().map(|s| s.generation.clone()),
             status: serving.as_ref().map(|s| s.status.clone()),
+            storage_bytes: serving.as_ref().map(|s| s.storage_bytes),
             description: serving.as_ref().and_then(|s| s.description.clone()),
             candidate,
             failed_candidate,
@@ -631,6 +683,8 @@ impl PluginManager {
 pub struct GenerationReport {
     pub generation: String,
     pub keyspace: String,
+    /// About how many bytes its view takes (against `storage_quota_mb`).
+    pub storage_bytes: u64,
     #[serde(flatten)]
     pub status: StatusReport,
     /// What the projection says about itself, once loaded.
@@ -702,6 +756,8 @@ pub struct PluginReport {
     /// The serving generation's progress.
     #[serde(flatten)]
     pub status: Option<StatusReport>,
+    /// About how many bytes the serving generation's view takes.
+    pub storage_bytes: Option<u64>,
     pub description: Option<Described>,
     /// A newer generation replaying to take over.
     pub candidate: Option<CandidateReport>,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::settings::PluginSettings;
+use crate::log::Position;
 use crate::projector::ErrorReport;
 
 /// The SHA-256 of a plugin file, in hex: the identity of its content.
@@ -55,6 +56,20 @@ pub struct GenRecord {
     pub created_at_ms: u64,
     /// The settings it was started with, as status shows them.
     pub settings: PluginSettings,
+    /// Set when the process died inside one of its batches: it does not
+    /// run until an operator resumes, skips, rebuilds or removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
+}
+
+/// Why a generation is stopped, and at which batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub reason: String,
+    /// The first and last position of the batch that was in flight.
+    pub from: Position,
+    pub to: Position,
+    pub at_ms: u64,
 }
 
 impl GenRecord {
@@ -65,6 +80,7 @@ impl GenRecord {
             hash,
             created_at_ms: now,
             settings,
+            quarantine: None,
         }
     }
 }
@@ -132,6 +148,14 @@ impl PluginRecord {
             .map(|g| &g.hash)
             .chain(self.failed.iter().map(|f| &f.hash))
             .chain(self.desired.iter())
+    }
+
+    /// The generation (serving or candidate) with this keyspace.
+    pub fn running_mut(&mut self, keyspace: &str) -> Option<&mut GenRecord> {
+        self.serving
+            .iter_mut()
+            .chain(self.candidate.iter_mut().map(|c| &mut c.generation))
+            .find(|g| g.keyspace == keyspace)
     }
 
     /// True when nothing is left to remember.

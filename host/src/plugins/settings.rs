@@ -40,6 +40,18 @@ pub struct PluginSettings {
     /// briefly, then get `503` (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_instances: Option<usize>,
+    /// Memory the host may spend for one call into the plugin, in MiB:
+    /// documents handed out by reads plus the batch's pending writes
+    /// (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_memory_mb: Option<usize>,
+    /// Disk the plugin's view may take, in MiB (default 4096); a batch that
+    /// would go past it fails like a plugin error (halt or skip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_quota_mb: Option<u64>,
+    /// Largest document the plugin may write, in MiB (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_document_mb: Option<usize>,
     /// How many log positions back a change-feed client can resume from
     /// (default 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +74,9 @@ impl PluginSettings {
             change_retention_positions: self
                 .change_retention_positions
                 .or(fallback.change_retention_positions),
+            host_memory_mb: self.host_memory_mb.or(fallback.host_memory_mb),
+            storage_quota_mb: self.storage_quota_mb.or(fallback.storage_quota_mb),
+            max_document_mb: self.max_document_mb.or(fallback.max_document_mb),
         }
     }
 
@@ -83,6 +98,10 @@ impl PluginSettings {
     pub fn limits(&self) -> PluginLimits {
         let limits = PluginLimits::default();
         PluginLimits {
+            host_bytes: self.host_memory_mb.map_or(limits.host_bytes, |mb| mb << 20),
+            max_document_bytes: self
+                .max_document_mb
+                .map_or(limits.max_document_bytes, |mb| mb << 20),
             memory_bytes: self
                 .memory_limit_mb
                 .map_or(limits.memory_bytes, |mb| mb << 20),
@@ -105,6 +124,9 @@ impl PluginSettings {
                 .change_retention_positions
                 .unwrap_or(base.change_retention)
                 .max(1),
+            storage_quota: self
+                .storage_quota_mb
+                .map_or(base.storage_quota, |mb| Some(mb << 20)),
             ..base
         }
     }

@@ -20,6 +20,7 @@
 //! can be held at a position ([`ProjectorContext::hold`]) so that two
 //! generations can be compared after applying exactly the same events.
 
+pub mod crash;
 mod status;
 
 use std::collections::HashSet;
@@ -138,6 +139,11 @@ pub struct ProjectorConfig {
     pub limits: PluginLimits,
     /// Log positions of changes kept for change-feed clients to resume. Default 1,000,000.
     pub change_retention: u64,
+    /// Bytes the keyspace may take; `None` for no limit. Default 4 GiB.
+    pub storage_quota: Option<u64>,
+    /// Until this position, hand the plugin one event at a time (after a
+    /// quarantine, so that a second abort names the very event).
+    pub careful_until: Option<Position>,
 }
 
 impl Default for ProjectorConfig {
@@ -148,6 +154,8 @@ impl Default for ProjectorConfig {
             policy: PoisonPolicy::Halt,
             limits: PluginLimits::default(),
             change_retention: 1_000_000,
+            storage_quota: Some(4 << 30),
+            careful_until: None,
         }
     }
 }
@@ -170,6 +178,20 @@ pub struct ProjectorContext {
     pub hold: watch::Receiver<Option<Position>>,
     /// Told when the view catches up or the projector fails.
     pub notify: Box<dyn Fn(ProjectorEvent) + Send>,
+}
+
+/// Why a batch ended without being applied.
+enum Interrupted {
+    /// The projector cannot go on (a storage error, a handler that does not start).
+    Failed(String),
+    /// It was told to stop while it waited.
+    Stopped,
+}
+
+impl From<String> for Interrupted {
+    fn from(message: String) -> Self {
+        Interrupted::Failed(message)
+    }
 }
 
 /// The outcome of applying a slice of events.
@@ -307,7 +329,8 @@ impl Projector {
                     let _ = self.rt.block_on(stop_rx.wait_for(|s| *s));
                     return;
                 }
-                Err(e) => return self.fail(ErrorReport::new(e, None)),
+                Err(Interrupted::Failed(e)) => return self.fail(ErrorReport::new(e, None)),
+                Err(Interrupted::Stopped) => return,
             }
         }
     }
@@ -331,15 +354,23 @@ impl Projector {
 
     /// Read and apply one batch after `position`, up to `upto` at most;
     /// the new position, or `None` if the plugin halted.
-    fn step(&mut self, position: Position, upto: Position) -> Result<Option<Position>, String> {
+    fn step(
+        &mut self,
+        position: Position,
+        upto: Position,
+    ) -> Result<Option<Position>, Interrupted> {
         let cfg = self.ctx.config;
         let mut last = position;
         let mut bytes = 0usize;
         let mut batch: Vec<Event> = Vec::new();
-        let max_events = cfg
-            .max_batch_events
-            .min((upto.0 - position.0) as usize)
-            .max(1);
+        let careful = cfg.careful_until.is_some_and(|until| position < until);
+        let max_events = if careful {
+            1
+        } else {
+            cfg.max_batch_events
+                .min((upto.0 - position.0) as usize)
+                .max(1)
+        };
         let wanted = self.wanted.as_ref();
         let mut scanned = 0usize;
         self.ctx
@@ -380,15 +411,24 @@ impl Projector {
     }
 
     /// Apply `events` and commit with checkpoint `upto` (≥ the last event's position).
-    fn apply(&mut self, events: &[Event], upto: Position) -> Result<Applied, String> {
+    fn apply(&mut self, events: &[Event], upto: Position) -> Result<Applied, Interrupted> {
         let mut txn = Transaction::new();
         if events.is_empty() {
             self.commit(&txn, &[], upto)?;
             return Ok(Applied::Ok);
         }
-        let outcome = self.fresh_handler()?.handle(events, &mut txn);
+        let note = crash::InFlight {
+            family: self.ctx.keyspace.family().to_string(),
+            from: Position(events[0].position),
+            to: Position(events[events.len() - 1].position),
+        };
+        let handler = self.fresh_handler()?;
+        let outcome = crash::during(&note, || handler.handle(events, &mut txn));
         match outcome {
             Ok(Ok(())) => {
+                if let Some(problem) = self.over_quota(&txn) {
+                    return self.isolate(events, upto, None, problem);
+                }
                 self.commit(&txn, &[], upto)?;
                 if self.handler.as_ref().is_some_and(|h| h.worn_out()) {
                     // Start afresh between batches instead of failing inside one.
@@ -416,7 +456,7 @@ impl Projector {
         upto: Position,
         index: Option<usize>,
         message: String,
-    ) -> Result<Applied, String> {
+    ) -> Result<Applied, Interrupted> {
         if events.len() == 1 {
             return self.poisoned(&events[0], upto, message);
         }
@@ -451,7 +491,7 @@ impl Projector {
         event: &Event,
         upto: Position,
         message: String,
-    ) -> Result<Applied, String> {
+    ) -> Result<Applied, Interrupted> {
         let position = Position(event.position);
         let described = format!(
             "event {} ({} in {}) failed: {message}",
@@ -489,12 +529,32 @@ impl Projector {
         }
     }
 
+    /// Whether writing `txn` would take the keyspace past its storage quota.
+    fn over_quota(&self, txn: &Transaction) -> Option<String> {
+        let quota = self.ctx.config.storage_quota?;
+        if txn.bytes() == 0 {
+            return None;
+        }
+        let stored = self.ctx.keyspace.stored_bytes();
+        (stored + txn.bytes() as u64 > quota).then(|| {
+            format!(
+                "the view's storage quota of {} MiB is exceeded: it holds {:.1} MiB and the batch would write {:.1} MiB more",
+                quota >> 20,
+                stored as f64 / f64::from(1 << 20),
+                txn.bytes() as f64 / f64::from(1 << 20),
+            )
+        })
+    }
+
+    /// Commit the batch. While the disk is short of space (the room left is
+    /// the event log's) the commit waits and tries again: that is no fault
+    /// of the plugin.
     fn commit(
-        &self,
+        &mut self,
         txn: &Transaction,
         dead_letters: &[(Position, String)],
         upto: Position,
-    ) -> Result<(), String> {
+    ) -> Result<(), Interrupted> {
         let change_log = if self.recording {
             ChangeLog::Record {
                 retention: self.ctx.config.change_retention,
@@ -502,10 +562,31 @@ impl Projector {
         } else {
             ChangeLog::Off
         };
-        self.ctx
-            .keyspace
-            .commit(txn, dead_letters, upto, change_log)
-            .map_err(|e| format!("committing the batch: {e}"))?;
+        loop {
+            match self
+                .ctx
+                .keyspace
+                .commit(txn, dead_letters, upto, change_log)
+            {
+                Ok(()) => break,
+                Err(crate::storage::StorageError::Full) => {
+                    self.ctx.status.waiting(Some(
+                        "the disk is short of space; the view waits for room (the rest is kept for appends)",
+                    ));
+                    let mut stop = self.ctx.stop.clone();
+                    let stopped = self.rt.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(1), stop.wait_for(|s| *s))
+                            .await
+                            .is_ok()
+                    });
+                    if stopped {
+                        return Err(Interrupted::Stopped);
+                    }
+                }
+                Err(e) => return Err(Interrupted::Failed(format!("committing the batch: {e}"))),
+            }
+        }
+        self.ctx.status.waiting(None);
         self.ctx.status.applied(upto);
         self.ctx.applied.send_modify(|p| p.position = upto);
         Ok(())

@@ -10,7 +10,23 @@ use serde::Serialize;
 use crate::histogram::Histogram;
 use crate::log::Position;
 
-/// Lifecycle of a plugin generation.
+/// What a generation's projector is doing.
+///
+/// ```text
+/// Loading ──► Replaying ──► Live
+///    │  │         │          │
+///    │  │         └──────────┴──► Failed
+///    │  └─────────────────────────▲
+///    └──► Quarantined (the process died inside one of its batches)
+/// ```
+///
+/// | state       | may become                           |
+/// |-------------|--------------------------------------|
+/// | Loading     | Replaying, Live, Failed, Quarantined |
+/// | Replaying   | Live, Failed                         |
+/// | Live        | Failed                               |
+/// | Failed      | (none: a rebuild or a new version starts a new generation) |
+/// | Quarantined | (none: released, it runs as a new projector) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -22,6 +38,9 @@ pub enum State {
     Live,
     /// Stopped on an error; a new version or a rebuild starts it again.
     Failed,
+    /// Not run: the process died inside one of its batches. An operator
+    /// resumes it, skips the batch, rebuilds or removes it.
+    Quarantined,
 }
 
 /// The last error of a plugin, for the operator.
@@ -34,6 +53,21 @@ pub struct ErrorReport {
 }
 
 impl State {
+    /// The states a projector in this state may move to.
+    pub fn may_become(self) -> &'static [State] {
+        match self {
+            State::Loading => &[
+                State::Replaying,
+                State::Live,
+                State::Failed,
+                State::Quarantined,
+            ],
+            State::Replaying => &[State::Live, State::Failed],
+            State::Live => &[State::Failed],
+            State::Failed | State::Quarantined => &[],
+        }
+    }
+
     /// The name the API uses, as serialized.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +75,7 @@ impl State {
             State::Replaying => "replaying",
             State::Live => "live",
             State::Failed => "failed",
+            State::Quarantined => "quarantined",
         }
     }
 }
@@ -71,6 +106,23 @@ struct Inner {
     /// When `position` last moved; for stall detection.
     last_progress: Instant,
     dead_letters: u64,
+    /// What the projector is waiting for, if anything (e.g. disk space).
+    waiting: Option<&'static str>,
+}
+
+impl Inner {
+    /// The one place the state changes: a move the table does not allow is
+    /// a bug, reported and refused.
+    fn set_state(&mut self, next: State) {
+        if next == self.state {
+            return;
+        }
+        if self.state.may_become().contains(&next) {
+            self.state = next;
+        } else {
+            tracing::error!(from = ?self.state, to = ?next, "refused a projector state change the state table does not allow");
+        }
+    }
 }
 
 /// Shared, lock-protected status of one projector.
@@ -99,6 +151,8 @@ pub struct StatusReport {
     pub dead_letters: u64,
     /// Events this generation has processed (applied or filtered out) since it started.
     pub events_processed: u64,
+    /// What the projector is waiting for, if anything (e.g. disk space).
+    pub waiting_for: Option<String>,
 }
 
 impl Status {
@@ -113,6 +167,7 @@ impl Status {
                 processed: 0,
                 last_progress: Instant::now(),
                 dead_letters: 0,
+                waiting: None,
             }),
             batch_latency: Histogram::default(),
         }
@@ -133,11 +188,12 @@ impl Status {
     pub fn start_replay(&self, target: Position) {
         let mut s = self.lock();
         s.replay_target = target;
-        s.state = if s.position >= target {
+        let next = if s.position >= target {
             State::Live
         } else {
             State::Replaying
         };
+        s.set_state(next);
         s.last_progress = Instant::now();
     }
 
@@ -149,7 +205,7 @@ impl Status {
         }
         s.position = position;
         if s.state == State::Replaying && position >= s.replay_target {
-            s.state = State::Live;
+            s.set_state(State::Live);
         }
     }
 
@@ -184,8 +240,20 @@ impl Status {
 
     pub fn fail(&self, report: ErrorReport) {
         let mut s = self.lock();
-        s.state = State::Failed;
+        s.set_state(State::Failed);
         s.last_error = Some(report);
+    }
+
+    /// The generation is not run: the process died inside one of its batches.
+    pub fn quarantine(&self, report: ErrorReport) {
+        let mut s = self.lock();
+        s.set_state(State::Quarantined);
+        s.last_error = Some(report);
+    }
+
+    /// The projector waits for something outside the plugin (`None`: no longer).
+    pub fn waiting(&self, what: Option<&'static str>) {
+        self.lock().waiting = what;
     }
 
     /// Record an error the projector recovered from (e.g. a skipped event).
@@ -230,6 +298,7 @@ impl Status {
             last_error: s.last_error.clone(),
             dead_letters: s.dead_letters,
             events_processed: s.processed,
+            waiting_for: s.waiting.map(str::to_string),
         }
     }
 }
@@ -237,6 +306,18 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_table_refuses_a_failed_projector_coming_back() {
+        let status = Status::new(Position::ZERO);
+        status.start_replay(Position(10));
+        assert_eq!(status.state(), State::Replaying);
+        status.fail(ErrorReport::new("boom", None));
+        status.start_replay(Position(0));
+        assert_eq!(status.state(), State::Failed);
+        assert!(State::Live.may_become().contains(&State::Failed));
+        assert!(!State::Live.may_become().contains(&State::Replaying));
+    }
 
     #[test]
     fn lag_that_does_not_move_is_reported_as_stalled() {

@@ -5,15 +5,17 @@
 //! instance: the caller must drop it and instantiate afresh. A WIT error
 //! (`handle-error`, `query-error`) leaves the instance usable.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::bindings::{Description, Event, HandleError, Projector, ProjectorPre, QueryError};
 use super::logging::PluginLog;
 use super::state::PluginState;
 use super::view::ViewAccess;
-use super::{EPOCH_TICK, PluginLimits, RuntimeError};
+use super::{PluginLimits, RuntimeError};
 use crate::views::Transaction;
 
 /// A call that did not return normally. The instance must be replaced.
@@ -21,10 +23,21 @@ use crate::views::Transaction;
 #[error("{0}")]
 pub struct CallError(pub String);
 
+/// How a call ended before returning.
+enum Cut {
+    /// It trapped, or a host call failed.
+    Trap(wasmtime::Error),
+    /// It was still waiting when its deadline came.
+    Deadline,
+}
+
 pub struct PluginInstance {
     store: Store<PluginState>,
     bindings: Projector,
     limits: PluginLimits,
+    /// Drives the instance's futures: calls block the calling thread (a
+    /// projector's own, or a blocking-pool thread), never an async worker.
+    rt: tokio::runtime::Handle,
 }
 
 impl PluginInstance {
@@ -34,31 +47,49 @@ impl PluginInstance {
         view: ViewAccess,
         log: Arc<PluginLog>,
         limits: PluginLimits,
+        rt: tokio::runtime::Handle,
     ) -> Result<Self, RuntimeError> {
         let mut store = Store::new(engine, PluginState::new(view, log, &limits));
         store.limiter(|s| &mut s.limits);
-        let ticks = deadline_ticks(&limits);
-        store.set_epoch_deadline(ticks);
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(|e| RuntimeError::Instantiate(explain(&e, &store, &limits)))?;
+        // Every epoch tick a computing plugin checks its wall-clock deadline:
+        // past it, it traps; before it, it yields, so that a deadline on the
+        // call's future can also end a plugin that waits instead of computing.
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store.data_mut().arm(limits.call_timeout);
+        let instantiated = rt.block_on(within(
+            limits.call_timeout,
+            pre.instantiate_async(&mut store),
+        ));
+        let bindings =
+            instantiated.map_err(|cut| RuntimeError::Instantiate(explain(cut, &store, &limits)))?;
         Ok(PluginInstance {
             store,
             bindings,
             limits,
+            rt,
         })
     }
 
-    fn arm_deadline(&mut self) {
-        self.store.set_epoch_deadline(deadline_ticks(&self.limits));
+    fn arm(&mut self) {
+        self.store.data_mut().arm(self.limits.call_timeout);
+        self.store.set_epoch_deadline(1);
     }
 
     pub fn describe(&mut self) -> Result<Description, CallError> {
-        self.arm_deadline();
-        self.bindings
+        self.arm();
+        let call = self
+            .bindings
             .prism_projection_projection()
-            .call_describe(&mut self.store)
-            .map_err(|e| CallError(explain(&e, &self.store, &self.limits)))
+            .call_describe(&mut self.store);
+        let result = self.rt.block_on(within(self.limits.call_timeout, call));
+        result.map_err(|cut| CallError(explain(cut, &self.store, &self.limits)))
     }
 
     /// Run `handle` over `batch`, collecting its writes into `txn`. On a
@@ -68,14 +99,15 @@ impl PluginInstance {
         batch: &[Event],
         txn: &mut Transaction,
     ) -> Result<Result<(), HandleError>, CallError> {
-        self.arm_deadline();
+        self.arm();
         let state = self.store.data_mut();
         std::mem::swap(&mut state.view.txn, txn);
         state.view.writable = true;
-        let result = self
+        let call = self
             .bindings
             .prism_projection_projection()
             .call_handle(&mut self.store, batch);
+        let result = self.rt.block_on(within(self.limits.call_timeout, call));
         let state = self.store.data_mut();
         state.view.writable = false;
         std::mem::swap(&mut state.view.txn, txn);
@@ -85,9 +117,9 @@ impl PluginInstance {
                 txn.clear();
                 Ok(Err(e))
             }
-            Err(e) => {
+            Err(cut) => {
                 txn.clear();
-                Err(CallError(explain(&e, &self.store, &self.limits)))
+                Err(CallError(explain(cut, &self.store, &self.limits)))
             }
         }
     }
@@ -98,12 +130,14 @@ impl PluginInstance {
         name: &str,
         params: &str,
     ) -> Result<Result<String, QueryError>, CallError> {
-        self.arm_deadline();
+        self.arm();
         self.store.data_mut().view.txn.clear();
-        self.bindings
-            .prism_projection_projection()
-            .call_query(&mut self.store, name, params)
-            .map_err(|e| CallError(explain(&e, &self.store, &self.limits)))
+        let call =
+            self.bindings
+                .prism_projection_projection()
+                .call_query(&mut self.store, name, params);
+        let result = self.rt.block_on(within(self.limits.call_timeout, call));
+        result.map_err(|cut| CallError(explain(cut, &self.store, &self.limits)))
     }
 
     /// Linear memory the instance has grown to, in bytes.
@@ -118,14 +152,32 @@ impl PluginInstance {
     }
 }
 
-fn deadline_ticks(limits: &PluginLimits) -> u64 {
-    (limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+/// Run `call` until it returns or its deadline (plus a tick of grace for
+/// the epoch check to trap first) passes.
+async fn within<T>(
+    timeout: std::time::Duration,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<T, Cut> {
+    match tokio::time::timeout(timeout + super::EPOCH_TICK * 2, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Cut::Trap(e)),
+        Err(_) => Err(Cut::Deadline),
+    }
 }
 
 /// A trap or host failure in words an operator can act on. The cause is
 /// found from what the store recorded (the limiter's refusal) and the trap
 /// code, never from an error's text, which wasmtime may reword.
-fn explain(e: &wasmtime::Error, store: &Store<PluginState>, limits: &PluginLimits) -> String {
+fn explain(cut: Cut, store: &Store<PluginState>, limits: &PluginLimits) -> String {
+    let e = match cut {
+        Cut::Deadline => {
+            return format!(
+                "the call ran longer than its deadline of {} ms (waiting) and was stopped",
+                limits.call_timeout.as_millis()
+            );
+        }
+        Cut::Trap(e) => e,
+    };
     if let Some(refused) = store.data().limits.refused {
         return format!(
             "the plugin exceeded its memory limit of {} MiB (asked to grow by {} to {})",
@@ -133,6 +185,9 @@ fn explain(e: &wasmtime::Error, store: &Store<PluginState>, limits: &PluginLimit
             mebibytes(refused.growth),
             mebibytes(refused.total),
         );
+    }
+    if let Some(exceeded) = &store.data().view.exceeded {
+        return exceeded.clone();
     }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
         && *trap == wasmtime::Trap::Interrupt

@@ -37,6 +37,12 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Limits of one plugin's sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginLimits {
+    /// Bytes the host may hand out or hold for one call: documents returned
+    /// by `get`, `get-many` and `scan`, and the batch's pending writes.
+    /// Default 64 MiB.
+    pub host_bytes: usize,
+    /// Largest document a plugin may write. Default 16 MiB.
+    pub max_document_bytes: usize,
     /// Linear memory the plugin may grow to, all its memories together, in
     /// bytes. Default 64 MiB.
     pub memory_bytes: usize,
@@ -47,6 +53,8 @@ pub struct PluginLimits {
 impl Default for PluginLimits {
     fn default() -> Self {
         PluginLimits {
+            host_bytes: 64 << 20,
+            max_document_bytes: 16 << 20,
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(5),
         }
@@ -82,6 +90,11 @@ pub struct Runtime {
     linker: Arc<Linker<PluginState>>,
     /// Where compiled components are kept between runs.
     cache_dir: PathBuf,
+    /// Drives plugin calls (their deadlines and WASI waits).
+    rt: tokio::runtime::Handle,
+    /// A runtime of our own when none was running where we were created
+    /// (tools and tests); kept alive as long as any clone.
+    _own: Option<Arc<tokio::runtime::Runtime>>,
 }
 
 impl Runtime {
@@ -92,7 +105,7 @@ impl Runtime {
         config.parallel_compilation(true);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         std::fs::create_dir_all(cache_dir)?;
         let ticker = engine.weak();
@@ -105,10 +118,23 @@ impl Runtime {
                     std::thread::sleep(EPOCH_TICK);
                 }
             })?;
+        let (rt, own) = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => (rt, None),
+            Err(_) => {
+                let own = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("prism-plugin-calls")
+                    .enable_time()
+                    .build()?;
+                (own.handle().clone(), Some(Arc::new(own)))
+            }
+        };
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
             cache_dir: cache_dir.to_path_buf(),
+            rt,
+            _own: own,
         })
     }
 
@@ -225,7 +251,14 @@ impl Runtime {
         log: Arc<PluginLog>,
         limits: PluginLimits,
     ) -> Result<PluginInstance, RuntimeError> {
-        PluginInstance::new(&self.engine, &plugin.pre, view, log, limits)
+        PluginInstance::new(
+            &self.engine,
+            &plugin.pre,
+            view,
+            log,
+            limits,
+            self.rt.clone(),
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 //! nothing), its memory limits, its view access and its log.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
@@ -19,10 +20,13 @@ pub struct PluginState {
     pub(crate) limits: MeteredLimits,
     pub(crate) view: ViewAccess,
     pub(crate) log: Arc<PluginLog>,
+    /// When the call in progress must end (checked at every epoch tick).
+    pub(crate) deadline: Instant,
 }
 
 impl PluginState {
-    pub fn new(view: ViewAccess, log: Arc<PluginLog>, limits: &PluginLimits) -> Self {
+    pub fn new(mut view: ViewAccess, log: Arc<PluginLog>, limits: &PluginLimits) -> Self {
+        view.set_limits(limits);
         // No preopened directories, no environment, no arguments, no network:
         // only clocks and randomness, which language runtimes need to start.
         let wasi = WasiCtxBuilder::new()
@@ -43,7 +47,15 @@ impl PluginState {
             },
             view,
             log,
+            deadline: Instant::now(),
         }
+    }
+
+    /// A call starts: its deadline is `timeout` from now, and it has the
+    /// whole host budget to spend.
+    pub(crate) fn arm(&mut self, timeout: Duration) {
+        self.deadline = Instant::now() + timeout;
+        self.view.new_call();
     }
 }
 

@@ -17,8 +17,9 @@ mod changes;
 mod transaction;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
@@ -45,6 +46,9 @@ pub struct ViewStore {
     open: Arc<Mutex<HashMap<String, Weak<Family>>>>,
     /// Retired keyspaces whose last handle is gone, to be dropped.
     janitor: std::sync::mpsc::Sender<String>,
+    /// Free disk below which view commits wait, leaving the room that is
+    /// left to the event log.
+    reserve: Arc<AtomicU64>,
 }
 
 impl ViewStore {
@@ -73,7 +77,14 @@ impl ViewStore {
             db,
             open: Arc::default(),
             janitor,
+            reserve: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Make view commits wait while the disk has less than `bytes` free,
+    /// so that projections never take the space appends need.
+    pub fn reserve_for_the_log(&self, bytes: u64) {
+        self.reserve.store(bytes, Ordering::Relaxed);
     }
 
     /// The keyspace of a plugin generation, created empty if it is new.
@@ -87,11 +98,19 @@ impl ViewStore {
             });
         }
         storage::ensure_family(&self.db, &name)?;
+        let meta = self.db.cf_handle(CF_META).expect("meta family");
+        let largest = match self.db.get_pinned_cf(&meta, largest_key(&name))? {
+            Some(v) => codec::decode_u64(&v)? as usize,
+            None => 0,
+        };
         let family = Arc::new(Family {
             name: name.clone(),
             retired: AtomicBool::new(false),
             writer: Mutex::new(()),
             janitor: Some(self.janitor.clone()),
+            largest: AtomicUsize::new(largest),
+            size: Mutex::new(None),
+            reserve: self.reserve.clone(),
         });
         open.retain(|_, f| f.strong_count() > 0);
         open.insert(name, Arc::downgrade(&family));
@@ -111,6 +130,9 @@ impl ViewStore {
                 retired: AtomicBool::new(false),
                 writer: Mutex::new(()),
                 janitor: None,
+                largest: AtomicUsize::new(0),
+                size: Mutex::new(None),
+                reserve: self.reserve.clone(),
             }),
         }
     }
@@ -191,6 +213,7 @@ fn drop_family(db: &Rocks, family: &str) -> Result<(), StorageError> {
     let meta = db.cf_handle(CF_META).expect("meta family");
     db.delete_cf(&meta, checkpoint_key(family))?;
     db.delete_cf(&meta, changes_from_key(family))?;
+    db.delete_cf(&meta, largest_key(family))?;
     let log = db.cf_handle(CF_CHANGES).expect("changes family");
     db.delete_range_cf(&log, changes::start_key(family), changes::end_key(family))?;
     let dead = db.cf_handle(CF_DEAD_LETTERS).expect("dead letters family");
@@ -210,6 +233,13 @@ struct Family {
     writer: Mutex<()>,
     /// `None` for detached keyspaces, which have nothing to drop.
     janitor: Option<std::sync::mpsc::Sender<String>>,
+    /// The largest document ever written, so that a reader can size its
+    /// reads to a memory budget before it reads.
+    largest: AtomicUsize,
+    /// The last measurement of the bytes the keyspace takes, and when.
+    size: Mutex<Option<(Instant, u64)>>,
+    /// Free disk below which commits wait (the store's setting).
+    reserve: Arc<AtomicU64>,
 }
 
 impl Drop for Family {
@@ -224,6 +254,11 @@ impl Drop for Family {
 
 fn checkpoint_key(family: &str) -> Vec<u8> {
     format!("checkpoint/{family}").into_bytes()
+}
+
+/// The size of the largest document a keyspace has held.
+fn largest_key(family: &str) -> Vec<u8> {
+    format!("largest/{family}").into_bytes()
 }
 
 /// The position from which a keyspace's change log is complete.
@@ -276,6 +311,38 @@ impl Keyspace {
     /// Drop this keyspace once its last handle is gone.
     pub fn retire(&self) {
         self.family.retired.store(true, Ordering::Release);
+    }
+
+    /// The size of the largest document this keyspace has held (an upper
+    /// bound of any document's size).
+    pub fn largest_document(&self) -> usize {
+        self.family.largest.load(Ordering::Relaxed)
+    }
+
+    /// About how many bytes the keyspace takes (on disk and in memory
+    /// tables), measured at most once a second.
+    pub fn stored_bytes(&self) -> u64 {
+        const FRESH: Duration = Duration::from_secs(1);
+        let mut size = self.family.size.lock().expect("size lock");
+        if let Some((at, bytes)) = *size
+            && at.elapsed() < FRESH
+        {
+            return bytes;
+        }
+        let Some(cf) = self.db.cf_handle(self.family()) else {
+            return 0;
+        };
+        let property = |name: &str| {
+            self.db
+                .property_int_value_cf(&cf, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        let bytes =
+            property("rocksdb.total-sst-files-size") + property("rocksdb.size-all-mem-tables");
+        *size = Some((Instant::now(), bytes));
+        bytes
     }
 
     /// The right to write to this keyspace: one projector at a time.
@@ -445,13 +512,31 @@ impl Keyspace {
         let cf = self.db.cf_handle(self.family()).ok_or_else(|| {
             StorageError::Corrupt(format!("keyspace {} was dropped", self.family()))
         })?;
+        let reserve = self.family.reserve.load(Ordering::Relaxed);
+        if reserve > 0
+            && storage::space::free_bytes(self.db.path()).is_ok_and(|free| free < reserve)
+        {
+            return Err(StorageError::Full);
+        }
         let meta = self.db.cf_handle(CF_META).expect("meta family");
         let mut batch = WriteBatch::default();
+        let mut largest = 0;
         for (key, value) in txn.writes() {
             match value {
-                Some(v) => batch.put_cf(&cf, key.as_bytes(), v.as_bytes()),
+                Some(v) => {
+                    largest = largest.max(v.len());
+                    batch.put_cf(&cf, key.as_bytes(), v.as_bytes())
+                }
                 None => batch.delete_cf(&cf, key.as_bytes()),
             }
+        }
+        let grew = largest > self.largest_document();
+        if grew {
+            batch.put_cf(
+                &meta,
+                largest_key(self.family()),
+                codec::u64_key(largest as u64),
+            );
         }
         if !dead_letters.is_empty() {
             let dead = self
@@ -499,7 +584,16 @@ impl Keyspace {
         );
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        Ok(self.db.write_opt(batch, &opts)?)
+        self.db.write_opt(batch, &opts)?;
+        if grew {
+            self.family.largest.fetch_max(largest, Ordering::Relaxed);
+        }
+        // Until the next measurement, count what was just written (an
+        // overwrite or delete may in fact free space: this errs high).
+        if let Some((_, bytes)) = self.family.size.lock().expect("size lock").as_mut() {
+            *bytes += txn.bytes() as u64;
+        }
+        Ok(())
     }
 
     /// The position from which this keyspace's change log is complete;

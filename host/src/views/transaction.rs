@@ -6,11 +6,17 @@ use std::ops::Bound;
 use super::Keyspace;
 use crate::storage::StorageError;
 
+/// What one pending write costs the host beyond its key and value: the
+/// map's node and two string headers, roughly.
+const ENTRY_OVERHEAD: usize = 64;
+
 /// Writes of the batch in flight, readable before they are committed.
 #[derive(Debug, Default)]
 pub struct Transaction {
     /// Key → new document (`None`: deleted). Ordered so that scans can merge it.
     writes: BTreeMap<String, Option<String>>,
+    /// Memory the pending writes hold, for the plugin's host budget.
+    bytes: usize,
 }
 
 impl Transaction {
@@ -28,14 +34,38 @@ impl Transaction {
 
     pub fn clear(&mut self) {
         self.writes.clear();
+        self.bytes = 0;
+    }
+
+    /// Memory the pending writes hold, in bytes (keys, values, bookkeeping).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn cost(key: &str, value: Option<&String>) -> usize {
+        ENTRY_OVERHEAD + key.len() + value.map_or(0, String::len)
+    }
+
+    fn set(&mut self, key: String, value: Option<String>) {
+        self.bytes += Self::cost(&key, value.as_ref());
+        if let Some(old) = self.writes.get(&key) {
+            self.bytes -= Self::cost(&key, old.as_ref());
+        }
+        self.writes.insert(key, value);
     }
 
     pub fn put(&mut self, key: String, value: String) {
-        self.writes.insert(key, Some(value));
+        self.set(key, Some(value));
     }
 
     pub fn delete(&mut self, key: String) {
-        self.writes.insert(key, None);
+        self.set(key, None);
+    }
+
+    /// The pending write of `key`: `Some(None)` if the batch deleted it,
+    /// `None` if the batch has not touched it.
+    pub fn pending(&self, key: &str) -> Option<&Option<String>> {
+        self.writes.get(key)
     }
 
     pub(super) fn writes(&self) -> impl Iterator<Item = (&String, &Option<String>)> {
@@ -71,14 +101,17 @@ impl Transaction {
             .collect())
     }
 
-    /// An ordered scan of the keyspace as this batch sees it.
+    /// An ordered scan of the keyspace as this batch sees it, of at most
+    /// `limit` entries; `None` if the entries would hold more than
+    /// `max_bytes` (the scan stops there, holding no more than that).
     pub fn scan(
         &self,
         base: &Keyspace,
         start: &str,
         end: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(String, String)>, StorageError> {
+        max_bytes: usize,
+    ) -> Result<Option<Vec<(String, String)>>, StorageError> {
         let upper = match end {
             Some(e) => Bound::Excluded(e.to_string()),
             None => Bound::Unbounded,
@@ -88,15 +121,19 @@ impl Transaction {
             .range((Bound::Included(start.to_string()), upper))
             .peekable();
         let mut out = Vec::new();
-        let emit = |out: &mut Vec<(String, String)>, k: &str, v: &Option<String>| {
+        let mut bytes = 0usize;
+        let mut emit = |out: &mut Vec<(String, String)>, k: &str, v: Option<&str>| {
             if let Some(v) = v {
-                out.push((k.to_string(), v.clone()));
+                bytes += k.len() + v.len();
+                out.push((k.to_string(), v.to_string()));
             }
+            bytes <= max_bytes
         };
+        let mut within = true;
         base.scan_with(start, end, |key, value| {
             while let Some((pk, pv)) = pending.peek() {
                 if pk.as_str() < key {
-                    emit(&mut out, pk, pv);
+                    within &= emit(&mut out, pk, pv.as_deref());
                     pending.next();
                 } else {
                     break;
@@ -104,20 +141,23 @@ impl Transaction {
             }
             match pending.peek() {
                 Some((pk, pv)) if pk.as_str() == key => {
-                    emit(&mut out, pk, pv);
+                    within &= emit(&mut out, pk, pv.as_deref());
                     pending.next();
                 }
-                _ => out.push((key.to_string(), value.to_string())),
+                _ => within &= emit(&mut out, key, Some(value)),
             }
-            out.len() < limit
+            within && out.len() < limit
         })?;
         for (k, v) in pending {
-            if out.len() >= limit {
+            if !within || out.len() >= limit {
                 break;
             }
-            emit(&mut out, k, v);
+            within &= emit(&mut out, k, v.as_deref());
+        }
+        if !within {
+            return Ok(None);
         }
         out.truncate(limit);
-        Ok(out)
+        Ok(Some(out))
     }
 }

@@ -62,6 +62,8 @@ pub struct TestServer {
     extra_args: Vec<String>,
     /// The data directory when it is not `dir/data` (e.g. on a filesystem of its own).
     data: Option<PathBuf>,
+    /// Extra environment variables of the server process.
+    env: Vec<(String, String)>,
 }
 
 pub type Reply = (u16, Value);
@@ -92,6 +94,7 @@ impl TestServer {
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             data: None,
+            env: Vec::new(),
         };
         server.spawn();
         server
@@ -120,9 +123,48 @@ impl TestServer {
             child: None,
             extra_args: vec!["--config".into(), config.display().to_string()],
             data,
+            env: Vec::new(),
         };
         server.spawn();
         server
+    }
+
+    /// A fresh server with this `prism.toml` and extra environment variables.
+    pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+        let config = dir.path().join("prism.toml");
+        std::fs::write(&config, toml).unwrap();
+        let mut server = TestServer {
+            dir,
+            base: String::new(),
+            http: reqwest::Client::new(),
+            child: None,
+            extra_args: vec!["--config".into(), config.display().to_string()],
+            data: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The server's resident memory, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Whether the server process has ended (and how), without waiting.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().unwrap()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -152,6 +194,7 @@ impl TestServer {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PRISM_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)

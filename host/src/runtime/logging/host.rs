@@ -4,8 +4,18 @@ use crate::runtime::bindings::Level;
 use crate::runtime::bindings::prism::projection::logging::Host;
 use crate::runtime::state::PluginState;
 
+/// The log line that aborts the process when fault injection is on.
+pub const FAULT_ABORT: &str = "prism-fault-injection: abort the process";
+
+/// Whether `PRISM_FAULT_INJECTION=1` is set: lets test plugins provoke the
+/// failures the server must survive. Never set it in production.
+fn fault_injection() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("PRISM_FAULT_INJECTION").is_ok_and(|v| v == "1"))
+}
+
 impl Host for PluginState {
-    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let level = match level {
             Level::Trace => "trace",
             Level::Debug => "debug",
@@ -13,6 +23,11 @@ impl Host for PluginState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
+        if level == "error" && message == FAULT_ABORT && fault_injection() {
+            // A process abort inside a plugin call, on purpose: what the
+            // quarantine is for. Only with PRISM_FAULT_INJECTION=1.
+            std::process::abort();
+        }
         self.log.push(level, &message);
         Ok(())
     }

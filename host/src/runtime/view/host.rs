@@ -28,27 +28,17 @@ fn check_write(state: &PluginState, write: &Write) -> Option<ViewError> {
     value.and_then(|v| json_problem(key, v))
 }
 
-impl Host for PluginState {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.view.txn.get(&self.view.keyspace, &key)?)
-    }
-
-    fn get_many(&mut self, keys: Vec<String>) -> wasmtime::Result<Vec<Option<String>>> {
-        Ok(self.view.txn.get_many(&self.view.keyspace, &keys)?)
-    }
-
-    fn put(&mut self, key: String, value: String) -> wasmtime::Result<Result<(), ViewError>> {
-        let write = Write::Put(Entry { key, value });
-        self.write_many(vec![write])
-    }
-
-    fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), ViewError>> {
-        self.write_many(vec![Write::Delete(key)])
-    }
-
-    fn write_many(&mut self, writes: Vec<Write>) -> wasmtime::Result<Result<(), ViewError>> {
+impl PluginState {
+    fn write_all(&mut self, writes: Vec<Write>) -> wasmtime::Result<Result<(), ViewError>> {
         if let Some(problem) = writes.iter().find_map(|w| check_write(self, w)) {
             return Ok(Err(problem));
+        }
+        for write in &writes {
+            if let Write::Put(entry) = write
+                && let Some(e) = self.view.document_too_large(&entry.key, entry.value.len())
+            {
+                return Err(e);
+            }
         }
         for write in writes {
             match write {
@@ -56,20 +46,43 @@ impl Host for PluginState {
                 Write::Delete(key) => self.view.txn.delete(key),
             }
         }
+        self.view.check_pending()?;
         Ok(Ok(()))
     }
+}
 
-    fn scan(
+// The view calls do their storage work synchronously: they are short, and
+// they run on the thread that drives the plugin (a projector's own thread,
+// or a blocking-pool thread for queries), never on an async worker.
+impl Host for PluginState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        self.view.read(&key)
+    }
+
+    async fn get_many(&mut self, keys: Vec<String>) -> wasmtime::Result<Vec<Option<String>>> {
+        self.view.read_many(&keys)
+    }
+
+    async fn put(&mut self, key: String, value: String) -> wasmtime::Result<Result<(), ViewError>> {
+        self.write_all(vec![Write::Put(Entry { key, value })])
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), ViewError>> {
+        self.write_all(vec![Write::Delete(key)])
+    }
+
+    async fn write_many(&mut self, writes: Vec<Write>) -> wasmtime::Result<Result<(), ViewError>> {
+        self.write_all(writes)
+    }
+
+    async fn scan(
         &mut self,
         start: String,
         end: Option<String>,
         limit: u32,
     ) -> wasmtime::Result<Vec<Entry>> {
         let limit = limit.min(MAX_SCAN_ENTRIES) as usize;
-        let entries = self
-            .view
-            .txn
-            .scan(&self.view.keyspace, &start, end.as_deref(), limit)?;
+        let entries = self.view.scan(&start, end.as_deref(), limit)?;
         Ok(entries
             .into_iter()
             .map(|(key, value)| Entry { key, value })
