@@ -178,6 +178,44 @@ async fn main() -> anyhow::Result<()> {
                         .post(&format!("/plugins/{}/rebuild", segment(&name)))
                         .await?
                 }
+                PluginAction::Status { name } => {
+                    let status = client.get(&format!("/plugins/{}", segment(&name))).await?;
+                    print!("{}", cli::status::generations(&status));
+                    return Ok(());
+                }
+                PluginAction::Diff { name, sample } => {
+                    let diff = client
+                        .get(&format!("/plugins/{}/diff?sample={sample}", segment(&name)))
+                        .await?;
+                    print!("{}", cli::status::diff(&diff));
+                    return Ok(());
+                }
+                PluginAction::Promote { name } => {
+                    client
+                        .post(&format!("/plugins/{}/promote", segment(&name)))
+                        .await?
+                }
+                PluginAction::Rollback { name } => {
+                    client
+                        .post(&format!("/plugins/{}/rollback", segment(&name)))
+                        .await?
+                }
+                PluginAction::Discard { name } => {
+                    client
+                        .delete(&format!("/plugins/{}/candidate", segment(&name)))
+                        .await?;
+                    json!({ "discarded": name })
+                }
+                PluginAction::Resume { name } => {
+                    client
+                        .post(&format!("/plugins/{}/resume", segment(&name)))
+                        .await?
+                }
+                PluginAction::Skip { name } => {
+                    client
+                        .post(&format!("/plugins/{}/skip", segment(&name)))
+                        .await?
+                }
             };
             print(&answer);
             Ok(())

@@ -257,11 +257,24 @@ async fn a_manual_cutover_waits_for_a_diff_and_a_promote() {
     let example = &diff["samples"]["changed"][0];
     assert_eq!(example["serving"]["balance"], 43, "{diff}");
     assert_eq!(example["candidate"]["balance"], 50, "{diff}");
+    // The command line shows the same diff and every generation.
+    let cli = |args: &[&str]| {
+        let out = crate::common::prism_command(server.dir.path())
+            .args(args)
+            .args(["--server", &server.base])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let printed = cli(&["plugins", "diff", "bank"]);
+    assert!(printed.contains("15 changed, 0 added, 0 removed, 11 unchanged"), "{printed}");
+    let printed = cli(&["plugins", "status", "bank"]);
+    assert!(printed.contains("ready to promote"), "{printed}");
 
-    let (status, body) = server.post("/plugins/bank/promote", &json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    assert_ne!(body["generation"], old["generation"]);
-    assert_eq!(body["previous"]["generation"], old["generation"]);
+    let promoted: Value = serde_json::from_str(&cli(&["plugins", "promote", "bank"])).unwrap();
+    assert_ne!(promoted["generation"], old["generation"]);
+    assert_eq!(promoted["previous"]["generation"], old["generation"]);
     assert_eq!(
         server.view("bank", "account-12").await.unwrap()["balance"],
         50

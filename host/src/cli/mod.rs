@@ -1,6 +1,7 @@
 //! The `prism` command line: the server and the client commands.
 
 pub mod import;
+pub mod status;
 
 use std::path::PathBuf;
 
@@ -152,4 +153,26 @@ pub enum PluginAction {
     Remove { name: String },
     /// Replay a plugin into a fresh generation.
     Rebuild { name: String },
+    /// Every generation of a plugin, one line each (serving, candidate,
+    /// previous, failed), with state and position.
+    Status { name: String },
+    /// Compare the caught-up candidate with the serving generation at one
+    /// log position: counts of keys added, removed and changed, and examples.
+    Diff {
+        name: String,
+        /// Examples of each kind of difference.
+        #[arg(long, default_value_t = 5)]
+        sample: usize,
+    },
+    /// Cut over to the caught-up candidate now.
+    Promote { name: String },
+    /// Bring back the generation replaced at the last cutover.
+    Rollback { name: String },
+    /// Discard the candidate (the plugin file goes back to what serves).
+    Discard { name: String },
+    /// Run a quarantined generation again, one event at a time through the
+    /// batch the server died in.
+    Resume { name: String },
+    /// Run a quarantined generation again past that batch (dead-lettered).
+    Skip { name: String },
 }
