@@ -264,11 +264,18 @@ async fn a_manual_cutover_waits_for_a_diff_and_a_promote() {
             .args(["--server", &server.base])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let printed = cli(&["plugins", "diff", "bank"]);
-    assert!(printed.contains("15 changed, 0 added, 0 removed, 11 unchanged"), "{printed}");
+    assert!(
+        printed.contains("15 changed, 0 added, 0 removed, 11 unchanged"),
+        "{printed}"
+    );
     let printed = cli(&["plugins", "status", "bank"]);
     assert!(printed.contains("ready to promote"), "{printed}");
 

@@ -51,7 +51,15 @@ async fn swap_under_continuous_reads_never_shows_a_partial_view() {
             p["generation"] != old["generation"] && p["candidate"].is_null()
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Let the reader see the new generation before it stops.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !saw_new.load(Ordering::Relaxed) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no read saw the new generation"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     reader.await.unwrap();
     assert!(saw_new.load(Ordering::Relaxed));

@@ -51,10 +51,15 @@ async fn the_same_bytes_do_not_rebuild() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["outcome"], "unchanged");
-    // Touching the file in the directory changes nothing either.
+    // Touching the file in the directory changes nothing either, once the
+    // server has looked at it again.
+    let checked = first["file_checked_at_ms"].as_u64().unwrap_or(0);
     server.install_file("bank", &example_plugin("account-balance"));
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let after = server.plugin("bank").await;
+    let after = server
+        .wait_plugin("bank", Duration::from_secs(30), |p| {
+            p["file_checked_at_ms"].as_u64() > Some(checked)
+        })
+        .await;
     assert_eq!(after["generation"], first["generation"]);
     assert!(after["candidate"].is_null());
     assert_eq!(server.server_log().matches("plugin installed").count(), 1);
@@ -155,4 +160,37 @@ async fn bad_names_and_bad_uploads_are_refused_over_http() {
     assert_eq!(status, 404);
     let list = server.get_ok("/plugins").await;
     assert_eq!(list["plugins"], json!([]));
+}
+
+#[tokio::test]
+async fn forty_files_dropped_at_once_are_all_listed_at_once_and_all_load() {
+    let server = TestServer::start().await;
+    server
+        .append("account-1", &[("AccountOpened", json!({"owner": "ann"}))])
+        .await;
+    let names: Vec<String> = (0..40).map(|i| format!("bank-{i:02}")).collect();
+    for name in &names {
+        server.install_file(name, &example_plugin("account-balance"));
+    }
+    // Listed (loading, or already further) well before they have all loaded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = server.get_ok("/plugins").await;
+        let count = listed["plugins"].as_array().unwrap().len();
+        if count == names.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} of 40 listed: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for name in &names {
+        server.wait_caught_up(name).await;
+        assert_eq!(
+            server.view(name, "account-1").await.unwrap()["owner"],
+            "ann"
+        );
+    }
 }

@@ -39,7 +39,12 @@ pub fn generations(status: &Value) -> String {
             && let Some(expires) = status["previous"]["expires_at_ms"].as_u64()
         {
             let left = expires.saturating_sub(prism::clock::now_ms()) / 1000;
-            let _ = write!(line, "  kept {}h{:02}m for a rollback", left / 3600, left / 60 % 60);
+            let _ = write!(
+                line,
+                "  kept {}h{:02}m for a rollback",
+                left / 3600,
+                left / 60 % 60
+            );
         }
         if let Some(error) = g["error"]["message"].as_str() {
             let _ = write!(line, "\n{:>14}{error}", "");
@@ -92,7 +97,10 @@ mod tests {
             "changed": 1, "added": 0, "removed": 0, "unchanged": 3,
             "samples": {"changed": [{"key": "k", "serving": {"n": 1}, "candidate": {"n": 2}}], "added": [], "removed": []}
         }));
-        assert!(text.contains("1 changed, 0 added, 0 removed, 3 unchanged"), "{text}");
+        assert!(
+            text.contains("1 changed, 0 added, 0 removed, 3 unchanged"),
+            "{text}"
+        );
         assert!(text.contains("serving   {\"n\":1}"), "{text}");
         assert!(text.contains("candidate {\"n\":2}"), "{text}");
     }

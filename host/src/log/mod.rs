@@ -389,4 +389,48 @@ mod tests {
         assert_eq!(outcome.stream_version, StreamVersion(1));
         assert!(!log.storage_health().is_full());
     }
+
+    fn with_ids(ids: &[Uuid]) -> Vec<NewEvent> {
+        ids.iter()
+            .map(|id| NewEvent {
+                id: *id,
+                client_id: true,
+                event_type: "Noted".into(),
+                data: "{}".into(),
+                metadata: "{}".into(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn retries_inside_one_write_group_are_appended_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::open(dir.path()).unwrap();
+        let log = EventLog::open(db, 0).unwrap();
+        let ids = [Uuid::new_v4(), Uuid::new_v4()];
+        // Sent together, the writer takes them as one group: the first is
+        // appended, every retry finds its ids earlier in the same group.
+        let retries = (0..16).map(|_| log.append("s".into(), ExpectedVersion::Any, with_ids(&ids)));
+        let outcomes = futures::future::join_all(retries).await;
+        let outcomes: Vec<AppendOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+        assert_eq!(outcomes.iter().filter(|o| !o.duplicate).count(), 1);
+        for o in &outcomes {
+            assert_eq!(
+                (o.first_position, o.last_position),
+                (Position(1), Position(2))
+            );
+            assert_eq!(o.stream_version, StreamVersion(1));
+        }
+        assert_eq!(log.head(), Position(2));
+        // A partial overlap in the same group is refused, and appends nothing.
+        let other = Uuid::new_v4();
+        let mixed = log
+            .append("s".into(), ExpectedVersion::Any, with_ids(&[ids[0], other]))
+            .await;
+        assert!(
+            matches!(mixed, Err(LogError::IdempotencyConflict(_))),
+            "{mixed:?}"
+        );
+        assert_eq!(log.head(), Position(2));
+    }
 }

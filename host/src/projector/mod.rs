@@ -609,3 +609,198 @@ pub fn to_wit(e: RecordedEvent) -> Event {
 
 /// How long a projector may keep lag without moving before it counts as stalled.
 pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::log::{ExpectedVersion, NewEvent};
+
+    /// A projection that counts events per stream and fails at `Poison`:
+    /// with an index (a reported error) or without (a trap).
+    struct Counter {
+        described: Described,
+        with_index: bool,
+        calls: Arc<AtomicUsize>,
+    }
+
+    struct CounterHandler {
+        keyspace: Keyspace,
+        with_index: bool,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Handler for CounterHandler {
+        fn handle(
+            &mut self,
+            batch: &[Event],
+            txn: &mut Transaction,
+        ) -> Result<Result<(), HandleError>, CallError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            for (i, e) in batch.iter().enumerate() {
+                if e.event_type == "Poison" {
+                    return if self.with_index {
+                        Ok(Err(HandleError {
+                            index: Some(i as u32),
+                            message: "poison".into(),
+                        }))
+                    } else {
+                        Err(CallError("trapped on poison".into()))
+                    };
+                }
+                let n: u64 = txn
+                    .get(&self.keyspace, &e.stream_id)
+                    .unwrap()
+                    .map_or(0, |v| v.parse().unwrap());
+                txn.put(e.stream_id.clone(), (n + 1).to_string());
+            }
+            Ok(Ok(()))
+        }
+    }
+
+    impl Projection for Counter {
+        fn described(&self) -> &Described {
+            &self.described
+        }
+
+        fn handler(&self, keyspace: &Keyspace) -> Result<Box<dyn Handler>, String> {
+            Ok(Box::new(CounterHandler {
+                keyspace: keyspace.clone(),
+                with_index: self.with_index,
+                calls: self.calls.clone(),
+            }))
+        }
+
+        fn query(&self, _: &Keyspace, name: &str, _: &str) -> Result<String, QueryFailure> {
+            Err(QueryFailure::Unknown(name.into()))
+        }
+    }
+
+    /// 300 events over 3 streams with one `Poison` at `poison`; run to the
+    /// end (or the halt) and return the keyspace, status, dead letters and
+    /// the number of `handle` calls.
+    async fn run(
+        poison: u64,
+        policy: PoisonPolicy,
+        with_index: bool,
+    ) -> (tempfile::TempDir, Keyspace, Arc<Status>, Vec<String>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, views) = crate::server::open_stores(dir.path()).unwrap();
+        for p in 1..=300u64 {
+            let event_type = if p == poison { "Poison" } else { "Counted" };
+            let event = NewEvent {
+                id: uuid::Uuid::new_v4(),
+                client_id: false,
+                event_type: event_type.into(),
+                data: "{}".into(),
+                metadata: "{}".into(),
+            };
+            log.append(format!("s{}", p % 3), ExpectedVersion::Any, vec![event])
+                .await
+                .unwrap();
+        }
+        let keyspace = views.keyspace("counter", "g").unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let status = Arc::new(Status::new(Position::ZERO));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let (_hold_tx, hold) = watch::channel(None);
+        let seen = events.clone();
+        let ctx = ProjectorContext {
+            plugin: "counter".into(),
+            projection: Arc::new(Counter {
+                described: Described {
+                    name: "counter".into(),
+                    version: "1".into(),
+                    event_types: vec![],
+                    queries: vec![],
+                },
+                with_index,
+                calls: calls.clone(),
+            }),
+            log,
+            keyspace: keyspace.clone(),
+            config: ProjectorConfig {
+                max_batch_events: 128,
+                policy,
+                ..ProjectorConfig::default()
+            },
+            status: status.clone(),
+            applied: Arc::new(watch::Sender::new(Progress::default())),
+            stop,
+            hold,
+            notify: Box::new(move |e| seen.lock().unwrap().push(format!("{e:?}"))),
+        };
+        let thread = Projector::spawn(ctx, tokio::runtime::Handle::current()).unwrap();
+        let done = |s: &Status| s.state() == State::Failed || s.position() == Position(300);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done(&status) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                status.report(Position(300), Duration::MAX)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop_tx.send_replace(true);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        let letters = keyspace.dead_letters(100).unwrap();
+        (
+            dir,
+            keyspace,
+            status,
+            letters,
+            calls.load(Ordering::Relaxed),
+        )
+    }
+
+    fn counts(keyspace: &Keyspace) -> Vec<u64> {
+        (0..3)
+            .map(|s| {
+                keyspace
+                    .get(&format!("s{s}"))
+                    .unwrap()
+                    .map_or(0, |v| v.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_trapping_batch_is_bisected_and_the_good_events_apply_exactly_once() {
+        let (_dir, keyspace, status, letters, calls) = run(150, PoisonPolicy::Skip, false).await;
+        assert_eq!(status.position(), Position(300));
+        // 299 good events, 100 per stream but one missing from stream 150 % 3 = 0.
+        assert_eq!(counts(&keyspace), [99, 100, 100]);
+        assert_eq!(letters.len(), 1);
+        assert!(letters[0].contains("\"position\":150"), "{}", letters[0]);
+        // Bisection, not one call per event.
+        assert!(calls < 40, "{calls} calls");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reported_index_splits_the_batch_exactly_there() {
+        let (_dir, keyspace, status, letters, calls) = run(150, PoisonPolicy::Skip, true).await;
+        assert_eq!(status.position(), Position(300));
+        assert_eq!(counts(&keyspace), [99, 100, 100]);
+        assert_eq!(letters.len(), 1);
+        assert!(calls <= 6, "{calls} calls");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn halt_stops_right_before_the_poison_with_everything_before_it_applied() {
+        let (_dir, keyspace, status, letters, _) = run(150, PoisonPolicy::Halt, false).await;
+        assert_eq!(status.state(), State::Failed);
+        assert_eq!(status.position(), Position(149));
+        assert_eq!(counts(&keyspace).iter().sum::<u64>(), 149);
+        assert!(letters.is_empty());
+        let error = status
+            .report(Position(300), Duration::MAX)
+            .last_error
+            .unwrap();
+        assert_eq!(error.position, Some(Position(150)));
+    }
+}

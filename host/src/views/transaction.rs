@@ -161,3 +161,73 @@ impl Transaction {
         Ok(Some(out))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Position;
+    use crate::views::ChangeLog;
+
+    /// A committed keyspace holding `a`, `c`, `e`, `g`.
+    fn committed() -> (tempfile::TempDir, Keyspace) {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, views) = crate::server::open_stores(dir.path()).unwrap();
+        let keyspace = views.keyspace("p", "g").unwrap();
+        let mut base = Transaction::new();
+        for k in ["a", "c", "e", "g"] {
+            base.put(k.into(), format!("\"{k}0\""));
+        }
+        keyspace
+            .commit(&base, &[], Position(1), ChangeLog::Off)
+            .unwrap();
+        (dir, keyspace)
+    }
+
+    fn keys(entries: &[(String, String)]) -> Vec<String> {
+        entries.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    #[test]
+    fn a_scan_merges_pending_writes_with_the_committed_keys_in_order() {
+        let (_dir, keyspace) = committed();
+        let mut txn = Transaction::new();
+        txn.put("b".into(), "\"b1\"".into()); // new, between committed keys
+        txn.put("c".into(), "\"c1\"".into()); // overwrites a committed key
+        txn.delete("e".into()); // hides a committed key
+        txn.put("h".into(), "\"h1\"".into()); // new, after the last committed key
+        let all = txn
+            .scan(&keyspace, "", None, 100, usize::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            keys(&all),
+            ["a=\"a0\"", "b=\"b1\"", "c=\"c1\"", "g=\"g0\"", "h=\"h1\""]
+        );
+        // Bounds and limits apply to the merged view.
+        let some = txn
+            .scan(&keyspace, "b", Some("g"), 100, usize::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(keys(&some), ["b=\"b1\"", "c=\"c1\""]);
+        let first_two = txn
+            .scan(&keyspace, "", None, 2, usize::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(keys(&first_two), ["a=\"a0\"", "b=\"b1\""]);
+        // Past the byte bound the scan says so instead of answering.
+        assert!(txn.scan(&keyspace, "", None, 100, 10).unwrap().is_none());
+    }
+
+    #[test]
+    fn pending_bytes_follow_puts_overwrites_and_clears() {
+        let mut txn = Transaction::new();
+        txn.put("k".into(), "x".repeat(100));
+        let one = txn.bytes();
+        txn.put("k".into(), "x".repeat(10));
+        assert_eq!(txn.bytes(), one - 90);
+        txn.delete("k".into());
+        assert_eq!(txn.bytes(), one - 100);
+        txn.clear();
+        assert_eq!(txn.bytes(), 0);
+    }
+}
