@@ -49,7 +49,10 @@ use rocksdb::{Direction, IteratorMode, ReadOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-pub use model::{AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamVersion};
+pub use model::{
+    AppendOutcome, ExpectedVersion, MultiOutcome, NewEvent, Position, RecordedEvent, StreamEvents,
+    StreamVersion,
+};
 pub use space::StorageHealth;
 
 use crate::storage::codec::{self, StoredEvent};
@@ -85,10 +88,11 @@ impl From<rocksdb::Error> for LogError {
 
 /// One append request on its way to the writer thread.
 struct AppendRequest {
-    stream: String,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<AppendOutcome, LogError>>,
+    /// Runs of events of one stream each, in the order they go in the log.
+    runs: Vec<StreamEvents>,
+    /// What streams must look like before the append, checked together.
+    expected: Vec<(String, ExpectedVersion)>,
+    reply: oneshot::Sender<Result<MultiOutcome, LogError>>,
 }
 
 /// The writer thread's mailbox. Dropping the last handle closes it and
@@ -166,16 +170,51 @@ impl EventLog {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, LogError> {
-        limits::check_stream_name(&stream)?;
-        limits::check_event_count(events.len())?;
-        for event in &events {
-            limits::check_event_type(&event.event_type)?;
+        let expected = vec![(stream.clone(), expected)];
+        let outcome = self
+            .append_runs(vec![StreamEvents { stream, events }], expected)
+            .await?;
+        Ok(AppendOutcome {
+            first_position: outcome.first_position,
+            last_position: outcome.last_position,
+            stream_version: outcome.streams[0].1,
+            duplicate: outcome.duplicate,
+        })
+    }
+
+    /// Append events of several streams atomically and durably, in the
+    /// order given (so a history of interleaved streams keeps its order),
+    /// with an expectation per stream checked before anything is written.
+    /// Idempotent by client event ids like [`EventLog::append`].
+    pub async fn append_runs(
+        &self,
+        runs: Vec<StreamEvents>,
+        expected: Vec<(String, ExpectedVersion)>,
+    ) -> Result<MultiOutcome, LogError> {
+        limits::check_event_count(runs.iter().map(|r| r.events.len()).sum())?;
+        for run in &runs {
+            limits::check_stream_name(&run.stream)?;
+            if run.events.is_empty() {
+                return Err(LogError::Invalid(format!(
+                    "no events for stream {:?}",
+                    run.stream
+                )));
+            }
+            for event in &run.events {
+                limits::check_event_type(&event.event_type)?;
+            }
+        }
+        for (stream, _) in &expected {
+            if !runs.iter().any(|r| &r.stream == stream) {
+                return Err(LogError::Invalid(format!(
+                    "an expected version for {stream:?}, which has no events in this append"
+                )));
+            }
         }
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
-            stream,
+            runs,
             expected,
-            events,
             reply,
         };
         self.writer
@@ -432,5 +471,74 @@ mod tests {
             "{mixed:?}"
         );
         assert_eq!(log.head(), Position(2));
+    }
+
+    fn run(stream: &str, ids: &[Uuid]) -> StreamEvents {
+        StreamEvents {
+            stream: stream.into(),
+            events: with_ids(ids),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_across_streams_keeps_its_order_and_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::open(dir.path()).unwrap();
+        let log = EventLog::open(db, 0).unwrap();
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        // a, b, a, c: interleaved as they happened.
+        let runs = vec![
+            run("a", &ids[0..1]),
+            run("b", &ids[1..2]),
+            run("a", &ids[2..4]),
+            run("c", &ids[4..5]),
+        ];
+        let outcome = log
+            .append_runs(runs.clone(), vec![("a".into(), ExpectedVersion::NoStream)])
+            .await
+            .unwrap();
+        assert_eq!(
+            (outcome.first_position, outcome.last_position),
+            (Position(1), Position(5))
+        );
+        assert_eq!(
+            outcome.streams,
+            vec![
+                ("a".to_string(), StreamVersion(2)),
+                ("b".to_string(), StreamVersion(0)),
+                ("c".to_string(), StreamVersion(0)),
+            ]
+        );
+        let order: Vec<(String, u64)> = log
+            .read(Position(1), 10)
+            .unwrap()
+            .iter()
+            .map(|e| (e.stream.clone(), e.stream_version.0))
+            .collect();
+        assert_eq!(
+            order,
+            [("a", 0), ("b", 0), ("a", 1), ("a", 2), ("c", 0)].map(|(s, v)| (s.to_string(), v))
+        );
+        // The same append again: the original outcome, nothing appended.
+        let again = log.append_runs(runs, vec![]).await.unwrap();
+        assert!(again.duplicate);
+        assert_eq!(
+            (again.first_position, again.last_position),
+            (Position(1), Position(5))
+        );
+        assert_eq!(again.streams, outcome.streams);
+        // One failed expectation refuses the whole append.
+        let refused = log
+            .append_runs(
+                vec![run("d", &[Uuid::new_v4()]), run("a", &[Uuid::new_v4()])],
+                vec![("a".into(), ExpectedVersion::Exact(StreamVersion(0)))],
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(LogError::WrongExpectedVersion { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(log.head(), Position(5));
+        assert_eq!(log.stream_version("d").unwrap(), None);
     }
 }

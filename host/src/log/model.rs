@@ -105,6 +105,27 @@ pub struct RecordedEvent {
     pub recorded_at_ms: u64,
 }
 
+/// Events of one stream, in order, within an append that may span streams.
+#[derive(Debug, Clone)]
+pub struct StreamEvents {
+    pub stream: String,
+    pub events: Vec<NewEvent>,
+}
+
+/// What an acknowledged append of one or more streams reports back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MultiOutcome {
+    pub first_position: Position,
+    pub last_position: Position,
+    /// Each stream's version after the append (its last event's version),
+    /// in the order the streams first appear in the append.
+    pub streams: Vec<(String, StreamVersion)>,
+    /// True when every event id was already in the log: nothing was
+    /// appended and this is the original append's result.
+    #[serde(skip)]
+    pub duplicate: bool,
+}
+
 /// What an acknowledged append reports back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AppendOutcome {

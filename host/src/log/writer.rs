@@ -19,7 +19,7 @@ use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, watch};
 
 use super::space::{AppendState, Shortage};
-use super::{AppendOutcome, AppendRequest, LogError, Position, StreamVersion, stream_head};
+use super::{AppendRequest, LogError, MultiOutcome, Position, StreamVersion, stream_head};
 use crate::storage::codec::{self, StoredEvent};
 use crate::storage::space;
 use crate::storage::{CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError};
@@ -243,21 +243,30 @@ impl Writer {
         self.appends.send_replace(AppendState::Accepting);
     }
 
+    /// The version `stream` is at, as this group sees it.
+    fn head_of(&self, stream: &str, group: &Group) -> Result<Option<StreamVersion>, LogError> {
+        match group.heads.get(stream) {
+            Some(v) => Ok(Some(*v)),
+            None => Ok(stream_head(&self.db, stream)?),
+        }
+    }
+
     /// Check one request and add its writes to the group, or refuse it.
-    fn plan(&mut self, r: &AppendRequest, group: &mut Group) -> Result<AppendOutcome, LogError> {
+    /// Every expectation is checked before anything is added, so a refused
+    /// request contributes nothing.
+    fn plan(&mut self, r: &AppendRequest, group: &mut Group) -> Result<MultiOutcome, LogError> {
         if let Some(outcome) = self.already_appended(r, group)? {
             return Ok(outcome);
         }
-        let current = match group.heads.get(&r.stream) {
-            Some(v) => Some(*v),
-            None => stream_head(&self.db, &r.stream)?,
-        };
-        if !r.expected.admits(current) {
-            return Err(LogError::WrongExpectedVersion {
-                stream: r.stream.clone(),
-                expected: r.expected,
-                current,
-            });
+        for (stream, expected) in &r.expected {
+            let current = self.head_of(stream, group)?;
+            if !expected.admits(current) {
+                return Err(LogError::WrongExpectedVersion {
+                    stream: stream.clone(),
+                    expected: *expected,
+                    current,
+                });
+            }
         }
         let recorded_at_ms = crate::clock::now_ms();
         let events_cf = self.db.cf_handle(CF_EVENTS).expect("events family");
@@ -268,70 +277,91 @@ impl Writer {
             .cf_handle(CF_STREAM_HEADS)
             .expect("stream heads family");
         let first_position = self.next;
-        let mut version = current.map_or(0, |v| v.0 + 1);
-        for event in &r.events {
-            let position = self.next;
-            let stored = StoredEvent {
-                id: *event.id.as_bytes(),
-                recorded_at_ms,
-                stream_version: version,
-                stream: r.stream.as_str(),
-                event_type: event.event_type.as_str(),
-                data: event.data.as_str(),
-                metadata: event.metadata.as_str(),
+        // Each touched stream's last version, in order of first appearance.
+        let mut versions: Vec<(String, StreamVersion)> = Vec::new();
+        for run in &r.runs {
+            let at = versions.iter().position(|(s, _)| *s == run.stream);
+            let current = match at {
+                Some(i) => Some(versions[i].1),
+                None => self.head_of(&run.stream, group)?,
             };
-            let pos_key = codec::u64_key(position.0);
-            group
-                .batch
-                .put_cf(&events_cf, pos_key, codec::encode_event(&stored));
-            group
-                .batch
-                .put_cf(&streams_cf, codec::stream_key(&r.stream, version), pos_key);
-            // Only ids a client chose can come back in a retry; a server
-            // generated id has no one to resend it, so it is not indexed.
-            if event.client_id {
-                group.batch.put_cf(&ids_cf, stored.id, pos_key);
-                group.ids.insert(
-                    stored.id,
-                    IdEntry {
-                        position,
-                        stream: r.stream.clone(),
-                        version: StreamVersion(version),
-                    },
+            let mut version = current.map_or(0, |v| v.0 + 1);
+            for event in &run.events {
+                let position = self.next;
+                let stored = StoredEvent {
+                    id: *event.id.as_bytes(),
+                    recorded_at_ms,
+                    stream_version: version,
+                    stream: run.stream.as_str(),
+                    event_type: event.event_type.as_str(),
+                    data: event.data.as_str(),
+                    metadata: event.metadata.as_str(),
+                };
+                let pos_key = codec::u64_key(position.0);
+                group
+                    .batch
+                    .put_cf(&events_cf, pos_key, codec::encode_event(&stored));
+                group.batch.put_cf(
+                    &streams_cf,
+                    codec::stream_key(&run.stream, version),
+                    pos_key,
                 );
+                // Only ids a client chose can come back in a retry; a server
+                // generated id has no one to resend it, so it is not indexed.
+                if event.client_id {
+                    group.batch.put_cf(&ids_cf, stored.id, pos_key);
+                    group.ids.insert(
+                        stored.id,
+                        IdEntry {
+                            position,
+                            stream: run.stream.clone(),
+                            version: StreamVersion(version),
+                        },
+                    );
+                }
+                self.next = position.next();
+                version += 1;
             }
-            self.next = position.next();
-            version += 1;
+            let last = StreamVersion(version - 1);
+            match at {
+                Some(i) => versions[i].1 = last,
+                None => versions.push((run.stream.clone(), last)),
+            }
         }
-        let last_version = StreamVersion(version - 1);
-        group.batch.put_cf(
-            &heads_cf,
-            r.stream.as_bytes(),
-            codec::u64_key(last_version.0),
-        );
-        group.heads.insert(r.stream.clone(), last_version);
-        Ok(AppendOutcome {
+        for (stream, last) in &versions {
+            group
+                .batch
+                .put_cf(&heads_cf, stream.as_bytes(), codec::u64_key(last.0));
+            group.heads.insert(stream.clone(), *last);
+        }
+        Ok(MultiOutcome {
             first_position,
             last_position: Position(self.next.0 - 1),
-            stream_version: last_version,
+            streams: versions,
             duplicate: false,
         })
     }
 
     /// The original outcome if every event id of `r` is already recorded
-    /// (in the log or earlier in this group); an error if only some are.
+    /// (in the log or earlier in this group), each for the stream it is
+    /// appended to now; an error if only some are.
     fn already_appended(
         &self,
         r: &AppendRequest,
         group: &Group,
-    ) -> Result<Option<AppendOutcome>, LogError> {
+    ) -> Result<Option<MultiOutcome>, LogError> {
         // Ids the server generated are fresh UUIDs: only ids a client chose
         // can belong to a retry.
-        if !r.events.iter().any(|e| e.client_id) {
+        let events = || {
+            r.runs
+                .iter()
+                .flat_map(|run| run.events.iter().map(move |e| (run, e)))
+        };
+        if !events().any(|(_, e)| e.client_id) {
             return Ok(None);
         }
         let ids_cf = self.db.cf_handle(CF_EVENT_IDS).expect("event ids family");
-        let ids: Vec<[u8; 16]> = r.events.iter().map(|e| *e.id.as_bytes()).collect();
+        let ids: Vec<[u8; 16]> = events().map(|(_, e)| *e.id.as_bytes()).collect();
         let stored = self
             .db
             .batched_multi_get_cf(&ids_cf, ids.iter().map(|id| &id[..]), false);
@@ -349,19 +379,28 @@ impl Writer {
         if known == 0 {
             return Ok(None);
         }
-        if known < found.len() || found.iter().flatten().any(|e| e.stream != r.stream) {
+        let same_streams = events()
+            .zip(&found)
+            .all(|((run, _), f)| f.as_ref().is_some_and(|f| f.stream == run.stream));
+        if known < found.len() || !same_streams {
             return Err(LogError::IdempotencyConflict(format!(
                 "{known} of the {} event ids are already in the log (for this or another \
                  stream): resend exactly the original append, or use new ids",
                 found.len()
             )));
         }
-        let first = found.first().cloned().flatten().expect("non-empty");
-        let last = found.last().cloned().flatten().expect("non-empty");
-        Ok(Some(AppendOutcome {
-            first_position: first.position,
-            last_position: last.position,
-            stream_version: last.version,
+        let found: Vec<IdEntry> = found.into_iter().flatten().collect();
+        let mut streams: Vec<(String, StreamVersion)> = Vec::new();
+        for entry in &found {
+            match streams.iter_mut().find(|(s, _)| *s == entry.stream) {
+                Some((_, v)) => *v = (*v).max(entry.version),
+                None => streams.push((entry.stream.clone(), entry.version)),
+            }
+        }
+        Ok(Some(MultiOutcome {
+            first_position: found.iter().map(|e| e.position).min().expect("non-empty"),
+            last_position: found.iter().map(|e| e.position).max().expect("non-empty"),
+            streams,
             duplicate: true,
         }))
     }
