@@ -36,6 +36,7 @@ use crate::log::{EventLog, Position, RecordedEvent};
 use crate::runtime::CallError;
 use crate::runtime::PluginLimits;
 use crate::runtime::bindings::{Event, HandleError};
+use crate::views::index::{IndexSpec, IndexWrites};
 use crate::views::{ChangeLog, Keyspace, Transaction};
 
 /// What a projection says about itself.
@@ -47,6 +48,8 @@ pub struct Described {
     pub event_types: Vec<String>,
     /// The named queries it answers.
     pub queries: Vec<String>,
+    /// Secondary indexes the host maintains over its documents.
+    pub indexes: Vec<IndexSpec>,
 }
 
 /// Applies batches of events to a view. One handler serves one projector
@@ -429,7 +432,17 @@ impl Projector {
                 if let Some(problem) = self.over_quota(&txn) {
                     return self.isolate(events, upto, None, problem);
                 }
-                self.commit(&txn, &[], upto)?;
+                let indexes = &self.ctx.projection.described().indexes;
+                let index_writes = match self.ctx.keyspace.plan_indexes(indexes, &txn) {
+                    Ok(Ok(writes)) => writes,
+                    Ok(Err(violation)) => {
+                        return self.isolate(events, upto, None, violation.to_string());
+                    }
+                    Err(e) => {
+                        return Err(Interrupted::Failed(format!("reading for the indexes: {e}")));
+                    }
+                };
+                self.commit_with(&txn, &index_writes, &[], upto)?;
                 if self.handler.as_ref().is_some_and(|h| h.worn_out()) {
                     // Start afresh between batches instead of failing inside one.
                     tracing::debug!(plugin = %self.ctx.plugin, "replacing a worn-out handler");
@@ -555,6 +568,16 @@ impl Projector {
         dead_letters: &[(Position, String)],
         upto: Position,
     ) -> Result<(), Interrupted> {
+        self.commit_with(txn, &IndexWrites::default(), dead_letters, upto)
+    }
+
+    fn commit_with(
+        &mut self,
+        txn: &Transaction,
+        index_writes: &IndexWrites,
+        dead_letters: &[(Position, String)],
+        upto: Position,
+    ) -> Result<(), Interrupted> {
         let change_log = if self.recording {
             ChangeLog::Record {
                 retention: self.ctx.config.change_retention,
@@ -563,11 +586,13 @@ impl Projector {
             ChangeLog::Off
         };
         loop {
-            match self
-                .ctx
-                .keyspace
-                .commit(txn, dead_letters, upto, change_log)
-            {
+            match self.ctx.keyspace.commit_indexed(
+                txn,
+                index_writes,
+                dead_letters,
+                upto,
+                change_log,
+            ) {
                 Ok(()) => break,
                 Err(crate::storage::StorageError::Full) => {
                     self.ctx.status.waiting(Some(
@@ -716,6 +741,7 @@ mod tests {
                     version: "1".into(),
                     event_types: vec![],
                     queries: vec![],
+                    indexes: vec![],
                 },
                 with_index,
                 calls: calls.clone(),

@@ -220,6 +220,7 @@ impl Runtime {
             version: description.version,
             event_types: description.event_types,
             queries: description.queries,
+            indexes: Vec::new(),
         };
         Ok(WasmProjection::new(
             self.clone(),

@@ -32,8 +32,10 @@ pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_DEAD_LETTERS: &str = "dead_letters";
 /// Each live keyspace's recent changes, for resumable change feeds.
 pub(crate) const CF_CHANGES: &str = "changes";
+/// Entries of the secondary indexes projections declare (see `views::index`).
+pub(crate) const CF_INDEXES: &str = "indexes";
 
-const FIXED_FAMILIES: [&str; 7] = [
+const FIXED_FAMILIES: [&str; 8] = [
     CF_EVENTS,
     CF_STREAMS,
     CF_STREAM_HEADS,
@@ -41,6 +43,7 @@ const FIXED_FAMILIES: [&str; 7] = [
     CF_META,
     CF_DEAD_LETTERS,
     CF_CHANGES,
+    CF_INDEXES,
 ];
 
 /// Size of every memtable. Big write buffers make replays and imports

@@ -14,6 +14,7 @@
 //! finding it gone, and nobody polls for readers to finish.
 
 mod changes;
+pub mod index;
 mod transaction;
 
 use std::collections::HashMap;
@@ -27,7 +28,9 @@ pub use changes::{ChangeId, StoredChange};
 pub use transaction::Transaction;
 
 use crate::log::Position;
-use crate::storage::{self, CF_CHANGES, CF_DEAD_LETTERS, CF_META, Rocks, StorageError, codec};
+use crate::storage::{
+    self, CF_CHANGES, CF_DEAD_LETTERS, CF_INDEXES, CF_META, Rocks, StorageError, codec,
+};
 
 /// Longest view key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -216,6 +219,12 @@ fn drop_family(db: &Rocks, family: &str) -> Result<(), StorageError> {
     db.delete_cf(&meta, largest_key(family))?;
     let log = db.cf_handle(CF_CHANGES).expect("changes family");
     db.delete_range_cf(&log, changes::start_key(family), changes::end_key(family))?;
+    let indexes = db.cf_handle(CF_INDEXES).expect("indexes family");
+    db.delete_range_cf(
+        &indexes,
+        changes::start_key(family),
+        changes::end_key(family),
+    )?;
     let dead = db.cf_handle(CF_DEAD_LETTERS).expect("dead letters family");
     let (start, end) = dead_letter_range(family);
     db.delete_range_cf(&dead, start, end)?;
@@ -502,9 +511,98 @@ impl Keyspace {
     /// (when recording) and the new checkpoint atomically. Not synced: a
     /// crash may lose the last commits, which the projector then replays
     /// from the log — the views stay exact.
+    /// The index writes `txn` makes to `indexes` (reading the documents it
+    /// replaces), or the unique index it would break.
+    pub fn plan_indexes(
+        &self,
+        indexes: &[index::IndexSpec],
+        txn: &Transaction,
+    ) -> Result<Result<index::IndexWrites, index::UniqueViolation>, StorageError> {
+        if indexes.is_empty() || txn.is_empty() {
+            return Ok(Ok(index::IndexWrites::default()));
+        }
+        let writes: Vec<(&String, &Option<String>)> = txn.writes().collect();
+        let keys: Vec<String> = writes.iter().map(|(k, _)| (*k).clone()).collect();
+        let old: std::collections::HashMap<String, String> = keys
+            .iter()
+            .zip(self.get_many(&keys)?)
+            .filter_map(|(k, v)| Some((k.clone(), v?)))
+            .collect();
+        let entries = self.db.cf_handle(CF_INDEXES).expect("indexes family");
+        let owner = |entry: &[u8]| {
+            self.db
+                .get_pinned_cf(&entries, entry)
+                .ok()
+                .flatten()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        };
+        Ok(index::plan(self.family(), indexes, &writes, &old, owner))
+    }
+
+    /// Index entries of `index` from `start` (inclusive) to `end`
+    /// (exclusive), in order (or reversed), until `visit` returns false;
+    /// `visit` gets the entry key and the document key.
+    pub fn index_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        descending: bool,
+        mut visit: impl FnMut(&[u8], &str) -> bool,
+    ) -> Result<(), StorageError> {
+        let entries = self.db.cf_handle(CF_INDEXES).expect("indexes family");
+        let mode = if descending {
+            IteratorMode::From(end, Direction::Reverse)
+        } else {
+            IteratorMode::From(start, Direction::Forward)
+        };
+        for item in self.db.iterator_cf(&entries, mode) {
+            let (k, v) = item?;
+            if descending && *k >= *end {
+                continue;
+            }
+            if (!descending && *k >= *end) || (descending && *k < *start) {
+                break;
+            }
+            if !visit(&k, &String::from_utf8_lossy(&v)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit a batch's writes, the dead letters it produced, its changes
+    /// (when recording), its index entries and the new checkpoint atomically.
+    pub fn commit_indexed(
+        &self,
+        txn: &Transaction,
+        index_writes: &index::IndexWrites,
+        dead_letters: &[(Position, String)],
+        checkpoint: Position,
+        change_log: ChangeLog,
+    ) -> Result<(), StorageError> {
+        self.write_batch(
+            txn,
+            Some(index_writes),
+            dead_letters,
+            checkpoint,
+            change_log,
+        )
+    }
+
     pub fn commit(
         &self,
         txn: &Transaction,
+        dead_letters: &[(Position, String)],
+        checkpoint: Position,
+        change_log: ChangeLog,
+    ) -> Result<(), StorageError> {
+        self.write_batch(txn, None, dead_letters, checkpoint, change_log)
+    }
+
+    fn write_batch(
+        &self,
+        txn: &Transaction,
+        index_writes: Option<&index::IndexWrites>,
         dead_letters: &[(Position, String)],
         checkpoint: Position,
         change_log: ChangeLog,
@@ -549,6 +647,15 @@ impl Keyspace {
                     dead_letter_key(self.family(), *position),
                     record.as_bytes(),
                 );
+            }
+        }
+        if let Some(index_writes) = index_writes.filter(|w| !w.entries.is_empty()) {
+            let entries = self.db.cf_handle(CF_INDEXES).expect("indexes family");
+            for (entry, doc) in &index_writes.entries {
+                match doc {
+                    Some(doc) => batch.put_cf(&entries, entry, doc.as_bytes()),
+                    None => batch.delete_cf(&entries, entry),
+                }
             }
         }
         if let ChangeLog::Record { retention } = change_log {
