@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 
 use crate::{
-    Backend, Description, Entry, Event, HandleError, Level, Params, Projection, QueryError,
-    ViewError, Write,
+    Backend, Description, Entry, Event, FieldKind, HandleError, Level, Params, Projection,
+    QueryError, ViewError, Write,
 };
 
 /// Bindings for the `projector` world. Public because the export macro
@@ -71,17 +71,42 @@ pub(crate) fn log(level: Level, message: &str) {
 
 /// `describe` for projection `P`.
 pub fn describe<P: Projection>() -> export::Description {
+    use bindings::prism::projection::types as wit;
     let Description {
         name,
         version,
         event_types,
         queries,
+        indexes,
     } = P::describe();
+    let indexes = indexes
+        .into_iter()
+        .map(|index| wit::Index {
+            name: index.name,
+            fields: index
+                .fields
+                .into_iter()
+                .map(|(path, kind)| wit::IndexField {
+                    path,
+                    kind: match kind {
+                        FieldKind::Number => wit::FieldKind::Number,
+                        FieldKind::String => wit::FieldKind::String,
+                        FieldKind::Boolean => wit::FieldKind::Boolean,
+                        FieldKind::Timestamp => wit::FieldKind::Timestamp,
+                        FieldKind::Any => wit::FieldKind::Any,
+                    },
+                })
+                .collect(),
+            unique: index.unique,
+            prefix: index.prefix,
+        })
+        .collect();
     export::Description {
         name,
         version,
         event_types,
         queries,
+        indexes,
     }
 }
 

@@ -73,6 +73,76 @@ pub struct Description {
     pub event_types: Vec<String>,
     /// The named queries [`Projection::query`](crate::Projection::query) answers.
     pub queries: Vec<String>,
+    /// Secondary indexes the host maintains over the projection's documents.
+    pub indexes: Vec<Index>,
+}
+
+/// How an index field's values are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// JSON numbers, compared as doubles (negative and fractional ones too).
+    Number,
+    /// JSON strings, compared by their UTF-8 bytes.
+    String,
+    /// `false` before `true`.
+    Boolean,
+    /// RFC 3339 strings or epoch milliseconds, compared by time.
+    Timestamp,
+    /// Any JSON: missing < null < booleans < numbers < strings < arrays and objects.
+    Any,
+}
+
+/// A secondary index: the host keeps it in step with the documents, in the
+/// same write batch, so the projection only ever writes documents. Query it
+/// over HTTP with `GET /views/{plugin}/_find?index=NAME&...`.
+///
+/// ```
+/// use prism_guest::{FieldKind, Index};
+///
+/// let by_stock = Index::new("by-stock")
+///     .field("stock", FieldKind::Number)
+///     .prefix("product-");
+/// assert_eq!(by_stock.fields.len(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    /// Letters, digits, `-` and `_`.
+    pub name: String,
+    /// Dotted paths into the document (`customer.name`) and their kinds, in order.
+    pub fields: Vec<(String, FieldKind)>,
+    /// No two documents may have the same values.
+    pub unique: bool,
+    /// Only documents whose key starts with this are indexed.
+    pub prefix: Option<String>,
+}
+
+impl Index {
+    pub fn new(name: impl Into<String>) -> Self {
+        Index {
+            name: name.into(),
+            fields: Vec::new(),
+            unique: false,
+            prefix: None,
+        }
+    }
+
+    /// Add a field (a dotted path into the document).
+    pub fn field(mut self, path: impl Into<String>, kind: FieldKind) -> Self {
+        self.fields.push((path.into(), kind));
+        self
+    }
+
+    /// No two documents may have the same values of this index.
+    pub fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    /// Index only documents whose key starts with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
 }
 
 impl Description {
@@ -83,7 +153,14 @@ impl Description {
             version: version.into(),
             event_types: Vec::new(),
             queries: Vec::new(),
+            indexes: Vec::new(),
         }
+    }
+
+    /// Keep this index over the documents.
+    pub fn index(mut self, index: Index) -> Self {
+        self.indexes.push(index);
+        self
     }
 
     /// Consume only these event types.

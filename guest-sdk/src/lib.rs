@@ -101,7 +101,7 @@ mod view;
 
 pub use backend::{Backend, Entry, MAX_KEY_LEN, MemoryBackend, Write, check_json, check_key};
 pub use error::{Error, HandleError, QueryError, ViewError};
-pub use event::{Description, Event};
+pub use event::{Description, Event, FieldKind, Index};
 pub use logging::{Level, log};
 pub use params::Params;
 pub use projection::{Projection, handle_batch, run_query};

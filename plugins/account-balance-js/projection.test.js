@@ -18,6 +18,7 @@ describe('account-balance (JavaScript)', () => {
       version: '0.1.0',
       eventTypes: ['AccountOpened', 'Deposited', 'Withdrawn'],
       queries: [],
+      indexes: [],
     });
   });
 

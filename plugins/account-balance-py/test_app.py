@@ -38,6 +38,7 @@ class AccountBalanceTest(unittest.TestCase):
                 "version": "0.1.0",
                 "event_types": ["AccountOpened", "Deposited", "Withdrawn"],
                 "queries": [],
+                "indexes": [],
             },
         )
 

@@ -67,7 +67,7 @@ async fn a_component_of_another_world_is_refused() {
     server.install_file("alien", &test_plugin("other-world"));
     let status = wait_failed(&server, "alien").await;
     assert!(
-        error_of(&status).contains("does not implement the prism:projection/projector"),
+        error_of(&status).contains("does not implement the prism:projection projector world"),
         "{status}"
     );
     healthy_still_projects(&server).await;

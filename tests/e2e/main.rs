@@ -27,3 +27,4 @@ mod sandbox_limits;
 mod security;
 mod slow_clients;
 mod view_reads;
+mod wit_versions;

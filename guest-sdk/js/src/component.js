@@ -6,8 +6,8 @@
 // arrives as a thrown value whose `payload` is the WIT error, and an export answers an
 // error by throwing `{ payload }`.
 
-import { getMany, writeMany, scan } from 'prism:projection/view@0.1.0';
-import { log as witLog } from 'prism:projection/logging@0.1.0';
+import { getMany, writeMany, scan } from 'prism:projection/view@0.2.0';
+import { log as witLog } from 'prism:projection/logging@0.2.0';
 
 import { Event, QueryError, Runtime, ViewError, setLogSink } from './index.js';
 

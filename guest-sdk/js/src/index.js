@@ -475,6 +475,31 @@ export function defineProjection(definition) {
     keys: definition.keys ?? null,
     handle,
     queries: Object.freeze({ ...(definition.queries ?? {}) }),
+    indexes: Object.freeze((definition.indexes ?? []).map(checkIndex)),
+  });
+}
+
+const FIELD_KINDS = ['number', 'string', 'boolean', 'timestamp', 'any'];
+
+/**
+ * A secondary index the host keeps in step with the documents: `{name, fields: [{path, kind}],
+ * unique?, prefix?}`, `kind` one of number, string, boolean, timestamp, any. Query it over HTTP
+ * with `GET /views/{plugin}/_find?index=NAME&...`.
+ */
+function checkIndex(index) {
+  if (typeof index?.name !== 'string' || !Array.isArray(index.fields) || index.fields.length === 0) {
+    throw new TypeError('defineProjection: an index needs a `name` and `fields: [{path, kind}]`');
+  }
+  for (const f of index.fields) {
+    if (typeof f?.path !== 'string' || !FIELD_KINDS.includes(f.kind)) {
+      throw new TypeError(`defineProjection: index ${index.name}: a field needs a \`path\` and a \`kind\` (${FIELD_KINDS.join(', ')})`);
+    }
+  }
+  return Object.freeze({
+    name: index.name,
+    fields: index.fields.map((f) => ({ path: f.path, kind: f.kind })),
+    unique: Boolean(index.unique),
+    prefix: index.prefix ?? undefined,
   });
 }
 
@@ -492,6 +517,7 @@ export class Runtime {
       version: p.version,
       eventTypes: [...p.eventTypes],
       queries: Object.keys(p.queries).sort(),
+      indexes: p.indexes.map((i) => ({ ...i, fields: i.fields.map((f) => ({ ...f })) })),
     };
   }
 

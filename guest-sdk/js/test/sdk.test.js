@@ -63,7 +63,21 @@ describe('runtime', () => {
       version: '1.2.3',
       eventTypes: [],
       queries: ['broken', 'count', 'streams'],
+      indexes: [],
     });
+  });
+
+  test('indexes are declared with their fields', () => {
+    const products = defineProjection({
+      name: 'products',
+      version: '1',
+      indexes: [{ name: 'by-stock', fields: [{ path: 'stock', kind: 'number' }], prefix: 'product-' }],
+      handle() {},
+    });
+    assert.deepEqual(new Harness(products).describe().indexes, [
+      { name: 'by-stock', fields: [{ path: 'stock', kind: 'number' }], unique: false, prefix: 'product-' },
+    ]);
+    assert.throws(() => defineProjection({ name: 'x', version: '1', handle() {}, indexes: [{ name: 'i', fields: [{ path: 'a', kind: 'colour' }] }] }));
   });
 
   test('a batch is one getMany and one writeMany', () => {

@@ -13,6 +13,7 @@ from . import _log as log
 from ._runtime import (
     Event,
     HandleError,
+    Index,
     InvalidParams,
     Projection,
     QueryError,
@@ -26,6 +27,7 @@ from ._runtime import (
 __all__ = [
     "Event",
     "HandleError",
+    "Index",
     "InvalidParams",
     "Projection",
     "QueryError",

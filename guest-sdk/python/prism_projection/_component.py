@@ -60,6 +60,15 @@ class WitHost:
         wit_logging.log(_LEVELS.get(level, wit_logging.Level.INFO), message)
 
 
+_KINDS = {
+    "number": wit_types.FieldKind.NUMBER,
+    "string": wit_types.FieldKind.STRING,
+    "boolean": wit_types.FieldKind.BOOLEAN,
+    "timestamp": wit_types.FieldKind.TIMESTAMP,
+    "any": wit_types.FieldKind.ANY,
+}
+
+
 def make_export(projection):
     """The class componentize-py instantiates for the `projection` export."""
     runtime = Runtime(projection, WitHost())
@@ -68,7 +77,16 @@ def make_export(projection):
     class Projection:
         def describe(self):
             d = runtime.describe()
-            return wit_types.Description(d["name"], d["version"], d["event_types"], d["queries"])
+            indexes = [
+                wit_types.Index(
+                    i["name"],
+                    [wit_types.IndexField(path, _KINDS[kind]) for path, kind in i["fields"]],
+                    i["unique"],
+                    i["prefix"],
+                )
+                for i in d["indexes"]
+            ]
+            return wit_types.Description(d["name"], d["version"], d["event_types"], d["queries"], indexes)
 
         def handle(self, batch):
             events = [

@@ -152,6 +152,29 @@ def query(name=None):
     return mark
 
 
+FIELD_KINDS = ("number", "string", "boolean", "timestamp", "any")
+
+
+class Index:
+    """A secondary index the host keeps in step with the documents (in the same write batch).
+
+    `fields` is a list of `(path, kind)`: a dotted path into the document and one of
+    `FIELD_KINDS`. Query it over HTTP with `GET /views/{plugin}/_find?index=NAME&...`.
+    """
+
+    def __init__(self, name, fields, unique=False, prefix=None):
+        for _, kind in fields:
+            if kind not in FIELD_KINDS:
+                raise ValueError(f"index {name!r}: field kind {kind!r} is not one of {FIELD_KINDS}")
+        self.name = name
+        self.fields = [(path, kind) for path, kind in fields]
+        self.unique = unique
+        self.prefix = prefix
+
+    def as_dict(self):
+        return {"name": self.name, "fields": list(self.fields), "unique": self.unique, "prefix": self.prefix}
+
+
 class Projection:
     """Base class for a projection; subclass it and set the class attributes.
 
@@ -165,6 +188,8 @@ class Projection:
     version = "0.0.0"
     #: Event types to receive; the host filters before WebAssembly. Empty: all.
     event_types = ()
+    #: Secondary indexes the host maintains over the documents (see `Index`).
+    indexes = ()
 
     def keys(self, event):
         return ()
@@ -333,6 +358,7 @@ class Runtime:
             "version": p.version,
             "event_types": list(p.event_types),
             "queries": sorted(self.queries),
+            "indexes": [index.as_dict() for index in p.indexes],
         }
 
     def handle(self, events):

@@ -67,8 +67,23 @@ class RuntimeTest(unittest.TestCase):
         h = Harness(Counts)
         self.assertEqual(
             h.describe(),
-            {"name": "counts", "version": "1.2.3", "event_types": [], "queries": ["broken", "count", "streams"]},
+            {"name": "counts", "version": "1.2.3", "event_types": [], "queries": ["broken", "count", "streams"], "indexes": []},
         )
+
+    def test_indexes_are_declared_with_their_fields(self):
+        class Products(prism.Projection):
+            name = "products"
+            indexes = (prism.Index("by-stock", [("stock", "number")], prefix="product-"),)
+
+            def handle(self, view, event):
+                pass
+
+        self.assertEqual(
+            Harness(Products).describe()["indexes"],
+            [{"name": "by-stock", "fields": [("stock", "number")], "unique": False, "prefix": "product-"}],
+        )
+        with self.assertRaises(ValueError):
+            prism.Index("bad", [("x", "colour")])
 
     def test_a_batch_is_one_get_many_and_one_write_many(self):
         h = Harness(Counts).given([event(f"s-{n % 5}", "Seen") for n in range(200)])

@@ -44,6 +44,9 @@ use crate::views::{ChangeLog, Keyspace, Transaction};
 pub struct Described {
     pub name: String,
     pub version: String,
+    /// What the projection is: a component and the contract version it
+    /// implements (`prism:projection@0.2.0`), or another kind.
+    pub kind: String,
     /// The event types it consumes; empty for all.
     pub event_types: Vec<String>,
     /// The named queries it answers.
@@ -739,6 +742,7 @@ mod tests {
                 described: Described {
                     name: "counter".into(),
                     version: "1".into(),
+                    kind: "test".into(),
                     event_types: vec![],
                     queries: vec![],
                     indexes: vec![],

@@ -1,4 +1,11 @@
-//! The one `bindgen!` of Prism's WIT world; everything else imports from here.
+//! The `bindgen!`s of Prism's WIT worlds; everything else imports from here.
+//!
+//! Two versions of the `projector` world are served: `prism:projection@0.2.0`
+//! (`wit/`, the current one: descriptions declare indexes) and
+//! `prism:projection@0.1.0` (`wit/0.1.0/`, frozen), so components built
+//! against the older contract keep loading unchanged. The host works with
+//! the current version's types; an older instance's calls are translated at
+//! the edge (`instance.rs`, `view/host.rs`).
 //!
 //! Host imports are `trappable`: a storage failure inside a host call is a
 //! host problem and traps the guest (the projector then retries or fails the
@@ -8,13 +15,29 @@
 //! can end whether the plugin computes or waits (a WASI sleep, a poll), and
 //! the epoch ticks make a computing plugin yield so that the deadline fires.
 
-wasmtime::component::bindgen!({
-    world: "projector",
-    path: "../wit",
-    imports: { default: async | trappable },
-    exports: { default: async },
-});
+/// `prism:projection@0.1.0`: no index declarations.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        world: "projector",
+        path: "../wit/0.1.0",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
 
-pub use self::prism::projection::logging::Level;
-pub use self::prism::projection::view::{Entry, ViewError, Write};
-pub use exports::prism::projection::projection::{Description, Event, HandleError, QueryError};
+/// `prism:projection@0.2.0`, the current contract.
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        world: "projector",
+        path: "../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+pub use v0_2::exports::prism::projection::projection::{
+    Description, Event, HandleError, QueryError,
+};
+pub use v0_2::prism::projection::logging::Level;
+pub use v0_2::prism::projection::types::{FieldKind, Index, IndexField};
+pub use v0_2::prism::projection::view::{Entry, ViewError, Write};

@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::bindings::{Description, Event, HandleError, Projector, ProjectorPre, QueryError};
+use super::Pre;
+use super::bindings::{Description, Event, HandleError, QueryError, v0_1, v0_2};
 use super::logging::PluginLog;
 use super::state::PluginState;
 use super::view::ViewAccess;
@@ -31,9 +32,15 @@ enum Cut {
     Deadline,
 }
 
+/// The instance's exports, by the version of the contract it implements.
+enum Exports {
+    V0_2(v0_2::Projector),
+    V0_1(v0_1::Projector),
+}
+
 pub struct PluginInstance {
     store: Store<PluginState>,
-    bindings: Projector,
+    exports: Exports,
     limits: PluginLimits,
     /// Drives the instance's futures: calls block the calling thread (a
     /// projector's own, or a blocking-pool thread), never an async worker.
@@ -43,7 +50,7 @@ pub struct PluginInstance {
 impl PluginInstance {
     pub(super) fn new(
         engine: &Engine,
-        pre: &ProjectorPre<PluginState>,
+        pre: &Pre,
         view: ViewAccess,
         log: Arc<PluginLog>,
         limits: PluginLimits,
@@ -63,15 +70,17 @@ impl PluginInstance {
         });
         store.set_epoch_deadline(1);
         store.data_mut().arm(limits.call_timeout);
-        let instantiated = rt.block_on(within(
-            limits.call_timeout,
-            pre.instantiate_async(&mut store),
-        ));
-        let bindings =
+        let instantiated = rt.block_on(within(limits.call_timeout, async {
+            Ok(match pre {
+                Pre::V0_2(pre) => Exports::V0_2(pre.instantiate_async(&mut store).await?),
+                Pre::V0_1(pre) => Exports::V0_1(pre.instantiate_async(&mut store).await?),
+            })
+        }));
+        let exports =
             instantiated.map_err(|cut| RuntimeError::Instantiate(explain(cut, &store, &limits)))?;
         Ok(PluginInstance {
             store,
-            bindings,
+            exports,
             limits,
             rt,
         })
@@ -84,10 +93,22 @@ impl PluginInstance {
 
     pub fn describe(&mut self) -> Result<Description, CallError> {
         self.arm();
-        let call = self
-            .bindings
-            .prism_projection_projection()
-            .call_describe(&mut self.store);
+        let store = &mut self.store;
+        let call = async {
+            Ok(match &self.exports {
+                Exports::V0_2(e) => e.prism_projection_projection().call_describe(store).await?,
+                Exports::V0_1(e) => {
+                    let d = e.prism_projection_projection().call_describe(store).await?;
+                    Description {
+                        name: d.name,
+                        version: d.version,
+                        event_types: d.event_types,
+                        queries: d.queries,
+                        indexes: Vec::new(),
+                    }
+                }
+            })
+        };
         let result = self.rt.block_on(within(self.limits.call_timeout, call));
         result.map_err(|cut| CallError(explain(cut, &self.store, &self.limits)))
     }
@@ -103,10 +124,28 @@ impl PluginInstance {
         let state = self.store.data_mut();
         std::mem::swap(&mut state.view.txn, txn);
         state.view.writable = true;
-        let call = self
-            .bindings
-            .prism_projection_projection()
-            .call_handle(&mut self.store, batch);
+        let store = &mut self.store;
+        let call = async {
+            match &self.exports {
+                Exports::V0_2(e) => {
+                    e.prism_projection_projection()
+                        .call_handle(store, batch)
+                        .await
+                }
+                Exports::V0_1(e) => {
+                    let batch: Vec<v0_1::exports::prism::projection::projection::Event> =
+                        batch.iter().map(old_event).collect();
+                    let result = e
+                        .prism_projection_projection()
+                        .call_handle(store, &batch)
+                        .await?;
+                    Ok(result.map_err(|e| HandleError {
+                        index: e.index,
+                        message: e.message,
+                    }))
+                }
+            }
+        };
         let result = self.rt.block_on(within(self.limits.call_timeout, call));
         let state = self.store.data_mut();
         state.view.writable = false;
@@ -132,10 +171,28 @@ impl PluginInstance {
     ) -> Result<Result<String, QueryError>, CallError> {
         self.arm();
         self.store.data_mut().view.txn.clear();
-        let call =
-            self.bindings
-                .prism_projection_projection()
-                .call_query(&mut self.store, name, params);
+        let store = &mut self.store;
+        let call = async {
+            match &self.exports {
+                Exports::V0_2(e) => {
+                    e.prism_projection_projection()
+                        .call_query(store, name, params)
+                        .await
+                }
+                Exports::V0_1(e) => {
+                    use v0_1::exports::prism::projection::projection::QueryError as Old;
+                    let result = e
+                        .prism_projection_projection()
+                        .call_query(store, name, params)
+                        .await?;
+                    Ok(result.map_err(|e| match e {
+                        Old::UnknownQuery(m) => QueryError::UnknownQuery(m),
+                        Old::InvalidParams(m) => QueryError::InvalidParams(m),
+                        Old::Failed(m) => QueryError::Failed(m),
+                    }))
+                }
+            }
+        };
         let result = self.rt.block_on(within(self.limits.call_timeout, call));
         result.map_err(|cut| CallError(explain(cut, &self.store, &self.limits)))
     }
@@ -149,6 +206,20 @@ impl PluginInstance {
     /// between batches rather than let it fail mid-batch.
     pub fn nearly_full(&self) -> bool {
         self.memory_bytes() > self.limits.memory_bytes / 4 * 3
+    }
+}
+
+/// An event as a component of `prism:projection@0.1.0` takes it.
+fn old_event(e: &Event) -> v0_1::exports::prism::projection::projection::Event {
+    v0_1::exports::prism::projection::projection::Event {
+        position: e.position,
+        stream_id: e.stream_id.clone(),
+        stream_version: e.stream_version,
+        event_type: e.event_type.clone(),
+        data: e.data.clone(),
+        metadata: e.metadata.clone(),
+        recorded_at: e.recorded_at,
+        id: e.id.clone(),
     }
 }
 

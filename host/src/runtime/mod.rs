@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::views::index::{FieldKind, IndexField, IndexSpec};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
@@ -28,7 +30,7 @@ pub use instance::{CallError, PluginInstance};
 pub use logging::PluginLog;
 pub use projection::WasmProjection;
 
-use bindings::ProjectorPre;
+use bindings::{v0_1, v0_2};
 use state::PluginState;
 
 /// How often the epoch advances; the granularity of call deadlines.
@@ -67,7 +69,7 @@ impl Default for PluginLimits {
 pub enum RuntimeError {
     #[error("not a WebAssembly component: {0}")]
     Compile(String),
-    #[error("does not implement the prism:projection/projector@0.1.0 world: {0}")]
+    #[error("does not implement the prism:projection projector world (0.2.0 or 0.1.0): {0}")]
     WrongWorld(String),
     #[error("failed to start: {0}")]
     Instantiate(String),
@@ -78,9 +80,26 @@ pub enum RuntimeError {
 /// A compiled, linked plugin ready to be instantiated any number of times.
 #[derive(Clone)]
 pub struct CompiledPlugin {
-    pre: ProjectorPre<PluginState>,
+    pre: Pre,
     /// Whether this came from the on-disk cache rather than a fresh compile.
     pub from_cache: bool,
+}
+
+/// A linked component of one version of the contract.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    V0_2(v0_2::ProjectorPre<PluginState>),
+    V0_1(v0_1::ProjectorPre<PluginState>),
+}
+
+impl CompiledPlugin {
+    /// The version of the contract the component implements.
+    pub fn contract(&self) -> &'static str {
+        match self.pre {
+            Pre::V0_2(_) => "prism:projection@0.2.0",
+            Pre::V0_1(_) => "prism:projection@0.1.0",
+        }
+    }
 }
 
 /// The process-wide wasmtime engine and linker.
@@ -106,7 +125,8 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        v0_2::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        v0_1::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         std::fs::create_dir_all(cache_dir)?;
         let ticker = engine.weak();
         std::thread::Builder::new()
@@ -190,8 +210,13 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
-        let pre = ProjectorPre::new(instance_pre)
-            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        let pre = match v0_2::ProjectorPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::V0_2(pre),
+            Err(current) => match v0_1::ProjectorPre::new(instance_pre) {
+                Ok(pre) => Pre::V0_1(pre),
+                Err(_) => return Err(RuntimeError::WrongWorld(format!("{current:#}"))),
+            },
+        };
         Ok(CompiledPlugin { pre, from_cache })
     }
 
@@ -215,12 +240,17 @@ impl Runtime {
         let description = instance
             .describe()
             .map_err(|e| RuntimeError::Instantiate(format!("describe: {e}")))?;
+        let indexes: Vec<IndexSpec> = description.indexes.into_iter().map(index_spec).collect();
+        if let Some(problem) = indexes.iter().find_map(IndexSpec::problem) {
+            return Err(RuntimeError::Instantiate(format!("describe: {problem}")));
+        }
         let described = crate::projector::Described {
             name: description.name,
             version: description.version,
+            kind: format!("wasm component, {}", compiled.contract()),
             event_types: description.event_types,
             queries: description.queries,
-            indexes: Vec::new(),
+            indexes,
         };
         Ok(WasmProjection::new(
             self.clone(),
@@ -260,6 +290,29 @@ impl Runtime {
             limits,
             self.rt.clone(),
         )
+    }
+}
+
+/// An index declaration of the contract as the view store's own.
+fn index_spec(index: bindings::Index) -> IndexSpec {
+    IndexSpec {
+        name: index.name,
+        fields: index
+            .fields
+            .into_iter()
+            .map(|f| IndexField {
+                path: f.path,
+                kind: match f.kind {
+                    bindings::FieldKind::Number => FieldKind::Number,
+                    bindings::FieldKind::String => FieldKind::String,
+                    bindings::FieldKind::Boolean => FieldKind::Boolean,
+                    bindings::FieldKind::Timestamp => FieldKind::Timestamp,
+                    bindings::FieldKind::Any => FieldKind::Any,
+                },
+            })
+            .collect(),
+        unique: index.unique,
+        prefix: index.prefix,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `prism:projection/logging` import.
 
-use crate::runtime::bindings::Level;
-use crate::runtime::bindings::prism::projection::logging::Host;
+use crate::runtime::bindings::v0_2::prism::projection::logging::Host;
+use crate::runtime::bindings::{Level, v0_1, v0_2};
 use crate::runtime::state::PluginState;
 
 /// The log line that aborts the process when fault injection is on.
@@ -33,5 +33,24 @@ impl Host for PluginState {
     }
 }
 
-/// The `types` interface has no functions; the linker still wants its `Host`.
-impl crate::runtime::bindings::prism::projection::types::Host for PluginState {}
+impl v0_1::prism::projection::logging::Host for PluginState {
+    async fn log(
+        &mut self,
+        level: v0_1::prism::projection::logging::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        use v0_1::prism::projection::logging::Level as Old;
+        let level = match level {
+            Old::Trace => Level::Trace,
+            Old::Debug => Level::Debug,
+            Old::Info => Level::Info,
+            Old::Warn => Level::Warn,
+            Old::Error => Level::Error,
+        };
+        Host::log(self, level, message).await
+    }
+}
+
+/// The `types` interfaces have no functions; the linker still wants their `Host`s.
+impl v0_2::prism::projection::types::Host for PluginState {}
+impl v0_1::prism::projection::types::Host for PluginState {}

@@ -1,0 +1,53 @@
+//! The contract moves on, old components keep working: a component built
+//! against `prism:projection@0.1.0` loads, projects and answers queries
+//! beside components of the current version.
+
+use serde_json::json;
+
+use crate::common::{TestServer, example_plugin, test_plugin};
+
+#[tokio::test]
+async fn a_component_of_the_first_contract_still_loads_and_works() {
+    let server = TestServer::start().await;
+    server
+        .append(
+            "account-1",
+            &[
+                ("AccountOpened", json!({"owner": "ann"})),
+                ("Deposited", json!({"amount": 5})),
+            ],
+        )
+        .await;
+    server
+        .append("account-2", &[("AccountOpened", json!({"owner": "bob"}))])
+        .await;
+    server.install_file("old", &test_plugin("old-world"));
+    server.install_file("bank", &example_plugin("account-balance"));
+    let old = server.wait_caught_up("old").await;
+    let bank = server.wait_caught_up("bank").await;
+    assert_eq!(
+        old["description"]["kind"],
+        "wasm component, prism:projection@0.1.0"
+    );
+    assert_eq!(
+        bank["description"]["kind"],
+        "wasm component, prism:projection@0.2.0"
+    );
+    assert_eq!(
+        server.view("old", "account-1").await.unwrap(),
+        json!({"count": 2})
+    );
+    assert_eq!(
+        server.get_ok("/views/old/_query/total").await,
+        json!({"total": 3})
+    );
+    // It keeps following the log like any other.
+    server
+        .append("account-2", &[("Deposited", json!({"amount": 1}))])
+        .await;
+    server.wait_caught_up("old").await;
+    assert_eq!(
+        server.view("old", "account-2").await.unwrap(),
+        json!({"count": 2})
+    );
+}
