@@ -13,6 +13,7 @@ mod crash_recovery;
 mod deploys;
 mod durability;
 mod event_filter;
+mod event_json;
 mod example_plugins;
 mod graceful_shutdown;
 mod hot_swap;

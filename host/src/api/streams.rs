@@ -35,9 +35,16 @@ pub struct AppendBody {
 struct EventBody {
     #[serde(rename = "type")]
     event_type: Option<String>,
+    /// `None` only when absent: `"data": null` is kept as `null`.
+    #[serde(default, deserialize_with = "present")]
     data: Option<Box<RawValue>>,
     metadata: Option<Box<RawValue>>,
     id: Option<String>,
+}
+
+/// A field that is present, even as `null` (which plain `Option` reads as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 fn parse_expected(value: Option<Value>) -> Result<ExpectedVersion, ApiError> {

@@ -5,6 +5,7 @@
 //! synced WAL write. Reads go straight to RocksDB. Subscribers learn about new
 //! events through a head-position `watch` channel instead of polling.
 
+pub mod json;
 pub mod limits;
 mod model;
 mod writer;
@@ -25,6 +26,15 @@ use crate::storage::{CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError
 pub enum LogError {
     #[error("{0}")]
     Invalid(String),
+    /// An event's `data` or `metadata` is JSON the log does not take (see `json`).
+    #[error("event {index}: {field} {problem}")]
+    InvalidJson {
+        /// The event's place in the append, from 0.
+        index: usize,
+        /// `data` or `metadata`.
+        field: &'static str,
+        problem: json::JsonProblem,
+    },
     #[error("stream {stream} is {}, expected {expected}", describe_version(*current))]
     WrongExpectedVersion {
         stream: String,
@@ -109,8 +119,9 @@ impl EventLog {
     ) -> Result<AppendOutcome, LogError> {
         limits::check_stream_name(&stream)?;
         limits::check_event_count(events.len())?;
-        for event in &events {
+        for (index, event) in events.iter().enumerate() {
             limits::check_event_type(&event.event_type)?;
+            limits::check_payload(index, event)?;
         }
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {

@@ -76,8 +76,8 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
-/// An event a client wants appended. `data` and `metadata` are JSON texts
-/// that the caller has already validated.
+/// An event a client wants appended. `data` and `metadata` are JSON texts;
+/// the log refuses those that not every reader decodes alike (`log::json`).
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: Uuid,
