@@ -1,9 +1,10 @@
 //! The JSON of `data` and `metadata`: what no reader can take the same way is
-//! refused at the append with the event and the path.
+//! refused at the append with the event and the path, and what is accepted
+//! reads back exactly as it was sent.
 
 use serde_json::json;
 
-use crate::common::TestServer;
+use crate::common::{RawPage, TestServer};
 
 fn nested(levels: usize) -> String {
     format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
@@ -121,4 +122,60 @@ async fn payloads_readers_would_disagree_on_are_refused_naming_event_and_path() 
         );
     }
     assert_eq!(server.head().await, 0, "nothing was appended");
+}
+
+#[tokio::test]
+async fn accepted_payloads_read_back_byte_for_byte() {
+    let server = TestServer::start().await;
+    let deepest = format!("{{\"deep\": {}}}", nested(63));
+    let sent: Vec<(String, String)> = [
+        (r#"{"owner":"ann"}"#, "{}"),
+        (
+            r#"{ "spaced" : [ 1 , 2 ] ,"tab":	true }"#,
+            r#"{ "user" : "u1" }"#,
+        ),
+        (
+            r#"[123456789012345678901234567890, 18446744073709551616, -9223372036854775809]"#,
+            "{}",
+        ),
+        (
+            r#"[1e-400, -0, -0.0, 1E2, 0.1e1, 1.0, 1.5e+300, 0e99999999999999999999]"#,
+            "{}",
+        ),
+        (
+            r#""\ud83d\ude00 é \u00e9 \u00E9 \"q\" \\ \/ \u0000 \n""#,
+            r#"{"emoji":"😀","escaped":"\uD83D\uDE00"}"#,
+        ),
+        (r#"{"":0,"a":{"":1},"b":[[],{}]}"#, "{}"),
+        (&deepest, "{}"),
+        ("null", "{}"),
+        ("-12.5e-3", "{}"),
+    ]
+    .into_iter()
+    .map(|(d, m)| (d.to_string(), m.to_string()))
+    .collect();
+    for (data, metadata) in &sent {
+        let (status, reply) = server
+            .post_raw("/streams/kept/events", body(&[(data, Some(metadata))]))
+            .await;
+        assert_eq!(status, 201, "{data:.100} → {reply}");
+    }
+    let check = |page: RawPage| {
+        assert_eq!(page.events.len(), sent.len());
+        for (event, (data, metadata)) in page.events.iter().zip(&sent) {
+            assert_eq!(event.data.get(), data, "data at {}", event.position);
+            assert_eq!(
+                event.metadata.get(),
+                metadata,
+                "metadata at {}",
+                event.position
+            );
+        }
+    };
+    let (status, text) = server.get_text("/events").await;
+    assert_eq!(status, 200);
+    check(RawPage::parse(&text));
+    let (status, text) = server.get_text("/streams/kept/events").await;
+    assert_eq!(status, 200);
+    check(RawPage::parse(&text));
 }

@@ -19,6 +19,7 @@ mod graceful_shutdown;
 mod hot_swap;
 mod idempotent_retry;
 mod languages;
+mod log_pages;
 mod plugin_directory;
 mod plugin_status;
 mod poison_events;

@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 pub use metrics::Metrics;
-pub use streams::{DEFAULT_READ_LIMIT, MAX_READ_LIMIT};
+pub use streams::{DEFAULT_READ_LIMIT, MAX_READ_LIMIT, MAX_READ_PAGE_BYTES};
 pub use views::{
     DEFAULT_SCAN_LIMIT, GENERATION_HEADER, MAX_SCAN_LIMIT, POSITION_HEADER, STATE_HEADER,
 };
