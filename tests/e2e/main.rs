@@ -23,6 +23,7 @@ mod log_pages;
 mod plugin_directory;
 mod plugin_status;
 mod poison_events;
+mod reserved_keys;
 mod security;
 mod slow_clients;
 mod view_reads;

@@ -126,6 +126,7 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         .route("/views/{plugin}", get(views::scan))
         .route("/views/{plugin}/_changes", get(views::changes))
         .route("/views/{plugin}/_query/{name}", get(views::query))
+        .route("/views/{plugin}/_doc/{key}", get(views::get_doc))
         .route("/views/{plugin}/{key}", get(views::get_key))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))

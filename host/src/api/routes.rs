@@ -141,9 +141,15 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         "GET",
+        "/views/{plugin}/_doc/{key}",
+        Scope::Read,
+        "One view document, at any key (keys starting with _ are read only here)",
+    ),
+    route(
+        "GET",
         "/views/{plugin}/{key}",
         Scope::Read,
-        "One view document",
+        "One view document; a key starting with _ is a 400 reserved_key pointing to _doc/{key}",
     ),
     route("GET", "/healthz", Scope::Public, "Health"),
     route("GET", "/metrics", Scope::Read, "Prometheus metrics"),
@@ -199,9 +205,9 @@ fn query_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str
             ]);
             out.extend(consistency);
         }
-        ("GET", "/views/{plugin}/{key}") | ("GET", "/views/{plugin}/_query/{name}") => {
-            out.extend(consistency)
-        }
+        ("GET", "/views/{plugin}/{key}")
+        | ("GET", "/views/{plugin}/_doc/{key}")
+        | ("GET", "/views/{plugin}/_query/{name}") => out.extend(consistency),
         _ => {}
     }
     out
