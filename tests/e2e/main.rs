@@ -18,6 +18,7 @@ mod example_plugins;
 mod graceful_shutdown;
 mod hot_swap;
 mod idempotent_retry;
+mod json_corpus;
 mod languages;
 mod log_pages;
 mod plugin_directory;

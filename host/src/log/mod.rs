@@ -6,6 +6,8 @@
 //! events through a head-position `watch` channel instead of polling.
 
 pub mod json;
+#[cfg(test)]
+mod json_corpus;
 pub mod limits;
 mod model;
 mod writer;
