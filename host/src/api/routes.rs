@@ -182,11 +182,17 @@ fn query_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str
     match (method, path) {
         ("GET", "/streams/{stream}/events") => out.extend([
             ("from_version", "first stream version (default 0)"),
-            ("limit", "most events (default 100, at most 10000)"),
+            (
+                "limit",
+                "most events (default 100, at most 10000); a page also ends before 4 MiB of events: continue from next_version",
+            ),
         ]),
         ("GET", "/events") => out.extend([
             ("from_position", "first position (default 1)"),
-            ("limit", "most events (default 100, at most 10000)"),
+            (
+                "limit",
+                "most events (default 100, at most 10000); a page also ends before 4 MiB of events: continue from next_position",
+            ),
         ]),
         ("GET", "/plugins/{name}/dead-letters") => {
             out.push(("limit", "most dead letters (default 100, at most 10000)"))

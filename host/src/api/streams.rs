@@ -354,3 +354,74 @@ pub async fn read_log(
     .await
     .map_err(ApiError::internal)?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event<'a>(position: u64, data: &'a str) -> EventRef<'a> {
+        EventRef {
+            position: Position(position),
+            stream: "s",
+            stream_version: StreamVersion(position - 1),
+            id: Uuid::from_u128(position as u128),
+            event_type: "T",
+            data,
+            metadata: "{}",
+            recorded_at_ms: 0,
+        }
+    }
+
+    fn parse(page: Page) -> Value {
+        let response = page.finish("]}").unwrap();
+        let body =
+            futures::executor::block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+                .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[test]
+    fn a_page_ends_at_the_byte_bound_and_always_holds_its_first_event() {
+        let big = format!("\"{}\"", "x".repeat(MAX_READ_PAGE_BYTES));
+        let third = format!("\"{}\"", "x".repeat(MAX_READ_PAGE_BYTES / 3));
+        let mut page = Page::new(r#"{"events":["#, 100);
+        assert!(page.push(event(1, &big)), "a first event comes whole");
+        assert!(!page.push(event(2, "1")), "nothing fits after it");
+        assert_eq!(parse(page)["events"].as_array().unwrap().len(), 1);
+
+        let mut page = Page::new(r#"{"events":["#, 100);
+        assert!(page.push(event(1, &third)));
+        assert!(page.push(event(2, &third)));
+        // Its strings fit, its JSON with the other fields does not.
+        let rest = MAX_READ_PAGE_BYTES - (page.body.len() - page.start) - 10;
+        let almost = format!("\"{}\"", "x".repeat(rest));
+        assert!(!page.push(event(3, &almost)));
+        let body = parse(page);
+        assert_eq!(body["events"].as_array().unwrap().len(), 2);
+        assert_eq!(body["events"][1]["position"], 2);
+    }
+
+    #[test]
+    fn a_page_holds_at_most_limit_events_and_their_stored_text() {
+        let mut page = Page::new(r#"{"events":["#, 2);
+        assert!(page.push(event(1, r#"{ "a" : 1e2 }"#)));
+        assert!(page.push(event(2, "[1.0, -0]")));
+        assert!(!page.push(event(3, "null")));
+        let response = page.finish("]}").unwrap();
+        let body =
+            futures::executor::block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+                .unwrap();
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(text.contains(r#""data":{ "a" : 1e2 }"#), "{text}");
+        assert!(text.contains(r#""data":[1.0, -0]"#), "{text}");
+    }
+
+    #[test]
+    fn stored_text_that_is_not_json_fails_the_read_instead_of_reading_as_null() {
+        let mut page = Page::new(r#"{"events":["#, 10);
+        assert!(page.push(event(1, "{}")));
+        assert!(!page.push(event(2, "{broken")));
+        let error = page.finish("]}").unwrap_err();
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

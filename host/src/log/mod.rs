@@ -353,3 +353,72 @@ fn stream_head(db: &Rocks, stream: &str) -> Result<Option<StreamVersion>, Storag
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_event(data: &str) -> NewEvent {
+        NewEvent {
+            id: Uuid::new_v4(),
+            client_id: false,
+            event_type: "T".into(),
+            data: data.into(),
+            metadata: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn visits_borrow_events_in_order_and_stop_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(crate::storage::open(dir.path()).unwrap()).unwrap();
+        for (stream, data) in [("a", "1"), ("b", "2"), ("a", " [3] "), ("a", "4")] {
+            log.append(stream.into(), ExpectedVersion::Any, vec![new_event(data)])
+                .await
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        log.visit(Position(2), |e| {
+            seen.push((e.position.0, e.stream.to_string(), e.data.to_string()));
+            seen.len() < 2
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [(2, "b".into(), "2".into()), (3, "a".into(), " [3] ".into())]
+        );
+
+        let mut versions = Vec::new();
+        let exists = log
+            .visit_stream("a", StreamVersion(1), |e| {
+                versions.push((e.stream_version.0, e.position.0));
+                true
+            })
+            .unwrap();
+        assert!(exists);
+        assert_eq!(versions, [(1, 3), (2, 4)]);
+        assert!(!log.visit_stream("c", StreamVersion(0), |_| true).unwrap());
+        let read = log.read_stream("a", StreamVersion(0), 2).unwrap().unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[1].data, " [3] ");
+    }
+
+    #[tokio::test]
+    async fn an_append_with_json_no_reader_agrees_on_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(crate::storage::open(dir.path()).unwrap()).unwrap();
+        let error = log
+            .append(
+                "a".into(),
+                ExpectedVersion::Any,
+                vec![new_event("{}"), new_event(r#"{"x":1,"x":2}"#)],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, LogError::InvalidJson { index: 1, field: "data", problem } if problem.path == "$.x"),
+            "{error}"
+        );
+        assert_eq!(log.head(), Position::ZERO);
+    }
+}
