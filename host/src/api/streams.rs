@@ -233,6 +233,9 @@ impl Page {
             }
         };
         let before = self.body.len();
+        // Room for the whole event at once: growing a big body by doubling
+        // would hold the old and the new buffer at the same time.
+        self.body.reserve(least + 256);
         if self.events > 0 {
             self.body.push(b',');
         }

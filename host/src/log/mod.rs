@@ -241,8 +241,10 @@ impl EventLog {
         mut visit: impl FnMut(EventRef<'_>) -> bool,
     ) -> Result<(), LogError> {
         let cf = self.db.cf_handle(CF_EVENTS).expect("events family");
+        // No fixed readahead (unlike `scan_where`): its buffer would hold up
+        // to a page's worth of events beside the response. RocksDB's own
+        // readahead still grows on sequential reads.
         let mut opts = ReadOptions::default();
-        opts.set_readahead_size(2 << 20);
         opts.fill_cache(false);
         let mut iter = self.db.raw_iterator_cf_opt(&cf, opts);
         iter.seek(codec::u64_key(from.0.max(1)));
