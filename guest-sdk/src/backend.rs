@@ -76,10 +76,6 @@ pub fn check_key(key: &str) -> Result<(), ViewError> {
             "the key is {} bytes long; at most {MAX_KEY_LEN} are allowed",
             key.len()
         )))
-    } else if key.starts_with('_') {
-        Err(ViewError::InvalidKey(format!(
-            "`{key}` starts with `_`, which is reserved"
-        )))
     } else {
         Ok(())
     }
@@ -184,10 +180,13 @@ mod tests {
     }
 
     #[test]
-    fn reserved_empty_and_oversized_keys_are_refused() {
+    fn empty_and_oversized_keys_are_refused() {
         assert!(check_key("account-1").is_ok());
+        assert!(
+            check_key("_under").is_ok(),
+            "`_` is reserved in HTTP paths only"
+        );
         assert!(matches!(check_key(""), Err(ViewError::InvalidKey(_))));
-        assert!(matches!(check_key("_meta"), Err(ViewError::InvalidKey(_))));
         let long = "k".repeat(MAX_KEY_LEN + 1);
         assert!(matches!(check_key(&long), Err(ViewError::InvalidKey(_))));
     }

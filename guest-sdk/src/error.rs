@@ -130,8 +130,8 @@ impl From<serde_json::Error> for QueryError {
 pub enum ViewError {
     /// The value is not a valid JSON document.
     InvalidJson(String),
-    /// The key is empty, longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN)
-    /// bytes, or reserved (starts with `_`).
+    /// The key is empty or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN)
+    /// bytes.
     InvalidKey(String),
     /// Writes are not allowed here (inside a query).
     ReadOnly,

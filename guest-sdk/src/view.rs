@@ -21,9 +21,9 @@ use crate::{Backend, Entry, Error, ViewError, Write};
 
 /// The projection's keyspace: ordered UTF-8 keys, JSON document values.
 ///
-/// Reads see the batch's own earlier writes. Keys starting with `_` are
-/// reserved, and values must be JSON documents: both are checked on write, so
-/// a bad write fails the event that made it.
+/// Reads see the batch's own earlier writes. Keys must be non-empty and at
+/// most [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes, and values JSON documents:
+/// both are checked on write, so a bad write fails the event that made it.
 pub struct View<'b> {
     backend: &'b mut dyn Backend,
     cache: HashMap<String, Slot, BuildHasherDefault<KeyHasher>>,
@@ -537,8 +537,9 @@ mod tests {
     fn bad_keys_and_bad_json_fail_at_the_write_that_made_them() {
         let mut backend = backend_with(&[]);
         let mut view = View::new(&mut backend);
-        let reserved = view.put("_checkpoint", "1").unwrap_err();
-        assert!(reserved.message().contains("reserved"), "{reserved}");
+        let empty = view.put("", "1").unwrap_err();
+        assert!(empty.message().contains("empty"), "{empty}");
+        view.put("_checkpoint", "1").unwrap();
         let bad_json = view.put("k", "{oops").unwrap_err();
         assert!(bad_json.message().contains("invalid JSON"), "{bad_json}");
     }

@@ -389,6 +389,64 @@ fn with_marker(wasm: &[u8], marker: &str) -> Vec<u8> {
     out
 }
 
+/// The `prism` binary the process-level benchmarks run:
+/// `PRISM_BENCH_BINARY` if set (to measure another build), else
+/// `target/release/prism`.
+fn prism_binary(root: &Path) -> PathBuf {
+    std::env::var_os("PRISM_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/prism"))
+}
+
+/// Start `bin serve` on a loopback port as a child process; it and its
+/// base URL once it listens.
+fn spawn_prism(bin: &Path, data: &Path, plugins: &Path) -> Result<(std::process::Child, String)> {
+    let mut child = std::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--plugins")
+        .arg(plugins)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
+        &mut line,
+    )?;
+    let base = line
+        .trim()
+        .trim_start_matches("prism listening on ")
+        .to_string();
+    Ok((child, base))
+}
+
+/// A `kB` field of `/proc/{pid}/status` (`VmRSS:`, `VmHWM:`), in KiB.
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `bytes` of JSON: an array of integers, like a batch of sensor readings.
+fn number_array(rng: &mut Rng, bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes + 16);
+    out.push('[');
+    while out.len() < bytes {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}", rng.below(1_000_000_000));
+    }
+    out.push(']');
+    out
+}
+
 impl Suite {
     fn wants(&self, name: &str) -> bool {
         self.only.as_deref().is_none_or(|o| o == name)
@@ -836,40 +894,15 @@ impl Suite {
         let data = self.work.path().join("memory");
         let plugins = self.work.path().join("memory-plugins");
         std::fs::create_dir_all(&plugins)?;
-        let bin = self.root.join("target/release/prism");
+        let bin = prism_binary(&self.root);
         if !bin.exists() {
-            eprintln!("  target/release/prism not built; skipped");
+            eprintln!("  {} not built; skipped", bin.display());
             return Ok(());
         }
         let bytes = std::fs::read(&path)?;
-        let mut child = std::process::Command::new(&bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&data)
-            .arg("--plugins")
-            .arg(&plugins)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
-            &mut line,
-        )?;
-        let base = line
-            .trim()
-            .trim_start_matches("prism listening on ")
-            .to_string();
+        let (mut child, base) = spawn_prism(&bin, &data, &plugins)?;
         let http = reqwest::Client::new();
-        let rss = |pid: u32, field: &str| -> u64 {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap_or_default()
-                .lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        let empty = rss(child.id(), "VmRSS:");
+        let empty = proc_kib(child.id(), "VmRSS:");
         let mut per_language = Vec::new();
         for i in 0..10 {
             http.put(format!("{base}/plugins/bank{i}"))
@@ -880,23 +913,23 @@ impl Suite {
         for i in 0..10 {
             wait_live(&http, &base, &format!("bank{i}"), 0, None).await?;
         }
-        let ten = rss(child.id(), "VmRSS:");
+        let ten = proc_kib(child.id(), "VmRSS:");
         per_language.push(("Rust", (ten.saturating_sub(empty)) / 10));
         for (plugin, label) in [
             ("account-balance-py", "Python"),
             ("account-balance-js", "JavaScript"),
         ] {
             if let Some(p) = self.plugin(plugin) {
-                let before = rss(child.id(), "VmRSS:");
+                let before = proc_kib(child.id(), "VmRSS:");
                 http.put(format!("{base}/plugins/{plugin}"))
                     .body(std::fs::read(p)?)
                     .send()
                     .await?;
                 wait_live(&http, &base, plugin, 0, None).await?;
-                per_language.push((label, rss(child.id(), "VmRSS:").saturating_sub(before)));
+                per_language.push((label, proc_kib(child.id(), "VmRSS:").saturating_sub(before)));
             }
         }
-        let peak = rss(child.id(), "VmHWM:");
+        let peak = proc_kib(child.id(), "VmHWM:");
         let _ = child.kill();
         let _ = child.wait();
         self.figure("Memory", "memory", "Peak RSS of the server with 10 Rust plugins loaded", format!("{} MiB (empty server {} MiB)", ten / 1024, empty / 1024), "(reported)", None, format!("10 × account-balance, release build; peak over the run incl. other languages: {} MiB", peak / 1024));
@@ -910,6 +943,103 @@ impl Suite {
                 None,
                 "RSS delta when loading",
             );
+        }
+        Ok(())
+    }
+
+    /// What a read-only client costs the server: big events (integer
+    /// arrays) are read with `GET /events?limit=N`, by one client and by
+    /// three at once, each on a freshly started server. The figure is the
+    /// growth of the server's peak RSS over its RSS before the reads, as a
+    /// multiple of the bytes the reads returned. The peak is reset
+    /// (`/proc/PID/clear_refs`) just before the reads, after one request
+    /// for an empty page, so that neither start-up nor the first request's
+    /// fixed cost counts.
+    async fn log_read_memory(&mut self) -> Result<()> {
+        let bin = prism_binary(&self.root);
+        if !bin.exists() {
+            eprintln!("  {} not built; skipped", bin.display());
+            return Ok(());
+        }
+        let http = reqwest::Client::new();
+        // Pages of one event as big as a page, and pages of ten smaller ones.
+        for (events, event_bytes) in [(10usize, 4_000_000usize), (100, 400_000)] {
+            let data = self.work.path().join(format!("log-read-{event_bytes}"));
+            let plugins = self.work.path().join("log-read-plugins");
+            std::fs::create_dir_all(&plugins)?;
+            {
+                let (mut child, base) = spawn_prism(&bin, &data, &plugins)?;
+                let mut rng = Rng(SEED);
+                for _ in 0..events {
+                    let body = format!(
+                        r#"{{"events":[{{"type":"Readings","data":{}}}]}}"#,
+                        number_array(&mut rng, event_bytes)
+                    );
+                    let answer = http
+                        .post(format!("{base}/streams/sensor-1/events"))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    if answer.status() != 201 {
+                        bail!("append: {} {}", answer.status(), answer.text().await?);
+                    }
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            for readers in [1usize, 3] {
+                let (mut child, base) = spawn_prism(&bin, &data, &plugins)?;
+                // A first request costs a fresh server some memory whatever
+                // it asks (a blocking thread, allocator arenas): an empty
+                // page pays it before the measurement starts.
+                http.get(format!("{base}/events?from_position={}", events + 1))
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let pid = child.id();
+                let before = proc_kib(pid, "VmRSS:");
+                std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
+                let reads = (0..readers).map(|_| {
+                    let http = http.clone();
+                    let url = format!("{base}/events?limit={events}");
+                    async move {
+                        let body = http.get(url).send().await?.bytes().await?;
+                        let page: Value = serde_json::from_slice(&body)?;
+                        let read = page["events"].as_array().map_or(0, Vec::len);
+                        Ok::<_, anyhow::Error>((body.len(), read))
+                    }
+                });
+                let answers = futures::future::try_join_all(reads).await?;
+                let peak = proc_kib(pid, "VmHWM:");
+                let _ = child.kill();
+                let _ = child.wait();
+                let returned: usize = answers.iter().map(|(bytes, _)| bytes).sum();
+                let read: usize = answers.iter().map(|(_, read)| read).sum();
+                let growth = peak.saturating_sub(before) as f64 * 1024.0;
+                let ratio = growth / returned as f64;
+                let mib = |bytes: f64| bytes / f64::from(1 << 20);
+                self.figure(
+                    "Memory",
+                    "log_read_memory",
+                    format!(
+                        "Server peak RSS growth per byte returned: {readers} concurrent GET /events?limit={events} over events of {event_bytes} bytes"
+                    ),
+                    format!(
+                        "{ratio:.2}× ({:.1} MiB for {:.1} MiB returned in {read} events; RSS before {} MiB)",
+                        mib(growth),
+                        mib(returned as f64),
+                        before / 1024
+                    ),
+                    "≤ 2×",
+                    Some(ratio <= 2.0),
+                    format!(
+                        "{events} events of {event_bytes} bytes of integer arrays; pages end at 4 MiB; fresh server per run"
+                    ),
+                );
+            }
         }
         Ok(())
     }
@@ -1089,7 +1219,7 @@ fn main() -> Result<()> {
             figures: Vec::new(),
         };
         let started = Instant::now();
-        let steps: [(&str, Step); 8] = [
+        let steps: [(&str, Step); 9] = [
             ("append", |s| Box::pin(s.append())),
             ("load", |s| Box::pin(s.load())),
             ("replay", |s| Box::pin(s.replay())),
@@ -1097,6 +1227,7 @@ fn main() -> Result<()> {
             ("query", |s| Box::pin(s.query())),
             ("swap", |s| Box::pin(s.hot_swap())),
             ("memory", |s| Box::pin(s.memory())),
+            ("log_read_memory", |s| Box::pin(s.log_read_memory())),
             ("scaling", |s| Box::pin(s.scaling())),
         ];
         for (name, step) in steps {

@@ -165,6 +165,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/plugins/{name}/dead-letters", vec!["get"]),
         ("/views/{plugin}", vec!["get"]),
         ("/views/{plugin}/{key}", vec!["get"]),
+        ("/views/{plugin}/_doc/{key}", vec!["get"]),
         ("/views/{plugin}/_query/{name}", vec!["get"]),
         ("/views/{plugin}/_changes", vec!["get"]),
         ("/healthz", vec!["get"]),

@@ -308,7 +308,6 @@ export function checkKey(key) {
   if (size > MAX_KEY_LEN) {
     throw new ViewError('invalid-key', `the key is ${size} bytes long; at most ${MAX_KEY_LEN} are allowed`);
   }
-  if (key.startsWith('_')) throw new ViewError('invalid-key', `\`${key}\` starts with \`_\`, which is reserved`);
 }
 
 /** The smallest string above every string that starts with `prefix`, or undefined. */

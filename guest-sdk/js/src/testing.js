@@ -8,8 +8,8 @@
 // The harness numbers events as the log does (global positions from 1, stream versions
 // from 0), filters them by the declared event types as the host does, and runs them
 // through the same batch engine the component runs, against `InMemoryHost`, which enforces
-// the host's rules: keys non-empty, at most 1024 bytes and not starting with `_`;
-// all-or-nothing `writeMany`; read-only views inside queries.
+// the host's rules: keys non-empty and at most 1024 bytes; all-or-nothing `writeMany`;
+// read-only views inside queries.
 
 import { Event, Runtime, ViewError, dumps, parse, setLogSink } from './index.js';
 
@@ -34,7 +34,7 @@ export class InMemoryHost {
 
   #check(key, raw) {
     if (this.readOnly) throw new ViewError('read-only');
-    if (!key || encoder.encode(key).length > 1024 || key.startsWith('_')) throw new ViewError('invalid-key', key);
+    if (!key || encoder.encode(key).length > 1024) throw new ViewError('invalid-key', key);
     if (raw !== null) {
       try {
         parse(raw);

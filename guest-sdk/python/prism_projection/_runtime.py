@@ -322,8 +322,6 @@ def check_key(key):
     size = len(key.encode("utf-8"))
     if size > MAX_KEY_LEN:
         raise ViewError("invalid-key", f"the key is {size} bytes long; at most {MAX_KEY_LEN} are allowed")
-    if key.startswith("_"):
-        raise ViewError("invalid-key", f"`{key}` starts with `_`, which is reserved")
 
 
 def _prefix_end(prefix):

@@ -9,7 +9,7 @@
 The harness numbers events as the log does (global positions from 1, stream versions from
 0), filters them by the projection's declared event types as the host does, and runs them
 through the same batch engine the component runs, against `InMemoryHost`, which enforces the
-host's rules: keys non-empty, at most 1024 bytes and not starting with `_`; all-or-nothing
+host's rules: keys non-empty and at most 1024 bytes; all-or-nothing
 `write-many`; read-only views inside queries.
 """
 
@@ -34,7 +34,7 @@ class InMemoryHost:
     def _check(self, key, raw):
         if self.read_only:
             raise ViewError("read-only")
-        if not key or len(key.encode("utf-8")) > 1024 or key.startswith("_"):
+        if not key or len(key.encode("utf-8")) > 1024:
             raise ViewError("invalid-key", key)
         if raw is not None:
             try:

@@ -107,6 +107,17 @@ impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         match e {
             LogError::Invalid(m) => ApiError::bad_request("invalid_request", m),
+            LogError::InvalidJson {
+                index,
+                field,
+                ref problem,
+            } => {
+                let path = problem.path.clone();
+                ApiError::bad_request("invalid_event", e.to_string())
+                    .with("event_index", json!(index))
+                    .with("field", json!(field))
+                    .with("path", json!(path))
+            }
             LogError::WrongExpectedVersion { current, .. } => {
                 let message = e.to_string();
                 ApiError::new(StatusCode::CONFLICT, "wrong_expected_version", message)

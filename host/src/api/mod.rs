@@ -29,7 +29,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 pub use metrics::Metrics;
-pub use streams::{DEFAULT_READ_LIMIT, MAX_READ_LIMIT};
+pub use streams::{DEFAULT_READ_LIMIT, MAX_READ_LIMIT, MAX_READ_PAGE_BYTES};
 pub use views::{
     DEFAULT_SCAN_LIMIT, GENERATION_HEADER, MAX_SCAN_LIMIT, POSITION_HEADER, STATE_HEADER,
 };
@@ -134,6 +134,7 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         .route("/views/{plugin}", get(views::scan))
         .route("/views/{plugin}/_changes", get(changes::feed))
         .route("/views/{plugin}/_query/{name}", get(views::query))
+        .route("/views/{plugin}/_doc/{key}", get(views::get_doc))
         .route("/views/{plugin}/{key}", get(views::get_key))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))

@@ -153,9 +153,15 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         "GET",
+        "/views/{plugin}/_doc/{key}",
+        Scope::Read,
+        "One view document, at any key (keys starting with _ are read only here)",
+    ),
+    route(
+        "GET",
         "/views/{plugin}/{key}",
         Scope::Read,
-        "One view document",
+        "One view document; a key starting with _ is a 400 reserved_key pointing to _doc/{key}",
     ),
     route("GET", "/healthz", Scope::Public, "Health"),
     route("GET", "/metrics", Scope::Read, "Prometheus metrics"),
@@ -188,11 +194,17 @@ fn query_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str
     match (method, path) {
         ("GET", "/streams/{stream}/events") => out.extend([
             ("from_version", "first stream version (default 0)"),
-            ("limit", "most events (default 100, at most 10000)"),
+            (
+                "limit",
+                "most events (default 100, at most 10000); a page also ends before 4 MiB of events: continue from next_version",
+            ),
         ]),
         ("GET", "/events") => out.extend([
             ("from_position", "first position (default 1)"),
-            ("limit", "most events (default 100, at most 10000)"),
+            (
+                "limit",
+                "most events (default 100, at most 10000); a page also ends before 4 MiB of events: continue from next_position",
+            ),
         ]),
         ("GET", "/plugins/{name}/dead-letters") => {
             out.push(("limit", "most dead letters (default 100, at most 10000)"))
@@ -211,9 +223,9 @@ fn query_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str
             ]);
             out.extend(consistency);
         }
-        ("GET", "/views/{plugin}/{key}") | ("GET", "/views/{plugin}/_query/{name}") => {
-            out.extend(consistency)
-        }
+        ("GET", "/views/{plugin}/{key}")
+        | ("GET", "/views/{plugin}/_doc/{key}")
+        | ("GET", "/views/{plugin}/_query/{name}") => out.extend(consistency),
         _ => {}
     }
     out

@@ -201,10 +201,42 @@ async fn serving(state: &AppState, plugin: &str, c: &Consistency) -> Result<Serv
     }
 }
 
+/// `GET /views/{plugin}/{key}`. Paths starting with `_` are the API's own
+/// (`_changes`, `_query/…`, and more to come), so a key starting with `_`
+/// is read at `_doc/{key}` instead, as CouchDB does with `_design`.
 pub async fn get_key(
     State(state): State<AppState>,
     Path((plugin, key)): Path<(String, String)>,
     Params(c): Params<Consistency>,
+) -> Result<Response, Response> {
+    if key.starts_with('_') {
+        return Err(ApiError::bad_request(
+            "reserved_key",
+            format!(
+                "paths starting with \"_\" are the API's; read the document at key {key:?} \
+                 at /views/{plugin}/_doc/{key}"
+            ),
+        )
+        .into_response());
+    }
+    document_at(state, plugin, key, c).await
+}
+
+/// `GET /views/{plugin}/_doc/{key}`: the document at any key, including
+/// those starting with `_`.
+pub async fn get_doc(
+    State(state): State<AppState>,
+    Path((plugin, key)): Path<(String, String)>,
+    Params(c): Params<Consistency>,
+) -> Result<Response, Response> {
+    document_at(state, plugin, key, c).await
+}
+
+async fn document_at(
+    state: AppState,
+    plugin: String,
+    key: String,
+    c: Consistency,
 ) -> Result<Response, Response> {
     if key.len() > crate::views::MAX_KEY_BYTES {
         return Err(ApiError::bad_request(

@@ -1,7 +1,7 @@
-//! What the log accepts: names, sizes and counts, checked before anything is
-//! written so that bad input changes nothing.
+//! What the log accepts: names, sizes, counts and payloads, checked before
+//! anything is written so that bad input changes nothing.
 
-use super::LogError;
+use super::{LogError, NewEvent, json};
 
 /// Longest stream name, in bytes.
 pub const MAX_STREAM_NAME_BYTES: usize = 256;
@@ -46,6 +46,19 @@ pub fn check_event_count(count: usize) -> Result<(), LogError> {
         return Err(LogError::Invalid(format!(
             "{count} events in one append; the limit is {MAX_EVENTS_PER_APPEND}"
         )));
+    }
+    Ok(())
+}
+
+/// `data` and `metadata` must be JSON that every reader decodes alike (see
+/// [`json`]).
+pub fn check_payload(index: usize, event: &NewEvent) -> Result<(), LogError> {
+    for (field, text) in [("data", &event.data), ("metadata", &event.metadata)] {
+        json::check(text).map_err(|problem| LogError::InvalidJson {
+            index,
+            field,
+            problem,
+        })?;
     }
     Ok(())
 }

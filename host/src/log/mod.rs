@@ -38,6 +38,9 @@
 //! answered with an error; a client that retries with the same event ids
 //! gets the original outcome, not a second copy.
 
+pub mod json;
+#[cfg(test)]
+mod json_corpus;
 pub mod limits;
 mod model;
 mod space;
@@ -50,8 +53,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 pub use model::{
-    AppendOutcome, ExpectedVersion, MultiOutcome, NewEvent, Position, RecordedEvent, StreamEvents,
-    StreamVersion,
+    AppendOutcome, EventRef, ExpectedVersion, MultiOutcome, NewEvent, Position, RecordedEvent,
+    StreamEvents, StreamVersion,
 };
 pub use space::StorageHealth;
 
@@ -64,6 +67,15 @@ use space::AppendState;
 pub enum LogError {
     #[error("{0}")]
     Invalid(String),
+    /// An event's `data` or `metadata` is JSON the log does not take (see `json`).
+    #[error("event {index}: {field} {problem}")]
+    InvalidJson {
+        /// The event's place in the append, from 0.
+        index: usize,
+        /// `data` or `metadata`.
+        field: &'static str,
+        problem: json::JsonProblem,
+    },
     #[error("stream {stream} is {}, expected {expected}", describe_version(*current))]
     WrongExpectedVersion {
         stream: String,
@@ -192,6 +204,7 @@ impl EventLog {
         expected: Vec<(String, ExpectedVersion)>,
     ) -> Result<MultiOutcome, LogError> {
         limits::check_event_count(runs.iter().map(|r| r.events.len()).sum())?;
+        let mut index = 0;
         for run in &runs {
             limits::check_stream_name(&run.stream)?;
             if run.events.is_empty() {
@@ -202,6 +215,8 @@ impl EventLog {
             }
             for event in &run.events {
                 limits::check_event_type(&event.event_type)?;
+                limits::check_payload(index, event)?;
+                index += 1;
             }
         }
         for (stream, _) in &expected {
@@ -304,41 +319,89 @@ impl EventLog {
         from: StreamVersion,
         limit: usize,
     ) -> Result<Option<Vec<RecordedEvent>>, LogError> {
+        let mut out = Vec::new();
+        let exists = self.visit_stream(stream, from, |event| {
+            out.push(event.to_recorded());
+            out.len() < limit
+        })?;
+        Ok(exists.then_some(out))
+    }
+
+    /// Visit events from position `from` on, oldest first, until `visit`
+    /// returns false: [`EventLog::scan`] for readers that pass events on
+    /// rather than keep them (the HTTP API). Each event is borrowed from the
+    /// store, so its payload is never copied, and the blocks read do not
+    /// enter the block cache, so a client reading through the log neither
+    /// holds a copy of what it read nor evicts what the projectors keep hot.
+    pub fn visit(
+        &self,
+        from: Position,
+        mut visit: impl FnMut(EventRef<'_>) -> bool,
+    ) -> Result<(), LogError> {
+        let cf = self.db.cf_handle(CF_EVENTS).expect("events family");
+        // No fixed readahead (unlike `scan_where`): its buffer would hold up
+        // to a page's worth of events beside the response. RocksDB's own
+        // readahead still grows on sequential reads.
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        let mut iter = self.db.raw_iterator_cf_opt(&cf, opts);
+        iter.seek(codec::u64_key(from.0.max(1)));
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            let position = Position(codec::decode_u64(key)?);
+            if !visit(borrowed(position, codec::decode_event_ref(value)?)) {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
+    }
+
+    /// Visit the events of `stream` from version `from` on, oldest first,
+    /// until `visit` returns false, borrowed as in [`EventLog::visit`];
+    /// false if the stream does not exist.
+    pub fn visit_stream(
+        &self,
+        stream: &str,
+        from: StreamVersion,
+        mut visit: impl FnMut(EventRef<'_>) -> bool,
+    ) -> Result<bool, LogError> {
         if self.stream_version(stream)?.is_none() {
-            return Ok(None);
+            return Ok(false);
         }
         let streams = self.db.cf_handle(CF_STREAMS).expect("streams family");
+        let events = self.db.cf_handle(CF_EVENTS).expect("events family");
         let start = codec::stream_key(stream, from.0);
         let prefix_len = stream.len() + 1;
-        let mut positions = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(&streams, IteratorMode::From(&start, Direction::Forward));
-        for item in iter {
-            let (key, value) = item?;
+        let mut uncached = ReadOptions::default();
+        uncached.fill_cache(false);
+        let mut index = self.db.raw_iterator_cf(&streams);
+        index.seek(&start);
+        while let (Some(key), Some(value)) = (index.key(), index.value()) {
             if key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
                 break;
             }
-            positions.push(codec::decode_u64(&value)?);
-            if positions.len() >= limit {
-                break;
+            let position = codec::decode_u64(value)?;
+            // One event at a time: a page of big events is never in memory
+            // all at once.
+            let bytes = self
+                .db
+                .get_pinned_cf_opt(&events, codec::u64_key(position), &uncached)?
+                .ok_or_else(|| {
+                    StorageError::Corrupt(format!(
+                        "stream index points at missing position {position}"
+                    ))
+                })?;
+            if !visit(borrowed(
+                Position(position),
+                codec::decode_event_ref(&bytes)?,
+            )) {
+                return Ok(true);
             }
+            index.next();
         }
-        let events = self.db.cf_handle(CF_EVENTS).expect("events family");
-        let keys: Vec<_> = positions
-            .iter()
-            .map(|p| (&events, codec::u64_key(*p)))
-            .collect();
-        let mut out = Vec::with_capacity(positions.len());
-        for (position, value) in positions.iter().zip(self.db.multi_get_cf(keys)) {
-            let value = value?.ok_or_else(|| {
-                StorageError::Corrupt(format!(
-                    "stream index points at missing position {position}"
-                ))
-            })?;
-            out.push(recorded(Position(*position), codec::decode_event(&value)?));
-        }
-        Ok(Some(out))
+        index.status()?;
+        Ok(true)
     }
 }
 
@@ -351,6 +414,19 @@ fn describe_version(current: Option<StreamVersion>) -> String {
 
 fn recorded(position: Position, e: StoredEvent) -> RecordedEvent {
     RecordedEvent {
+        position,
+        stream: e.stream,
+        stream_version: StreamVersion(e.stream_version),
+        id: Uuid::from_bytes(e.id),
+        event_type: e.event_type,
+        data: e.data,
+        metadata: e.metadata,
+        recorded_at_ms: e.recorded_at_ms,
+    }
+}
+
+fn borrowed(position: Position, e: StoredEvent<&str>) -> EventRef<'_> {
+    EventRef {
         position,
         stream: e.stream,
         stream_version: StreamVersion(e.stream_version),

@@ -76,8 +76,8 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
-/// An event a client wants appended. `data` and `metadata` are JSON texts
-/// that the caller has already validated.
+/// An event a client wants appended. `data` and `metadata` are JSON texts;
+/// the log refuses those that not every reader decodes alike (`log::json`).
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: Uuid,
@@ -124,6 +124,39 @@ pub struct MultiOutcome {
     /// appended and this is the original append's result.
     #[serde(skip)]
     pub duplicate: bool,
+}
+
+/// A recorded event borrowed from the store, for readers that pass it on
+/// (the HTTP API) and need no copy of its payload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventRef<'a> {
+    pub position: Position,
+    pub stream: &'a str,
+    pub stream_version: StreamVersion,
+    pub id: Uuid,
+    pub event_type: &'a str,
+    /// The payload as the JSON text the client sent.
+    pub data: &'a str,
+    /// The metadata as JSON text (`{}` when none was given).
+    pub metadata: &'a str,
+    /// Milliseconds since the Unix epoch when the log recorded the event.
+    pub recorded_at_ms: u64,
+}
+
+impl EventRef<'_> {
+    /// The event as an owned copy.
+    pub fn to_recorded(&self) -> RecordedEvent {
+        RecordedEvent {
+            position: self.position,
+            stream: self.stream.to_string(),
+            stream_version: self.stream_version,
+            id: self.id,
+            event_type: self.event_type.to_string(),
+            data: self.data.to_string(),
+            metadata: self.metadata.to_string(),
+            recorded_at_ms: self.recorded_at_ms,
+        }
+    }
 }
 
 /// What an acknowledged append reports back.

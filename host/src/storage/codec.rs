@@ -65,6 +65,12 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize)
     }
 
+    fn str(&mut self) -> Result<&'a str, StorageError> {
+        let len = self.len()?;
+        std::str::from_utf8(self.take(len)?)
+            .map_err(|_| StorageError::Corrupt("event field is not UTF-8".into()))
+    }
+
     fn string(&mut self) -> Result<String, StorageError> {
         let len = self.len()?;
         let bytes = self.take(len)?;
@@ -102,6 +108,28 @@ pub(crate) fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StorageError> {
         event_type: r.string()?,
         data: r.string()?,
         metadata: r.string()?,
+    })
+}
+
+/// An encoded event's fields borrowed from `bytes`: serving an event costs
+/// no copy of its payload.
+pub(crate) fn decode_event_ref(bytes: &[u8]) -> Result<StoredEvent<&str>, StorageError> {
+    let mut r = Reader { bytes };
+    let format = r.take(1)?[0];
+    if format != EVENT_FORMAT {
+        return Err(StorageError::Corrupt(format!(
+            "unknown event format {format}"
+        )));
+    }
+    let id: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
+    Ok(StoredEvent {
+        id,
+        recorded_at_ms: r.u64()?,
+        stream_version: r.u64()?,
+        stream: r.str()?,
+        event_type: r.str()?,
+        data: r.str()?,
+        metadata: r.str()?,
     })
 }
 
@@ -144,6 +172,11 @@ mod tests {
         };
         let bytes = encode_event(&event);
         assert_eq!(decode_event(&bytes).unwrap(), event);
+        let borrowed = decode_event_ref(&bytes).unwrap();
+        assert_eq!(
+            (borrowed.stream, borrowed.data, borrowed.metadata),
+            ("account-1", r#"{"amount":10}"#, "{}")
+        );
         assert_eq!(event_type(&bytes).unwrap(), "Deposited");
     }
 

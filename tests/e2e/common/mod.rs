@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// The repository root (the build scripts put plugins under its `target/`).
@@ -260,6 +262,13 @@ impl TestServer {
         reply(self.http.get(self.url(path)).send().await.unwrap()).await
     }
 
+    /// GET with the body as the server sent it, unparsed.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
     pub async fn get_ok(&self, path: &str) -> Value {
         let (status, body) = self.get(path).await;
         assert_eq!(status, 200, "GET {path}: {body}");
@@ -501,5 +510,35 @@ pub async fn assert_balances(server: &TestServer, plugin: &str, expected: &[Acco
             "{plugin}/{}",
             account.stream
         );
+    }
+}
+
+/// An event of a log read with `data` and `metadata` exactly as the
+/// response spelled them.
+#[derive(Deserialize)]
+pub struct RawEvent {
+    pub position: u64,
+    pub stream: String,
+    pub stream_version: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    pub metadata: Box<RawValue>,
+}
+
+/// A page of `GET /events` or `GET /streams/{stream}/events`, its events'
+/// payloads unparsed.
+#[derive(Deserialize)]
+pub struct RawPage {
+    pub events: Vec<RawEvent>,
+    pub head: Option<u64>,
+    pub next_position: Option<u64>,
+    pub last_version_read: Option<u64>,
+    pub next_version: Option<u64>,
+}
+
+impl RawPage {
+    pub fn parse(text: &str) -> RawPage {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:.300}"))
     }
 }

@@ -211,11 +211,23 @@ pub fn key_problem(key: &str) -> Option<String> {
             "key is {} bytes; the limit is {MAX_KEY_BYTES}",
             key.len()
         ))
-    } else if key.starts_with('_') {
-        Some(format!(
-            "key {key:?} is reserved: keys starting with '_' are the API's"
-        ))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_non_empty_key_within_the_limit_may_be_written() {
+        // `_` is reserved in the HTTP API's paths, not in the view: a
+        // projection keyed by stream meets whatever names clients append to.
+        for key in ["account-1", "_under", "_", "é", "a/b"] {
+            assert_eq!(key_problem(key), None, "{key}");
+        }
+        assert!(key_problem("").is_some());
+        assert!(key_problem(&"k".repeat(MAX_KEY_BYTES + 1)).is_some());
     }
 }
