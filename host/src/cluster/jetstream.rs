@@ -106,6 +106,7 @@
 //! - `recorded_at_ms` is the appending node's clock, not the server's.
 
 use std::fmt;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
@@ -222,14 +223,14 @@ pub struct Unavailable {
 
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the JetStream log is unavailable ({})", self.reason)?;
+        write!(f, "the JetStream log is unavailable: {}", self.reason)?;
         if self.maybe_appended {
             f.write_str(
                 "; the append may have been stored: retry it with the same event ids \
                  to get its outcome",
             )
         } else {
-            f.write_str("; nothing was appended: retry later")
+            f.write_str("; retry later")
         }
     }
 }
@@ -320,11 +321,12 @@ impl JetStreamLog {
             Err(e) if is_stream_not_found(&e) => {
                 match js.create_stream(stream_config(&config)).await {
                     Ok(stream) => stream,
-                    // Another node created it meanwhile: check what it made.
-                    Err(_) => js
+                    // Another node may have created it meanwhile: check what
+                    // it made, or say why creating failed.
+                    Err(create) => js
                         .get_stream(&config.stream)
                         .await
-                        .map_err(|e| stream_error(format!("creating or reading it: {e}")))?,
+                        .map_err(|_| stream_error(format!("creating it: {create}")))?,
                 }
             }
             Err(e) => return Err(stream_error(format!("reading its configuration: {e}"))),
@@ -371,9 +373,14 @@ impl JetStreamLog {
         let mut rereads = 0;
         loop {
             if Instant::now() >= deadline {
+                let stored = if maybe_appended {
+                    ""
+                } else {
+                    ", nothing was appended"
+                };
                 return Err(unavailable(
                     format!(
-                        "no append within {:?}; last: {last_refusal}",
+                        "no append within {:?}{stored} (last: {last_refusal})",
                         self.config.unavailable_timeout
                     ),
                     maybe_appended,
@@ -381,11 +388,12 @@ impl JetStreamLog {
             }
             let head = match self.head(&subject).await {
                 Ok(head) => head,
-                Err(e) => {
-                    last_refusal = e;
+                Err(e) if is_unavailable(&e) => {
+                    last_refusal = e.to_string();
                     pause.unavailable().await;
                     continue;
                 }
+                Err(e) => return Err(e),
             };
             let current = head.map(|h| h.version);
             if !expected.admits(current) {
@@ -712,26 +720,31 @@ impl JetStreamLog {
 
     /// The last event of `subject`, read through the stream leader (so it
     /// includes every acknowledged append).
-    async fn head(&self, subject: &str) -> Result<Option<Head>, String> {
+    async fn head(&self, subject: &str) -> Result<Option<Head>, LogError> {
         match self.stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => Ok(Some(Head {
                 sequence: message.sequence,
-                version: version_of(&message.headers, &message.payload)
-                    .map_err(|e| e.to_string())?,
+                version: version_of(&message.headers, &message.payload)?,
             })),
             Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
-            Err(e) => Err(format!("reading the stream's last event: {e}")),
+            Err(e) => Err(unavailable(
+                format!("reading the stream's last event: {e}"),
+                false,
+            )),
         }
     }
 
     /// The position of the last event (0 when the log is empty).
     pub async fn last_position(&self) -> Result<Position, LogError> {
-        let info = self
-            .stream
-            .get_info()
-            .await
-            .map_err(|e| unavailable(format!("reading the stream's state: {e}"), false))?;
-        Ok(Position(info.state.last_sequence))
+        self.retry(|| async {
+            let info = self
+                .stream
+                .get_info()
+                .await
+                .map_err(|e| unavailable(format!("reading the stream's state: {e}"), false))?;
+            Ok(Position(info.state.last_sequence))
+        })
+        .await
     }
 
     /// The event at `position`, if there is one.
@@ -739,26 +752,27 @@ impl JetStreamLog {
         if position == Position::ZERO {
             return Ok(None);
         }
-        match self.stream.get_raw_message(position.0).await {
-            Ok(message) => Ok(Some(recorded(
-                position,
-                codec::decode_event(&message.payload)?,
-            ))),
-            Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Ok(None),
-            Err(e) => Err(unavailable(
-                format!("reading position {position}: {e}"),
-                false,
-            )),
-        }
+        self.retry(|| async {
+            match self.stream.get_raw_message(position.0).await {
+                Ok(message) => Ok(Some(recorded(
+                    position,
+                    codec::decode_event(&message.payload)?,
+                ))),
+                Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Ok(None),
+                Err(e) => Err(unavailable(
+                    format!("reading position {position}: {e}"),
+                    false,
+                )),
+            }
+        })
+        .await
     }
 
     /// The last version of `stream`, or `None` if it has no events.
     pub async fn stream_version(&self, stream: &str) -> Result<Option<StreamVersion>, LogError> {
         limits::check_stream_name(stream)?;
-        let head = self
-            .head(&self.subject(stream))
-            .await
-            .map_err(|e| unavailable(e, false))?;
+        let subject = self.subject(stream);
+        let head = self.retry(|| self.head(&subject)).await?;
         Ok(head.map(|h| h.version))
     }
 
@@ -771,12 +785,8 @@ impl JetStreamLog {
             return Ok(Vec::new());
         }
         let count = (last.0 - from.0 + 1).min(limit as u64) as usize;
-        let mut follower = self.follow_subject(from, String::new()).await?;
-        let mut out = Vec::with_capacity(count);
-        while out.len() < count {
-            out.push(follower.next().await?.decode()?);
-        }
-        Ok(out)
+        let follower = self.follow_subject(from, String::new()).await?;
+        follower.take(count).await
     }
 
     /// Up to `limit` events of `stream` from version `from` on, oldest
@@ -795,11 +805,7 @@ impl JetStreamLog {
     ) -> Result<Option<Vec<RecordedEvent>>, LogError> {
         limits::check_stream_name(stream)?;
         let subject = self.subject(stream);
-        let Some(head) = self
-            .head(&subject)
-            .await
-            .map_err(|e| unavailable(e, false))?
-        else {
+        let Some(head) = self.retry(|| self.head(&subject)).await? else {
             return Ok(None);
         };
         if from > head.version || limit == 0 {
@@ -811,12 +817,8 @@ impl JetStreamLog {
             self.sequence_of_version(&subject, from, head).await?
         };
         let count = (head.version.0 - from.0 + 1).min(limit as u64) as usize;
-        let mut events = self.follow_subject(Position(start), subject).await?;
-        let mut out = Vec::with_capacity(count);
-        while out.len() < count {
-            out.push(events.next().await?.decode()?);
-        }
-        Ok(Some(out))
+        let events = self.follow_subject(Position(start), subject).await?;
+        Ok(Some(events.take(count).await?))
     }
 
     /// The sequence of version `version` of the stream on `subject`, which
@@ -831,10 +833,13 @@ impl JetStreamLog {
         while low <= high {
             let middle = low + (high - low) / 2;
             let message = self
-                .stream
-                .get_first_raw_message_by_subject(subject, middle)
-                .await
-                .map_err(|e| unavailable(format!("searching {subject}: {e}"), false))?;
+                .retry(|| async {
+                    self.stream
+                        .get_first_raw_message_by_subject(subject, middle)
+                        .await
+                        .map_err(|e| unavailable(format!("searching {subject}: {e}"), false))
+                })
+                .await?;
             if version_of(&message.headers, &message.payload)? >= version {
                 best = best.min(message.sequence);
                 high = middle - 1;
@@ -852,66 +857,143 @@ impl JetStreamLog {
             .await
     }
 
+    /// The events from `from` on, all of them or (with a subject) those of
+    /// one stream.
     async fn follow_subject(&self, from: Position, subject: String) -> Result<Follower, LogError> {
-        let filtered = !subject.is_empty();
-        let consumer = self
-            .stream
-            .create_consumer(pull::OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: from.0,
-                },
-                filter_subject: subject,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(format!("creating a consumer: {e}"), false))?;
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| unavailable(format!("starting a consumer: {e}"), false))?;
-        Ok(Follower {
-            messages,
+        let mut follower = Follower {
+            stream: self.stream.clone(),
+            subject,
+            messages: None,
             next: from,
-            gapless: !filtered,
-        })
+            retry_for: self.config.unavailable_timeout,
+        };
+        follower.open().await?;
+        Ok(follower)
+    }
+
+    /// `attempt` again while the cluster is unavailable, for up to
+    /// [`JetStreamConfig::unavailable_timeout`].
+    async fn retry<T, F: Future<Output = Result<T, LogError>>>(
+        &self,
+        attempt: impl FnMut() -> F,
+    ) -> Result<T, LogError> {
+        retry_while_unavailable(self.config.unavailable_timeout, attempt).await
+    }
+}
+
+async fn retry_while_unavailable<T, F: Future<Output = Result<T, LogError>>>(
+    limit: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, LogError> {
+    let deadline = Instant::now() + limit;
+    let mut pause = Pause::default();
+    loop {
+        match attempt().await {
+            Err(e) if is_unavailable(&e) && Instant::now() < deadline => {
+                pause.unavailable().await;
+            }
+            result => return result,
+        }
     }
 }
 
 /// The log from a position on, in order; see [`JetStreamLog::follow`].
+///
+/// It reads with JetStream's ordered consumer (one server-side consumer
+/// without acknowledgements, recreated by the client after a failure).
 pub struct Follower {
-    messages: pull::Ordered,
-    /// The position the next event must have.
+    stream: jetstream::stream::Stream,
+    /// Only this subject's events; empty for all of them.
+    subject: String,
+    /// The consumer's messages; `None` until (re)opened.
+    messages: Option<pull::Ordered>,
+    /// The position the next event must have (or, with a subject, the
+    /// lowest it may have).
     next: Position,
-    /// Whether every position is expected (not a one-subject view).
-    gapless: bool,
+    /// How long opening the consumer is retried while the cluster is
+    /// unavailable.
+    retry_for: Duration,
 }
 
 impl Follower {
     /// The next event, waiting for it if the log has no more yet. An error
-    /// does not end the follower: JetStream's ordered consumer recreates
-    /// itself, so calling again goes on where it stopped.
+    /// does not end the follower: calling again goes on where it stopped.
     pub async fn next(&mut self) -> Result<RawEvent, LogError> {
-        let message = match self.messages.next().await {
-            Some(Ok(message)) => message,
-            Some(Err(e)) => return Err(unavailable(format!("following the log: {e}"), false)),
-            None => return Err(unavailable("the log's consumer ended", false)),
-        };
-        let info = message
-            .info()
-            .map_err(|e| unexpected(format!("a consumed message without its position: {e}")))?;
-        let position = Position(info.stream_sequence);
-        if self.gapless && position != self.next {
-            return Err(LogError::Storage(StorageError::Corrupt(format!(
-                "position {} is missing from the JetStream stream (the next event is at {position}): \
-                 something removed messages",
-                self.next
-            ))));
+        loop {
+            if self.messages.is_none() {
+                self.open().await?;
+            }
+            let messages = self.messages.as_mut().expect("opened above");
+            let message = match messages.next().await {
+                Some(Ok(message)) => message,
+                Some(Err(e)) => return Err(unavailable(format!("following the log: {e}"), false)),
+                None => {
+                    self.messages = None;
+                    return Err(unavailable("the log's consumer ended", false));
+                }
+            };
+            let info = message
+                .info()
+                .map_err(|e| unexpected(format!("a consumed message without its position: {e}")))?;
+            let position = Position(info.stream_sequence);
+            if position < self.next {
+                // The client's ordered consumer starts over from the first
+                // message when it recreates itself before delivering one:
+                // start again from where this follower is.
+                self.messages = None;
+                continue;
+            }
+            if self.subject.is_empty() && position != self.next {
+                return Err(LogError::Storage(StorageError::Corrupt(format!(
+                    "position {} is missing from the JetStream stream (the next event is at \
+                     {position}): something removed messages",
+                    self.next
+                ))));
+            }
+            self.next = position.next();
+            return Ok(RawEvent {
+                position,
+                bytes: message.payload.clone(),
+            });
         }
-        self.next = position.next();
-        Ok(RawEvent {
-            position,
-            bytes: message.payload.clone(),
+    }
+
+    /// The next `count` events, decoded, retrying while the cluster is
+    /// unavailable.
+    async fn take(mut self, count: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        let mut out = Vec::with_capacity(count);
+        let deadline = Instant::now() + self.retry_for;
+        while out.len() < count {
+            match self.next().await {
+                Ok(raw) => out.push(raw.decode()?),
+                Err(e) if is_unavailable(&e) && Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn open(&mut self) -> Result<(), LogError> {
+        let (stream, subject, next) = (&self.stream, &self.subject, self.next);
+        let messages = retry_while_unavailable(self.retry_for, || async move {
+            let consumer = stream
+                .create_consumer(pull::OrderedConfig {
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: next.0,
+                    },
+                    filter_subject: subject.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| unavailable(format!("creating a consumer: {e}"), false))?;
+            consumer
+                .messages()
+                .await
+                .map_err(|e| unavailable(format!("starting a consumer: {e}"), false))
         })
+        .await?;
+        self.messages = Some(messages);
+        Ok(())
     }
 }
 

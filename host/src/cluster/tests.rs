@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -274,11 +274,15 @@ async fn retries_with_the_same_ids_return_the_original_outcome() {
             )
         );
     }
-    let retry = append(&log, "s", ExpectedVersion::Exact(StreamVersion(3)), &single)
-        .await
-        .unwrap();
-    assert!(retry.duplicate);
-    assert_eq!(retry.last_position, original_single.last_position);
+    for expected in [
+        ExpectedVersion::Exact(StreamVersion(3)),
+        ExpectedVersion::Any,
+    ] {
+        let retry = append(&log, "s", expected, &single).await.unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.last_position, original_single.last_position);
+        assert_eq!(retry.stream_version, StreamVersion(4));
+    }
     assert_eq!(log.last_position().await.unwrap(), Position(7));
 
     // Some ids known, some new: refused, nothing stored.
@@ -311,6 +315,37 @@ async fn retries_with_the_same_ids_return_the_original_outcome() {
         log.stream_version("s").await.unwrap(),
         Some(StreamVersion(4))
     );
+}
+
+#[tokio::test]
+async fn beyond_the_duplicate_window_a_retry_is_not_recognised() {
+    let cluster = NatsCluster::start(3).await;
+    let mut config = JetStreamConfig::new(cluster.servers());
+    config.duplicate_window = Duration::from_secs(1);
+    let log = JetStreamLog::connect(config).await.unwrap();
+    let batch = events(2);
+    let original = append(&log, "s", ExpectedVersion::NoStream, &batch)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // With an expectation the retry is refused rather than appended twice...
+    let refused = append(&log, "s", ExpectedVersion::NoStream, &batch).await;
+    assert!(
+        matches!(
+            refused,
+            Err(LogError::WrongExpectedVersion {
+                current: Some(StreamVersion(1)),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // ... without one it is appended again: the documented limit.
+    let again = append(&log, "s", ExpectedVersion::Any, &batch)
+        .await
+        .unwrap();
+    assert!(!again.duplicate);
+    assert_eq!(again.first_position, Position(original.last_position.0 + 1));
 }
 
 /// An acknowledged append and its events, to check against the log.
@@ -442,6 +477,7 @@ async fn appends_survive_killing_the_stream_leader() {
             let mut unavailable = 0;
             for i in 0.. {
                 let batch = events(1 + i % 4);
+                let started = Instant::now();
                 // Retried by hand with the same ids until acknowledged, as a
                 // client would after an `Unavailable` answer.
                 let outcome = loop {
@@ -454,7 +490,9 @@ async fn appends_survive_killing_the_stream_leader() {
                         Err(e) => panic!("append failed: {e}"),
                     }
                 };
-                if let Some(at) = *killed_at.lock().unwrap() {
+                if let Some(at) = *killed_at.lock().unwrap()
+                    && started > at
+                {
                     resumed_after.lock().unwrap().get_or_insert(at.elapsed());
                 }
                 acked.push(Acked {
@@ -469,10 +507,41 @@ async fn appends_survive_killing_the_stream_leader() {
             (acked, unavailable)
         }));
     }
+    // Followers reading through the failover: one from position 1, one
+    // from where the log is when the leader dies.
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let follow = |from: Position| {
+        let (log, target) = (log.clone(), target.clone());
+        tokio::spawn(async move {
+            let mut follower = loop {
+                match log.follow(from).await {
+                    Ok(follower) => break follower,
+                    Err(e) if is_unavailable(&e) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("following the log: {e}"),
+                }
+            };
+            let mut followed = Vec::new();
+            while from.0 + (followed.len() as u64) <= target.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), follower.next()).await {
+                    Err(_) => {}
+                    Ok(Ok(raw)) => followed.push(raw.decode().unwrap()),
+                    Ok(Err(e)) if is_unavailable(&e) => {}
+                    Ok(Err(e)) => panic!("following the log: {e}"),
+                }
+            }
+            followed
+        })
+    };
+    let from_start = follow(Position(1));
     tokio::time::sleep(Duration::from_millis(700)).await;
     let leader = cluster
         .wait_for_stream_leader(log.stream_name(), Duration::from_secs(5))
         .await;
+    let late_from = log.last_position().await.unwrap().next();
+    let from_late = follow(late_from);
+    tokio::time::sleep(Duration::from_millis(100)).await;
     cluster.kill(leader);
     *killed_at.lock().unwrap() = Some(Instant::now());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -504,7 +573,19 @@ async fn appends_survive_killing_the_stream_leader() {
         .wait_for_stream_leader(log.stream_name(), Duration::from_secs(5))
         .await;
     assert_ne!(new_leader, leader);
+    let total: usize = acked.iter().map(|a| a.ids.len()).sum();
+    target.store(total as u64, Ordering::Relaxed);
+    let followed = within(60, "the follower", from_start).await.unwrap();
+    assert_log_holds_exactly(&followed, &acked);
+    let followed_late = within(60, "the late follower", from_late).await.unwrap();
+    assert_eq!(followed_late[..], followed[late_from.0 as usize - 1..]);
+    let restarting = Instant::now();
     cluster.restart(leader).await;
+    eprintln!(
+        "node {} healthy again {:.2?} after its restart",
+        cluster.name(leader),
+        restarting.elapsed()
+    );
     assert_log_holds_exactly(&whole_log(&log).await, &acked);
 }
 
