@@ -141,6 +141,9 @@ const VERSION: &str = "Prism-Version";
 /// An expected subject sequence no subject reaches: a publish carrying it
 /// is never stored, and answers whether its `Nats-Msg-Id` is known.
 const UNREACHABLE_SEQUENCE: u64 = 1 << 62;
+/// How long a follower's pull request waits at the head; its heartbeats
+/// come every half of it.
+const FOLLOWER_PULL_EXPIRY: Duration = Duration::from_secs(2);
 /// Id look-ups in flight at once.
 const LOOKUPS_IN_FLIGHT: usize = 64;
 
@@ -982,6 +985,10 @@ impl Follower {
                         start_sequence: next.0,
                     },
                     filter_subject: subject.clone(),
+                    // Pulls expire (and heartbeats come) this often: a
+                    // consumer lost with its server is noticed after two
+                    // missed heartbeats (4 s) rather than a minute.
+                    max_expires: FOLLOWER_PULL_EXPIRY,
                     ..Default::default()
                 })
                 .await

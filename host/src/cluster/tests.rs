@@ -569,6 +569,7 @@ async fn appends_survive_killing_the_stream_leader() {
         cluster.name(leader),
         acked.len()
     );
+    let writers_done = Instant::now();
     let new_leader = cluster
         .wait_for_stream_leader(log.stream_name(), Duration::from_secs(5))
         .await;
@@ -578,6 +579,10 @@ async fn appends_survive_killing_the_stream_leader() {
     let followed = within(60, "the follower", from_start).await.unwrap();
     assert_log_holds_exactly(&followed, &acked);
     let followed_late = within(60, "the late follower", from_late).await.unwrap();
+    eprintln!(
+        "followers caught up {:.2?} after the last append",
+        writers_done.elapsed()
+    );
     assert_eq!(followed_late[..], followed[late_from.0 as usize - 1..]);
     let restarting = Instant::now();
     cluster.restart(leader).await;
@@ -686,4 +691,84 @@ async fn streams_that_would_lose_events_are_refused_and_a_single_server_works() 
         .err()
         .unwrap();
     assert!(matches!(refused, ConnectError::Connect { .. }), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_an_append_ends_in_a_retryable_error() {
+    let mut cluster = NatsCluster::start(3).await;
+    let mut config = JetStreamConfig::new(cluster.servers());
+    config.unavailable_timeout = Duration::from_secs(3);
+    let log = JetStreamLog::connect(config).await.unwrap();
+    append(&log, "s", ExpectedVersion::Any, &events(1))
+        .await
+        .unwrap();
+    let leader = cluster
+        .wait_for_stream_leader(log.stream_name(), Duration::from_secs(5))
+        .await;
+    let survivor = (leader + 1) % 3;
+    for node in 0..3 {
+        if node != survivor {
+            cluster.kill(node);
+        }
+    }
+    let batch = events(2);
+    let started = Instant::now();
+    let refused = append(&log, "s", ExpectedVersion::Any, &batch).await;
+    let waited = started.elapsed();
+    let error = refused.expect_err("no quorum, no append");
+    assert!(is_unavailable(&error), "{error}");
+    assert!(error.to_string().contains("retry"), "{error}");
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(10),
+        "gave up after {waited:?}"
+    );
+
+    // With a quorum again the same append goes through, once.
+    cluster.restart(leader).await;
+    let outcome = loop {
+        match append(&log, "s", ExpectedVersion::Any, &batch).await {
+            Ok(outcome) => break outcome,
+            Err(e) if is_unavailable(&e) && started.elapsed() < Duration::from_secs(40) => {}
+            Err(e) => panic!("append after the quorum came back: {e}"),
+        }
+    };
+    assert_eq!(outcome.last_position, Position(3));
+    assert_eq!(log.last_position().await.unwrap(), Position(3));
+}
+
+#[tokio::test]
+async fn servers_older_than_2_12_1_are_refused_when_connecting() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    // Just enough of the NATS protocol to be connected to: a 2.12.0 server.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let info = r#"{"server_id":"old","server_name":"old","version":"2.12.0","proto":1,"headers":true,"max_payload":1048576}"#;
+        write
+            .write_all(format!("INFO {info}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("PING") && write.write_all(b"PONG\r\n").await.is_err() {
+                break;
+            }
+        }
+    });
+    let config = JetStreamConfig::new(format!("nats://127.0.0.1:{port}"));
+    let refused = within(10, "connecting", JetStreamLog::connect(config))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(refused, ConnectError::ServerTooOld { .. }),
+        "{refused}"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.contains("2.12.0") && message.contains("2.12.1"),
+        "{message}"
+    );
 }
