@@ -50,6 +50,10 @@
 //!   [`JetStreamConfig::unavailable_timeout`] (30 s); then an
 //!   [`Unavailable`] error (see there).
 //!
+//! So one event costs two round trips to the stream leader (read the head,
+//! publish), a batch three (the batch's first message is a request too, so
+//! that a refusal comes back at once).
+//!
 //! # Idempotent retries
 //! Every event is published with `Nats-Msg-Id` = its id, so JetStream
 //! refuses an id it has stored within the stream's duplicate window
@@ -65,6 +69,21 @@
 //!   with `duplicate: true` (nothing is appended);
 //! - some known: [`LogError::IdempotencyConflict`];
 //! - none: the append goes on (or fails its expectation).
+//!
+//! Every event carries its id, also one the server generated: then this
+//! log's own retries after an unanswered attempt are safe too. The stream
+//! leader keeps every id of the window in memory.
+//!
+//! # Reads
+//! [`JetStreamLog::follow`] reads the log from a position on, in order, and
+//! then waits for new events: JetStream's ordered consumer (a consumer
+//! without acknowledgements that the client recreates where it stopped
+//! after a failure; a lost one is noticed within about 4 s). A follower
+//! checks that positions come without a gap and reports a missing one as
+//! corrupt. [`JetStreamLog::read`] takes a slice of the log the same way;
+//! the head of a stream, one event and the last position are read through
+//! the stream leader. Reads retry while the cluster is unavailable, like
+//! appends.
 //!
 //! # What does not hold as in the embedded log
 //! - **De-duplication ends with the window.** An id stored longer ago than
@@ -100,6 +119,10 @@
 //!   by anything else takes a position and cannot be decoded (readers
 //!   report it as corrupt); keep the subjects to Prism with NATS
 //!   permissions.
+//! - **The server version is checked on the server the client connects
+//!   to.** A stream leader on an older server (during a rolling upgrade)
+//!   refuses batches with event ids (10177), which fails the append with
+//!   JetStream's own description.
 //! - **The configuration is checked when connecting.** Limits or a TTL added
 //!   by an operator later are not noticed until the next connect; readers
 //!   following the log report a missing position as corrupt.
@@ -242,9 +265,14 @@ impl std::error::Error for Unavailable {}
 
 /// Whether `error` is the JetStream log's [`Unavailable`].
 pub fn is_unavailable(error: &LogError) -> bool {
+    as_unavailable(error).is_some()
+}
+
+/// The JetStream log's [`Unavailable`] inside `error`, if it is one.
+pub fn as_unavailable(error: &LogError) -> Option<&Unavailable> {
     match error {
-        LogError::Io(e) => e.get_ref().is_some_and(|inner| inner.is::<Unavailable>()),
-        _ => false,
+        LogError::Io(e) => e.get_ref()?.downcast_ref::<Unavailable>(),
+        _ => None,
     }
 }
 
@@ -261,7 +289,10 @@ fn unavailable(reason: impl Into<String>, maybe_appended: bool) -> LogError {
 /// The event log in JetStream; clone it freely.
 #[derive(Clone)]
 pub struct JetStreamLog {
+    /// Publishes go out as plain NATS requests, so that every JetStream
+    /// answer (error codes, duplicates, batch counts) is classified here.
     client: async_nats::Client,
+    /// The stream's API: head and event reads, consumers.
     stream: jetstream::stream::Stream,
     config: JetStreamConfig,
 }
@@ -391,12 +422,14 @@ impl JetStreamLog {
             }
             let head = match self.head(&subject).await {
                 Ok(head) => head,
-                Err(e) if is_unavailable(&e) => {
-                    last_refusal = e.to_string();
-                    pause.unavailable().await;
-                    continue;
-                }
-                Err(e) => return Err(e),
+                Err(e) => match as_unavailable(&e) {
+                    Some(why) => {
+                        last_refusal = why.reason.clone();
+                        pause.unavailable().await;
+                        continue;
+                    }
+                    None => return Err(e),
+                },
             };
             let current = head.map(|h| h.version);
             if !expected.admits(current) {

@@ -1,7 +1,8 @@
 //! A JetStream cluster of real `nats-server` processes on loopback, for
 //! tests: N nodes with free ports and a temporary store directory each,
 //! clustered by routes, ready once every node's `/healthz` says JetStream is
-//! current with an elected meta leader. Nodes can be SIGKILLed and restarted
+//! current with an elected meta leader and a stream can be placed on all of
+//! them. Nodes can be SIGKILLed and restarted
 //! with the same name, ports and store, as a crashed server would come back.
 //!
 //! Every server dies with the cluster value (its `Drop`, also while a test
@@ -182,17 +183,7 @@ impl NatsCluster {
     }
 
     async fn stream_info(&self, stream: &str) -> Option<async_nats::jetstream::stream::Info> {
-        let urls: Vec<async_nats::ServerAddr> = (0..self.nodes.len())
-            .filter(|i| self.is_running(*i))
-            .filter_map(|i| self.url(i).parse().ok())
-            .collect();
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(1))
-            .request_timeout(Some(Duration::from_secs(2)))
-            .connect(urls)
-            .await
-            .ok()?;
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(self.client().await.ok()?);
         js.get_stream(stream)
             .await
             .ok()
@@ -266,12 +257,56 @@ impl NatsCluster {
         self.nodes[node].child = Some(child);
     }
 
+    /// Wait until every node is healthy and the meta leader can place a
+    /// stream on all of them (it may see a peer as offline for a moment
+    /// after electing itself): a stream with one replica per node is
+    /// created and deleted again.
     async fn wait_all_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         for node in 0..self.nodes.len() {
             self.wait_ready(node, deadline).await?;
         }
+        let mut last_error = String::new();
+        while Instant::now() < deadline {
+            match self.place_a_stream_on_every_node().await {
+                Ok(()) => return Ok(()),
+                Err(e) => last_error = e,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "no stream could be placed on all {} nodes within {READY_TIMEOUT:?}: {last_error}",
+            self.nodes.len()
+        ))
+    }
+
+    async fn place_a_stream_on_every_node(&self) -> Result<(), String> {
+        let js = async_nats::jetstream::new(self.client().await.map_err(|e| e.to_string())?);
+        let name = "PRISM_HARNESS_READY";
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec!["prism-harness.ready".into()],
+            num_replicas: self.nodes.len(),
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        js.delete_stream(name).await.map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// A client connected to the running nodes.
+    async fn client(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
+        let urls: Vec<async_nats::ServerAddr> = (0..self.nodes.len())
+            .filter(|i| self.is_running(*i))
+            .filter_map(|i| self.url(i).parse().ok())
+            .collect();
+        async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(1))
+            .request_timeout(Some(Duration::from_secs(2)))
+            .connect(urls)
+            .await
     }
 
     /// Wait until node `node` answers `/healthz` with ok; its log if it exits
