@@ -146,7 +146,7 @@ use uuid::Uuid;
 
 use crate::log::{
     AppendOutcome, ExpectedVersion, LogError, NewEvent, Position, RecordedEvent, StreamVersion,
-    limits,
+    limits, recorded,
 };
 use crate::storage::StorageError;
 use crate::storage::codec::{self, StoredEvent};
@@ -1167,19 +1167,6 @@ fn version_of(headers: &HeaderMap, payload: &[u8]) -> Result<StreamVersion, LogE
         return Ok(StreamVersion(version));
     }
     Ok(StreamVersion(codec::decode_event(payload)?.stream_version))
-}
-
-fn recorded(position: Position, e: StoredEvent) -> RecordedEvent {
-    RecordedEvent {
-        position,
-        stream: e.stream,
-        stream_version: StreamVersion(e.stream_version),
-        id: Uuid::from_bytes(e.id),
-        event_type: e.event_type,
-        data: e.data,
-        metadata: e.metadata,
-        recorded_at_ms: e.recorded_at_ms,
-    }
 }
 
 fn is_stream_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
