@@ -2,12 +2,15 @@
 //! tests: N nodes with free ports and a temporary store directory each,
 //! clustered by routes, ready once every node's `/healthz` says JetStream is
 //! current with an elected meta leader and a stream can be placed on all of
-//! them. Nodes can be SIGKILLed and restarted
-//! with the same name, ports and store, as a crashed server would come back.
+//! them (a fresh 3-node cluster takes well under a second here). Nodes can
+//! be SIGKILLed and restarted with the same name, ports and store, as a
+//! crashed server comes back.
 //!
 //! Every server dies with the cluster value (its `Drop`, also while a test
 //! unwinds from a panic) and, should the test process itself be killed, with
-//! the thread that started it (`PR_SET_PDEATHSIG`).
+//! the thread that started it (`PR_SET_PDEATHSIG`): so start and restart
+//! nodes from the test itself, not from a thread that ends before it (such
+//! as `spawn_blocking`'s).
 //!
 //! The binary is `$PRISM_NATS_SERVER` if set, else the one
 //! `scripts/setup-nats.sh` installs into `target/tools/nats/bin/`.
