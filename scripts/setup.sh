@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing Prism needs, idempotently: Debian
 # packages (system RocksDB and clang for its bindings), the wasm32-wasip2
-# Rust target, and the Python/JavaScript component toolchains.
+# Rust target, nats-server for the cluster tests, and the Python/JavaScript
+# component toolchains.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -32,6 +33,8 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "setup: adding the wasm32-wasip2 target"
     rustup target add wasm32-wasip2
 fi
+
+"$root/scripts/setup-nats.sh"
 
 if [ -x "$root/scripts/setup-other-toolchains.sh" ]; then
     "$root/scripts/setup-other-toolchains.sh"

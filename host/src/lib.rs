@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`storage`]: the one RocksDB database and its byte layouts.
 //! - [`log`]: the append-only event log (single writer, group commit).
+//! - [`cluster`]: the event log in NATS JetStream, shared by many nodes.
 //! - [`views`]: keyspaces per plugin generation, transactions, checkpoints.
 //! - [`runtime`]: wasmtime, the WIT bindings, the sandbox and its limits.
 //! - [`projector`]: log → plugin → view, batched and exactly once.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod histogram;
 pub mod log;

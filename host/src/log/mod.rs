@@ -412,7 +412,7 @@ fn describe_version(current: Option<StreamVersion>) -> String {
     }
 }
 
-fn recorded(position: Position, e: StoredEvent) -> RecordedEvent {
+pub(crate) fn recorded(position: Position, e: StoredEvent) -> RecordedEvent {
     RecordedEvent {
         position,
         stream: e.stream,
