@@ -13,6 +13,8 @@ pub enum ClientError {
         status: u16,
         code: String,
         message: String,
+        /// The whole `error` object, with its details (e.g. `event_index`).
+        error: Value,
     },
     #[error("unexpected answer: {0}")]
     Unexpected(String),
@@ -83,6 +85,7 @@ impl Client {
                     .as_str()
                     .unwrap_or(&text)
                     .to_string(),
+                error: body["error"].clone(),
             })
         }
     }
@@ -90,6 +93,19 @@ impl Client {
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
         let url = self.url(path);
         let sent = self.http.get(&url).send().await;
+        self.answer(url, sent).await
+    }
+
+    /// POST a body already serialized as JSON.
+    pub async fn post_json_bytes(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let sent = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
         self.answer(url, sent).await
     }
 

@@ -114,13 +114,22 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Import {
             file,
-            chunk,
-            concurrency,
+            chunk_lines,
+            max_request_bytes,
             client,
         } => {
             let client = client.client()?;
-            let n = cli::import::run(&client, &file, chunk, concurrency).await?;
-            eprintln!("imported {n} events");
+            let chunking = cli::import::Chunking {
+                lines: chunk_lines,
+                bytes: max_request_bytes,
+            };
+            let done = cli::import::run(&client, &file, chunking).await?;
+            eprintln!(
+                "imported {} events ({} appended now, {} already in the log)",
+                done.appended + done.already_in,
+                done.appended,
+                done.already_in
+            );
             Ok(())
         }
         Command::Events {

@@ -20,6 +20,7 @@ mod full_disk;
 mod graceful_shutdown;
 mod hot_swap;
 mod idempotent_retry;
+mod import;
 mod json_corpus;
 mod languages;
 mod log_pages;

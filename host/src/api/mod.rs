@@ -117,7 +117,7 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
             "/streams/{stream}/events",
             post(streams::append).get(streams::read_stream),
         )
-        .route("/events", get(streams::read_log))
+        .route("/events", get(streams::read_log).post(streams::append_many))
         .route("/plugins", get(plugins::list))
         .route("/plugins/{name}/rebuild", post(plugins::rebuild))
         .route("/plugins/{name}/promote", post(plugins::promote))

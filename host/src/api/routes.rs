@@ -55,6 +55,12 @@ pub const ROUTES: &[Route] = &[
         "Read one stream from a version",
     ),
     route(
+        "POST",
+        "/events",
+        Scope::Write,
+        "Append events of several streams in one atomic step, in the order given, with optional expected versions per stream (idempotent by event id)",
+    ),
+    route(
         "GET",
         "/events",
         Scope::Read,

@@ -1,5 +1,5 @@
 //! Appending to and reading the log: `POST/GET /streams/{stream}/events`,
-//! `GET /events`.
+//! `POST /events` (one atomic append across streams), `GET /events`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -15,7 +15,10 @@ use uuid::Uuid;
 use super::AppState;
 use super::body::{JsonBody, Params, Path, page_limit};
 use super::error::ApiError;
-use crate::log::{AppendOutcome, EventRef, ExpectedVersion, NewEvent, Position, StreamVersion};
+use crate::log::{
+    AppendOutcome, EventRef, ExpectedVersion, MultiOutcome, NewEvent, Position, StreamEvents,
+    StreamVersion,
+};
 
 /// Default and largest page of a log read, in events.
 pub const DEFAULT_READ_LIMIT: usize = 100;
@@ -50,6 +53,30 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue
     Box::<RawValue>::deserialize(d).map(Some)
 }
 
+/// `POST /events`: events of any streams, in the order they go in the log.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiAppendBody {
+    events: Vec<StreamEventBody>,
+    /// Per stream: `"any"`, `"no_stream"`, `"exists"` or a version, checked
+    /// before anything is written.
+    #[serde(default)]
+    expected_versions: std::collections::BTreeMap<String, Value>,
+}
+
+/// An event of `POST /events`: an event body with its stream.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamEventBody {
+    stream: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<Box<RawValue>>,
+    metadata: Option<Box<RawValue>>,
+    id: Option<String>,
+}
+
 fn parse_expected(value: Option<Value>) -> Result<ExpectedVersion, ApiError> {
     let invalid = || {
         ApiError::bad_request(
@@ -74,6 +101,10 @@ fn parse_expected(value: Option<Value>) -> Result<ExpectedVersion, ApiError> {
 }
 
 fn parse_event(index: usize, e: EventBody) -> Result<NewEvent, ApiError> {
+    parse_event_fields(index, e).map_err(|e| e.with("event_index", json!(index)))
+}
+
+fn parse_event_fields(index: usize, e: EventBody) -> Result<NewEvent, ApiError> {
     let event_type = e.event_type.ok_or_else(|| {
         ApiError::bad_request("invalid_event", format!("event {index} has no \"type\""))
     })?;
@@ -109,6 +140,93 @@ fn parse_event(index: usize, e: EventBody) -> Result<NewEvent, ApiError> {
     })
 }
 
+/// Refuse an append that names one event id twice.
+fn distinct_ids<'a>(events: impl IntoIterator<Item = &'a NewEvent>) -> Result<(), ApiError> {
+    let mut ids = std::collections::HashSet::new();
+    if events.into_iter().all(|e| ids.insert(e.id)) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_event",
+            "two events of one append have the same id",
+        ))
+    }
+}
+
+#[derive(Serialize)]
+pub struct MultiAppendResponse {
+    first_position: Position,
+    last_position: Position,
+    /// Each stream's version after the append.
+    streams: std::collections::BTreeMap<String, StreamVersion>,
+    /// True when every event id was already in the log: this is the
+    /// original append's result and nothing was appended again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+/// `POST /events`: append events of several streams in one atomic, durable
+/// step, in the order given (a history of interleaved streams keeps its
+/// order), with optional expected versions per stream.
+pub async fn append_many(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<MultiAppendBody>,
+) -> Result<(StatusCode, Json<MultiAppendResponse>), ApiError> {
+    let mut runs: Vec<StreamEvents> = Vec::new();
+    for (index, e) in body.events.into_iter().enumerate() {
+        let stream = e.stream.ok_or_else(|| {
+            ApiError::bad_request("invalid_event", format!("event {index} has no \"stream\""))
+                .with("event_index", json!(index))
+        })?;
+        let event = parse_event(
+            index,
+            EventBody {
+                event_type: e.event_type,
+                data: e.data,
+                metadata: e.metadata,
+                id: e.id,
+            },
+        )?;
+        match runs.last_mut() {
+            Some(run) if run.stream == stream => run.events.push(event),
+            _ => runs.push(StreamEvents {
+                stream,
+                events: vec![event],
+            }),
+        }
+    }
+    distinct_ids(runs.iter().flat_map(|r| &r.events))?;
+    let expected = body
+        .expected_versions
+        .into_iter()
+        .map(|(stream, v)| Ok((stream, parse_expected(Some(v))?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let MultiOutcome {
+        first_position,
+        last_position,
+        streams,
+        duplicate,
+    } = state.log.append_runs(runs, expected).await?;
+    if !duplicate {
+        state
+            .metrics
+            .appended(last_position.0 - first_position.0 + 1);
+    }
+    Ok((
+        if duplicate {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        Json(MultiAppendResponse {
+            first_position,
+            last_position,
+            streams: streams.into_iter().collect(),
+            duplicate,
+        }),
+    ))
+}
+
 #[derive(Serialize)]
 pub struct AppendResponse {
     first_position: Position,
@@ -128,13 +246,7 @@ pub async fn append(
         .enumerate()
         .map(|(i, e)| parse_event(i, e))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut ids = std::collections::HashSet::new();
-    if !events.iter().all(|e| ids.insert(e.id)) {
-        return Err(ApiError::bad_request(
-            "invalid_event",
-            "two events of one append have the same id",
-        ));
-    }
+    distinct_ids(&events)?;
     let AppendOutcome {
         first_position,
         last_position,

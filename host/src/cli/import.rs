@@ -1,89 +1,313 @@
-//! `prism import`: stream an NDJSON file into a running server with a
-//! progress bar.
+//! `prism import`: put an NDJSON file of events into a running server, so
+//! that it can be run again — after a failure, a kill, or a success — and
+//! the log holds the file's events exactly once, in the file's order.
 //!
-//! Lines are read in chunks; each chunk's events are grouped by stream (order
-//! within a stream is kept) and sent as concurrent appends, so a file of
-//! interleaved streams still goes in with few, large requests.
+//! - Every line gets a stable event id: its own `id`, or one derived from
+//!   the file's name, the line's number and its content (a UUID v5). The
+//!   log's idempotent appends then recognise what is already in.
+//! - Lines go in chunks of whole lines, each one atomic `POST /events` (all
+//!   of a chunk's events or none), one chunk at a time, in file order, so
+//!   when an import stops, the lines before a point are in and none after
+//!   it — and the error says which point. The next chunk is read and
+//!   encoded while the current one is in flight.
+//! - A chunk stays under the request-size limit (`--max-request-bytes`),
+//!   so long lines are never refused wholesale; a byte-order mark and
+//!   CRLF line ends are accepted.
 
-use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
-use prism::client::{Client, segment};
+use prism::client::{Client, ClientError};
 use prism::log::limits::MAX_EVENTS_PER_APPEND;
 
-pub async fn run(
-    client: &Client,
-    file: &Path,
-    chunk: usize,
-    concurrency: usize,
-) -> anyhow::Result<u64> {
+/// The namespace of the ids derived for lines without one.
+const LINE_IDS: Uuid = Uuid::from_u128(0x7072_6973_6d2d_696d_706f_7274_6c69_6e65);
+
+/// How the import is cut into requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunking {
+    /// Most lines in one request.
+    pub lines: usize,
+    /// Most bytes of JSON in one request (a single longer line goes alone).
+    pub bytes: usize,
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    /// Events appended by this run.
+    pub appended: u64,
+    /// Events that were already in the log (an earlier run put them there).
+    pub already_in: u64,
+}
+
+/// A chunk of lines, encoded as the body of `POST /events`.
+struct Chunk {
+    /// Line number (1-based) of each event, in order.
+    lines: Vec<u64>,
+    body: Vec<u8>,
+    /// File bytes the chunk covers, for progress.
+    bytes: u64,
+}
+
+/// Reads the file line by line into chunks.
+struct Chunker<R> {
+    lines: std::iter::Enumerate<std::io::Lines<R>>,
+    source: String,
+    chunking: Chunking,
+    /// A line read but left for the next chunk.
+    held: Option<(u64, Value, u64)>,
+}
+
+impl<R: BufRead> Chunker<R> {
+    /// The event of line `number`, with its stream and a stable id.
+    fn event(&self, number: u64, text: &str) -> anyhow::Result<Value> {
+        let mut event: Value = serde_json::from_str(text)
+            .with_context(|| format!("line {number}: not a JSON object"))?;
+        let Some(object) = event.as_object_mut() else {
+            bail!("line {number}: not a JSON object");
+        };
+        if !object.get("stream").is_some_and(Value::is_string) {
+            bail!("line {number}: no \"stream\"");
+        }
+        if !object.contains_key("id") {
+            let digest = Sha256::digest(text.as_bytes());
+            let name = format!("{}:{number}:{}", self.source, hex::encode(digest));
+            object.insert("id".into(), json!(Uuid::new_v5(&LINE_IDS, name.as_bytes())));
+        }
+        Ok(event)
+    }
+
+    fn next_line(&mut self) -> anyhow::Result<Option<(u64, Value, u64)>> {
+        if let Some(held) = self.held.take() {
+            return Ok(Some(held));
+        }
+        for (index, line) in self.lines.by_ref() {
+            let number = index as u64 + 1;
+            let line = line.with_context(|| format!("reading line {number}"))?;
+            let size = line.len() as u64 + 1;
+            let text = line
+                .strip_prefix('\u{feff}')
+                .filter(|_| number == 1)
+                .unwrap_or(&line);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Ok(Some((number, self.event(number, text)?, size)));
+        }
+        Ok(None)
+    }
+
+    fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>> {
+        let mut chunk = Chunk {
+            lines: Vec::new(),
+            body: b"{\"events\":[".to_vec(),
+            bytes: 0,
+        };
+        let max_lines = self.chunking.lines.clamp(1, MAX_EVENTS_PER_APPEND);
+        while chunk.lines.len() < max_lines {
+            let Some((number, event, size)) = self.next_line()? else {
+                break;
+            };
+            let encoded = serde_json::to_vec(&event).expect("JSON serializes");
+            if !chunk.lines.is_empty() && chunk.body.len() + encoded.len() + 2 > self.chunking.bytes
+            {
+                self.held = Some((number, event, size));
+                break;
+            }
+            if !chunk.lines.is_empty() {
+                chunk.body.push(b',');
+            }
+            chunk.body.extend_from_slice(&encoded);
+            chunk.lines.push(number);
+            chunk.bytes += size;
+        }
+        if chunk.lines.is_empty() {
+            return Ok(None);
+        }
+        chunk.body.extend_from_slice(b"]}");
+        Ok(Some(chunk))
+    }
+}
+
+/// Why the import stopped, said so the operator knows what is in and how
+/// to go on.
+fn stopped(error: anyhow::Error, committed_through: Option<u64>, file: &Path) -> anyhow::Error {
+    let state = match committed_through {
+        Some(line) => format!(
+            "lines 1 to {line} are in the log; nothing after line {line} was appended by this run"
+        ),
+        None => "nothing of the file was appended by this run".into(),
+    };
+    error.context(format!(
+        "{state}. Fix the problem and run the same command again: lines already in the log \
+         are recognised by their ids and not appended twice ({})",
+        file.display()
+    ))
+}
+
+pub async fn run(client: &Client, file: &Path, chunking: Chunking) -> anyhow::Result<Imported> {
     let total_bytes = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();
     let reader = std::io::BufReader::new(std::fs::File::open(file)?);
-    let bar = ProgressBar::new(total_bytes);
+    let source = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut chunker = Chunker {
+        lines: reader.lines().enumerate(),
+        source,
+        chunking,
+        held: None,
+    };
+    let bar = ProgressBar::with_draw_target(
+        Some(total_bytes),
+        if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {percent:>3}% {msg} [{elapsed_precise}, eta {eta}]")
             .expect("template"),
     );
     let started = Instant::now();
-    let mut imported = 0u64;
-    let mut lines = reader.lines().enumerate().peekable();
-    while lines.peek().is_some() {
-        let mut per_stream: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        let mut bytes = 0u64;
-        for (n, line) in lines.by_ref().take(chunk.max(1)) {
-            let line = line?;
-            bytes += line.len() as u64 + 1;
-            if line.trim().is_empty() {
-                continue;
+    let mut imported = Imported::default();
+    let mut committed_through: Option<u64> = None;
+    let mut next = chunker.next_chunk();
+    loop {
+        let chunk = match next {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Err(stopped(e, committed_through, file)),
+        };
+        let request = client.post_json_bytes("/events", chunk.body);
+        // Read and encode the next chunk while this one is in flight.
+        let (answer, following) = tokio::join!(request, async { chunker.next_chunk() });
+        next = following;
+        match answer {
+            Ok(outcome) => {
+                let count = chunk.lines.len() as u64;
+                if outcome["duplicate"] == true {
+                    imported.already_in += count;
+                } else {
+                    imported.appended += count;
+                }
+                committed_through = chunk.lines.last().copied();
             }
-            let mut v: Value =
-                serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", n + 1))?;
-            let Some(stream) = v.get("stream").and_then(Value::as_str).map(str::to_string) else {
-                bail!("line {}: no \"stream\"", n + 1);
-            };
-            v.as_object_mut().expect("object").remove("stream");
-            per_stream.entry(stream).or_default().push(v);
-        }
-        let requests: Vec<(String, Vec<Value>)> = per_stream
-            .into_iter()
-            .flat_map(|(stream, events)| {
-                events
-                    .chunks(MAX_EVENTS_PER_APPEND)
-                    .map(|c| (stream.clone(), c.to_vec()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let mut sent = futures::stream::iter(requests.into_iter().map(|(stream, events)| {
-            let client = client.clone();
-            async move {
-                let count = events.len() as u64;
-                client
-                    .post_json(
-                        &format!("/streams/{}/events", segment(&stream)),
-                        &json!({ "events": events }),
-                    )
-                    .await
-                    .with_context(|| format!("appending to {stream}"))?;
-                Ok::<_, anyhow::Error>(count)
+            Err(e) => {
+                let line = match &e {
+                    ClientError::Api { error, .. } => error["event_index"]
+                        .as_u64()
+                        .and_then(|i| chunk.lines.get(i as usize)),
+                    _ => None,
+                };
+                let e = match line {
+                    Some(line) => anyhow::Error::new(e).context(format!("line {line} was refused")),
+                    None => anyhow::Error::new(e).context(format!(
+                        "the chunk of lines {} to {} was refused",
+                        chunk.lines[0],
+                        chunk.lines[chunk.lines.len() - 1]
+                    )),
+                };
+                return Err(stopped(e, committed_through, file));
             }
-        }))
-        .buffer_unordered(concurrency.max(1));
-        while let Some(result) = sent.next().await {
-            imported += result?;
         }
-        bar.inc(bytes);
-        let rate = imported as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{imported} events, {rate:.0} events/s"));
+        bar.inc(chunk.bytes);
+        let done = imported.appended + imported.already_in;
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{done} events, {rate:.0} events/s"));
     }
-    bar.finish();
+    bar.finish_and_clear();
+    let took = started.elapsed().max(Duration::from_millis(1));
+    tracing::debug!(?took, "import finished");
     Ok(imported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(text: &str, chunking: Chunking) -> Vec<(Vec<u64>, Value)> {
+        let mut chunker = Chunker {
+            lines: std::io::Cursor::new(text.as_bytes().to_vec())
+                .lines()
+                .enumerate(),
+            source: "events.ndjson".into(),
+            chunking,
+            held: None,
+        };
+        let mut out = Vec::new();
+        while let Some(chunk) = chunker.next_chunk().unwrap() {
+            out.push((chunk.lines, serde_json::from_slice(&chunk.body).unwrap()));
+        }
+        out
+    }
+
+    #[test]
+    fn lines_get_stable_ids_and_a_bom_and_crlf_are_accepted() {
+        let text = "\u{feff}{\"stream\":\"a\",\"type\":\"T\"}\r\n\r\n{\"stream\":\"b\",\"type\":\"T\",\"id\":\"00000000-0000-4000-8000-000000000001\"}\r\n";
+        let every = Chunking {
+            lines: 100,
+            bytes: 1 << 20,
+        };
+        let first = chunks(text, every);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, [1, 3]);
+        let events = first[0].1["events"].as_array().unwrap();
+        assert_eq!(events[1]["id"], "00000000-0000-4000-8000-000000000001");
+        // The same file gives the same ids; another line content another id.
+        assert_eq!(chunks(text, every)[0].1, first[0].1);
+        let changed = text.replace("\"a\"", "\"c\"");
+        assert_ne!(
+            chunks(&changed, every)[0].1["events"][0]["id"],
+            events[0]["id"]
+        );
+    }
+
+    #[test]
+    fn chunks_stay_under_the_byte_bound_and_a_long_line_goes_alone() {
+        let long = format!(
+            "{{\"stream\":\"s\",\"type\":\"T\",\"data\":\"{}\"}}",
+            "x".repeat(5000)
+        );
+        let short = "{\"stream\":\"s\",\"type\":\"T\"}";
+        let text = [short, short, &long, short].join("\n");
+        let cut = chunks(
+            &text,
+            Chunking {
+                lines: 100,
+                bytes: 1000,
+            },
+        );
+        let lines: Vec<Vec<u64>> = cut.iter().map(|(l, _)| l.clone()).collect();
+        assert_eq!(lines, [vec![1, 2], vec![3], vec![4]]);
+    }
+
+    #[test]
+    fn a_line_that_is_not_an_event_names_its_number() {
+        let mut chunker = Chunker {
+            lines: std::io::Cursor::new(b"{\"stream\":\"s\",\"type\":\"T\"}\n[1]\n".to_vec())
+                .lines()
+                .enumerate(),
+            source: "f".into(),
+            chunking: Chunking {
+                lines: 10,
+                bytes: 1 << 20,
+            },
+            held: None,
+        };
+        let error = chunker.next_chunk().err().unwrap();
+        assert!(error.to_string().contains("line 2"), "{error}");
+    }
 }

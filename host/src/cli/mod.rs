@@ -101,15 +101,20 @@ pub enum Command {
         client: ClientArgs,
     },
     /// Append events from an NDJSON file: one {"stream","type","data","metadata"?,"id"?} per line.
+    ///
+    /// Safe to run again after a failure, a kill or a success: every line has
+    /// a stable event id (its own `id`, or one derived from the file name,
+    /// the line number and the line), so the log ends up with the file's
+    /// events exactly once, in the file's order.
     Import {
         file: PathBuf,
-        /// Lines read per chunk; within a chunk events are grouped per stream
-        /// (order within each stream is kept).
+        /// Most lines in one request (each request is one atomic append).
         #[arg(long, default_value_t = 5000)]
-        chunk: usize,
-        /// Appends in flight at once.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
+        chunk_lines: usize,
+        /// Most bytes in one request; keep it under the server's
+        /// `max_body_bytes` (default 4 MiB).
+        #[arg(long, default_value_t = 2 << 20)]
+        max_request_bytes: usize,
         #[command(flatten)]
         client: ClientArgs,
     },
