@@ -55,6 +55,39 @@ pub struct Config {
     /// The `[client]` table, for the client commands (`append`, `events`,
     /// `plugins`, …); the server ignores it.
     pub client: ClientConfig,
+    /// Where the event log lives: the embedded RocksDB log (the default), or
+    /// a NATS JetStream cluster shared by many nodes (`[log] url = ...`).
+    pub log: LogConfig,
+    /// This node's name in a cluster: on every response (`Prism-Node`) and
+    /// in `GET /cluster`. Default: the host name and the listen port.
+    pub node: Option<String>,
+}
+
+/// The `[log]` table: which backend keeps the event log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `nats://host:4222,host2:4222`: keep the log in that JetStream cluster
+    /// (`--log-url`, `PRISM_LOG_URL`). None (the default): the embedded log.
+    pub url: Option<String>,
+    /// Replicas of the JetStream stream (1 for a single server). Default 3.
+    pub replicas: usize,
+    /// The JetStream stream's name. Default `PRISM_EVENTS`.
+    pub stream: String,
+    /// How long JetStream remembers event ids for idempotent retries, in
+    /// seconds. Default 120.
+    pub duplicate_window_secs: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            url: None,
+            replicas: 3,
+            stream: "PRISM_EVENTS".into(),
+            duplicate_window_secs: 120,
+        }
+    }
 }
 
 /// How the client commands reach a server.
@@ -89,6 +122,8 @@ impl Default for Config {
             plugin: HashMap::new(),
             tokens: Vec::new(),
             client: ClientConfig::default(),
+            log: LogConfig::default(),
+            node: None,
         }
     }
 }

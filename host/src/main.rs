@@ -34,8 +34,16 @@ async fn main() -> anyhow::Result<()> {
             tokens,
             max_body_bytes,
             header_read_timeout_secs,
+            log_url,
+            node,
         } => {
             let mut cfg = Config::locate(config.as_deref())?;
+            if let Some(url) = log_url {
+                cfg.log.url = Some(url);
+            }
+            if let Some(n) = node {
+                cfg.node = Some(n);
+            }
             if let Some(d) = data {
                 cfg.data = d;
             }

@@ -48,7 +48,16 @@ impl App {
     pub async fn open(config: &Config) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data)?;
         let db = storage::open(&config.data.join("db"))?;
-        let log = EventLog::open(db.clone(), config.min_free_mb << 20)?;
+        let log = match &config.log.url {
+            None => EventLog::open(db.clone(), config.min_free_mb << 20)?,
+            Some(url) => {
+                let mut js = crate::cluster::jetstream::JetStreamConfig::new(url.clone());
+                js.stream = config.log.stream.clone();
+                js.replicas = config.log.replicas;
+                js.duplicate_window = Duration::from_secs(config.log.duplicate_window_secs);
+                EventLog::open_replicated(db.clone(), js)?
+            }
+        };
         let views = ViewStore::new(db.clone());
         // Projections stop writing well before appends would: the last of
         // the disk is the log's.
@@ -63,7 +72,7 @@ impl App {
             runtime,
             log.clone(),
             views,
-            components,
+            components.clone(),
             PluginsConfig {
                 dir: config.plugins.clone(),
                 defaults: config.plugin_defaults.clone(),
@@ -79,10 +88,27 @@ impl App {
         // Returns at once: plugins load in the background while HTTP serves.
         plugins.start(crashed).await?;
         let watcher = watcher::watch(plugins.clone())?;
+        let node = node_name(config);
+        let cluster = config.log.url.as_ref().map(|url| {
+            crate::cluster::sync::Cluster::start(
+                crate::cluster::sync::SyncConfig {
+                    servers: url.clone(),
+                    node: node.clone(),
+                    replicas: config.log.replicas,
+                    plugins_dir: config.plugins.clone(),
+                    url: format!("http://{}", config.listen),
+                },
+                plugins.clone(),
+                components.clone(),
+                log.clone(),
+            )
+        });
         let state = AppState {
             log,
             plugins,
             metrics: Arc::new(Metrics::default()),
+            node: node.into(),
+            cluster,
         };
         let router = api::router(
             state.clone(),
@@ -105,6 +131,22 @@ impl App {
     }
 }
 
+/// This node's name: configured, or the host name and the listen port.
+pub fn node_name(config: &Config) -> String {
+    config.node.clone().unwrap_or_else(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is ours and its length is passed.
+        let host = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
+        let host = if host && end > 0 {
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        } else {
+            "prism".into()
+        };
+        format!("{host}:{}", config.listen.port())
+    })
+}
+
 /// Run the server on `listener` until `shutdown` resolves.
 pub async fn serve(
     config: Config,
@@ -118,6 +160,9 @@ pub async fn serve(
         config.header_read_timeout_secs > 0,
         "header_read_timeout_secs must be at least 1"
     );
+    // The address actually bound (a port of 0 is chosen now) names the node.
+    let mut config = config;
+    config.listen = listener.local_addr()?;
     let app = App::open(&config).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let mut http = http1::Builder::new();

@@ -131,6 +131,15 @@ impl From<LogError> for ApiError {
                 "shutting_down",
                 "the server is shutting down",
             ),
+            LogError::Unavailable(m) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log_unavailable",
+                format!(
+                    "the replicated log cannot take appends now ({m}); retry with the same \
+                     event ids: an append that was stored is recognised by them"
+                ),
+            )
+            .retry_after(2),
             LogError::Storage(e) => e.into(),
             LogError::Io(e) => ApiError::internal(e),
         }

@@ -61,6 +61,10 @@ pub struct AppState {
     pub log: EventLog,
     pub plugins: PluginManager,
     pub metrics: Arc<Metrics>,
+    /// This node's name, on every response (`Prism-Node`).
+    pub node: Arc<str>,
+    /// This node's part in a cluster, when the log is replicated.
+    pub cluster: Option<Arc<crate::cluster::sync::Cluster>>,
 }
 
 /// Always `200` while the server answers: `degraded` (appends refused for
@@ -74,13 +78,45 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
         .map(|p| p.name.as_str())
         .collect();
     let storage = state.log.storage_health();
+    let replica = state.log.replica_state();
+    let log_unavailable = replica.as_ref().is_some_and(|r| r.state != "following");
     Json(json!({
-        "status": if storage.is_full() { "degraded" } else { "ok" },
+        "status": if storage.is_full() || log_unavailable { "degraded" } else { "ok" },
+        "node": &*state.node,
         "head": state.log.head(),
         "plugins": plugins.len(),
         "failed_plugins": failed,
         "storage": storage,
+        "log": replica.map_or_else(
+            || json!({"backend": "embedded"}),
+            |r| json!({"backend": "jetstream", "state": r.state, "error": r.error, "known_head": r.known_head}),
+        ),
     }))
+}
+
+/// The nodes of the cluster (from their heartbeats) and, per node and
+/// plugin, generation, state, position and lag.
+async fn cluster(State(state): State<AppState>) -> Result<Json<Value>, error::ApiError> {
+    let Some(cluster) = &state.cluster else {
+        return Ok(Json(json!({
+            "backend": "embedded",
+            "nodes": [{"node": &*state.node, "head": state.log.head()}],
+        })));
+    };
+    let nodes = cluster.nodes().await.map_err(|m| {
+        error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            m,
+        )
+        .retry_after(2)
+    })?;
+    Ok(Json(json!({
+        "backend": "jetstream",
+        "this_node": cluster.node(),
+        "log": state.log.replica_state(),
+        "nodes": nodes,
+    })))
 }
 
 async fn fallback() -> error::ApiError {
@@ -137,6 +173,7 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         .route("/views/{plugin}/_doc/{key}", get(views::get_doc))
         .route("/views/{plugin}/{key}", get(views::get_key))
         .route("/healthz", get(healthz))
+        .route("/cluster", get(cluster))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -147,5 +184,25 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         ))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.node.clone(),
+            stamp_node,
+        ))
         .with_state(state)
 }
+
+/// Every response says which node answered it.
+async fn stamp_node(
+    State(node): State<Arc<str>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&node) {
+        response.headers_mut().insert(NODE_HEADER, value);
+    }
+    response
+}
+
+/// The name of the node that answered.
+pub const NODE_HEADER: &str = "prism-node";

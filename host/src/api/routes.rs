@@ -170,6 +170,12 @@ pub const ROUTES: &[Route] = &[
         "One view document; a key starting with _ is a 400 reserved_key pointing to _doc/{key}",
     ),
     route("GET", "/healthz", Scope::Public, "Health"),
+    route(
+        "GET",
+        "/cluster",
+        Scope::Read,
+        "The nodes of the cluster and each node's plugins (generation, state, position, lag)",
+    ),
     route("GET", "/metrics", Scope::Read, "Prometheus metrics"),
     route("GET", "/openapi.json", Scope::Public, "This document"),
 ];

@@ -80,6 +80,13 @@ pub enum Command {
         /// idle kept-alive connection is kept. Default 10.
         #[arg(long, env = "PRISM_HEADER_READ_TIMEOUT_SECS")]
         header_read_timeout_secs: Option<u64>,
+        /// Keep the event log in a NATS JetStream cluster shared by many
+        /// nodes: `nats://h1:4222,h2:4222`. Default: the embedded log.
+        #[arg(long, env = "PRISM_LOG_URL")]
+        log_url: Option<String>,
+        /// This node's name in a cluster. Default: host name and port.
+        #[arg(long, env = "PRISM_NODE")]
+        node: Option<String>,
     },
     /// Append one event to a stream.
     Append {

@@ -3,11 +3,15 @@
 //! view store.
 //!
 //! - [`jetstream`]: the JetStream event log (appends with every promise of
-//!   the embedded log that JetStream can keep, reads, following the log).
+//!   the embedded log that JetStream can keep, reads, following the log);
+//!   `crate::log` copies it into each node's RocksDB (`log::replica`).
+//! - [`sync`]: plugins across the nodes (JetStream key-value and object
+//!   stores) and the nodes' heartbeats behind `GET /cluster`.
 //! - `testing` (tests, or the `testing` feature): real `nats-server`
 //!   clusters on loopback.
 
 pub mod jetstream;
+pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]

@@ -43,6 +43,7 @@ pub mod json;
 mod json_corpus;
 pub mod limits;
 mod model;
+pub mod replica;
 mod space;
 mod writer;
 
@@ -88,6 +89,10 @@ pub enum LogError {
     Io(#[from] std::io::Error),
     #[error("the log is shutting down")]
     ShuttingDown,
+    /// The replicated log cannot take appends now (no leader, unreachable);
+    /// retry with the same event ids.
+    #[error("the replicated log is unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -127,8 +132,9 @@ impl Drop for WriterHandle {
 #[derive(Clone)]
 pub struct EventLog {
     db: Arc<Rocks>,
-    /// Requests to the single writer; it exits when every handle is dropped.
-    writer: Arc<WriterHandle>,
+    /// Where appends go: the single local writer (it exits when every
+    /// handle is dropped), or the replicated log this node copies.
+    appender: Appender,
     /// The position of the last committed event.
     head: watch::Receiver<Position>,
     /// Whether appends are stored or refused for lack of space (the writer's finding).
@@ -137,7 +143,56 @@ pub struct EventLog {
     min_free_bytes: u64,
 }
 
+#[derive(Clone)]
+enum Appender {
+    Local(Arc<WriterHandle>),
+    Replicated(Arc<replica::Replication>),
+}
+
 impl EventLog {
+    /// Open the log kept in a replicated backend (NATS JetStream): appends
+    /// go there, and this node copies the log into `db` from where its copy
+    /// ends, for ever (see `replica`).
+    pub(crate) fn open_replicated(
+        db: Arc<Rocks>,
+        config: crate::cluster::jetstream::JetStreamConfig,
+    ) -> Result<Self, LogError> {
+        let head = last_position(&db)?;
+        let (head_tx, head_rx) = watch::channel(head);
+        let (_, appends_rx) = watch::channel(AppendState::Accepting);
+        let replication = replica::Replication::start(config, db.clone(), head, head_tx);
+        Ok(EventLog {
+            db,
+            appender: Appender::Replicated(replication),
+            head: head_rx,
+            appends: appends_rx,
+            min_free_bytes: 0,
+        })
+    }
+
+    /// How this node's copy of a replicated log is doing; `None` for the
+    /// embedded log.
+    pub fn replica_state(&self) -> Option<replica::ReplicaState> {
+        match &self.appender {
+            Appender::Replicated(r) => Some(r.state(self.head())),
+            Appender::Local(_) => None,
+        }
+    }
+
+    /// The highest position this node knows the log to have: its head, or
+    /// on a replicated log, what any append acknowledged here reached.
+    pub fn known_head(&self) -> Position {
+        match &self.appender {
+            Appender::Replicated(r) => r.known_head().max(self.head()),
+            Appender::Local(_) => self.head(),
+        }
+    }
+
+    /// Whether this log's head may lag what other nodes appended.
+    pub fn is_replicated(&self) -> bool {
+        matches!(self.appender, Appender::Replicated(_))
+    }
+
     /// Open the log in `db` and start its writer thread. Appends are refused
     /// while less than `min_free_bytes` is free on the database's disk.
     pub(crate) fn open(db: Arc<Rocks>, min_free_bytes: u64) -> Result<Self, LogError> {
@@ -157,10 +212,10 @@ impl EventLog {
         )?;
         Ok(EventLog {
             db,
-            writer: Arc::new(WriterHandle {
+            appender: Appender::Local(Arc::new(WriterHandle {
                 tx: Some(tx),
                 thread: Some(thread),
-            }),
+            })),
             head: head_rx,
             appends: appends_rx,
             min_free_bytes,
@@ -226,13 +281,19 @@ impl EventLog {
                 )));
             }
         }
+        let writer = match &self.appender {
+            Appender::Local(writer) => writer,
+            Appender::Replicated(replication) => {
+                return self.append_replicated(replication, runs, expected).await;
+            }
+        };
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
             runs,
             expected,
             reply,
         };
-        self.writer
+        writer
             .tx
             .as_ref()
             .expect("open until dropped")
@@ -240,6 +301,50 @@ impl EventLog {
             .await
             .map_err(|_| LogError::ShuttingDown)?;
         answer.await.map_err(|_| LogError::ShuttingDown)?
+    }
+
+    /// An append through the replicated log, answered once this node's copy
+    /// holds it (so a reader of this node sees it at once).
+    async fn append_replicated(
+        &self,
+        replication: &replica::Replication,
+        mut runs: Vec<StreamEvents>,
+        expected: Vec<(String, ExpectedVersion)>,
+    ) -> Result<MultiOutcome, LogError> {
+        if runs.len() != 1 || runs.iter().any(|r| r.stream != runs[0].stream) {
+            return Err(LogError::Invalid(
+                "the JetStream log appends to one stream at a time: an append across streams \
+                 is not atomic there, so it is refused (send one request per stream)"
+                    .into(),
+            ));
+        }
+        let run = runs.remove(0);
+        let expected = expected.first().map_or(ExpectedVersion::Any, |(_, e)| *e);
+        let stream = run.stream.clone();
+        let outcome = replication
+            .log()?
+            .append(run.stream, expected, run.events)
+            .await
+            .map_err(replicated_error)?;
+        replication.saw(outcome.last_position);
+        let mut head = self.head.clone();
+        let copied = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            head.wait_for(|h| *h >= outcome.last_position),
+        )
+        .await;
+        if copied.is_err() {
+            tracing::warn!(
+                position = %outcome.last_position,
+                "an append is acknowledged by the replicated log but not yet in this node's copy"
+            );
+        }
+        Ok(MultiOutcome {
+            first_position: outcome.first_position,
+            last_position: outcome.last_position,
+            streams: vec![(stream, outcome.stream_version)],
+            duplicate: outcome.duplicate,
+        })
     }
 
     /// The position of the last committed event (0 for an empty log).
@@ -402,6 +507,15 @@ impl EventLog {
         }
         index.status()?;
         Ok(true)
+    }
+}
+
+/// A replicated log's "unavailable" as its own error, so that the API can
+/// answer it as a retryable 503.
+fn replicated_error(e: LogError) -> LogError {
+    match crate::cluster::jetstream::as_unavailable(&e) {
+        Some(why) => LogError::Unavailable(why.to_string()),
+        None => e,
     }
 }
 

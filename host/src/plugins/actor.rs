@@ -237,6 +237,12 @@ impl Actor {
             Refused::Illegal(m) => PluginError::Internal(m),
         })?;
         self.persist(&next)?;
+        let wanted = |r: &PluginRecord| (!r.is_empty()).then(|| r.desired.clone()).flatten();
+        if wanted(&self.record) != wanted(&next)
+            && let Some(changes) = self.shared.desired_changes.get()
+        {
+            let _ = changes.send((self.name.clone(), wanted(&next)));
+        }
         self.record = next;
         for effect in effects {
             self.carry_out(effect).await;

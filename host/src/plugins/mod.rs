@@ -133,6 +133,9 @@ pub(crate) struct Shared {
     rt: tokio::runtime::Handle,
     /// Compiles at once across the server: one per core.
     compile_slots: Semaphore,
+    /// Where changes of a plugin's desired content are reported (to the
+    /// cluster, when there is one).
+    desired_changes: std::sync::OnceLock<mpsc::UnboundedSender<(PluginName, Option<ContentHash>)>>,
 }
 
 impl Shared {
@@ -207,9 +210,19 @@ impl PluginManager {
                 config,
                 rt,
                 compile_slots: Semaphore::new(cores),
+                desired_changes: std::sync::OnceLock::new(),
             }),
             plugins: Arc::default(),
         }
+    }
+
+    /// Report every change of a plugin's desired content (`None`: removed)
+    /// on `changes`, e.g. to share it with a cluster.
+    pub fn report_desired_changes(
+        &self,
+        changes: mpsc::UnboundedSender<(PluginName, Option<ContentHash>)>,
+    ) {
+        let _ = self.shared.desired_changes.set(changes);
     }
 
     pub fn dir(&self) -> &std::path::Path {

@@ -1,0 +1,299 @@
+//! The log on a replicated backend: appends go to NATS JetStream, which
+//! gives every event its position; every node copies the log, in order,
+//! into its own RocksDB, from which its projectors and readers read at the
+//! embedded log's speed.
+//!
+//! One task follows the JetStream stream from the local head on and hands
+//! what it receives to a second, which stores it in batches (the event's
+//! encoded record as it came, its stream-index entry, its id, its stream's
+//! head) and moves the local head, waking projectors like a local append
+//! does. A node that was down, or joins late, catches up the same way. The
+//! local copy is not synced: after a crash it is fetched again from the
+//! replicated log. An append is answered once this node's copy holds it,
+//! so a client reads its own append from the node it appended through; on
+//! other nodes `min_position` waits for their copy to get there.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rocksdb::{WriteBatch, WriteOptions};
+use tokio::sync::{mpsc, watch};
+
+use super::{LogError, Position};
+use crate::cluster::jetstream::{self, JetStreamConfig, JetStreamLog};
+use crate::storage::codec;
+use crate::storage::{CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError};
+
+/// Events stored locally in one write.
+const INGEST_BATCH: usize = 2048;
+
+/// How this node's copy of the replicated log is doing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicaState {
+    /// `following` (up to date with what the backend sent), or `unavailable`
+    /// (the backend cannot be reached; reads go on from the local copy).
+    pub state: &'static str,
+    /// Why it is unavailable.
+    pub error: Option<String>,
+    /// The highest position this node knows the log has.
+    pub known_head: Position,
+}
+
+/// The replicated log's append side and this node's follower of it.
+pub(crate) struct Replication {
+    /// Set once connected: a node whose cluster is unreachable at start
+    /// serves reads from its copy and keeps trying.
+    js: Arc<tokio::sync::OnceCell<JetStreamLog>>,
+    /// The highest position known to exist (acknowledged here or copied).
+    known: AtomicU64,
+    state: watch::Sender<ReplicaState>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Replication {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Replication {
+    /// Connect (retrying until the cluster answers) and copy the log from
+    /// after `head` into `db`, moving `head_tx`.
+    pub(crate) fn start(
+        config: JetStreamConfig,
+        db: Arc<Rocks>,
+        head: Position,
+        head_tx: watch::Sender<Position>,
+    ) -> Arc<Replication> {
+        let (state, _) = watch::channel(ReplicaState {
+            state: "connecting",
+            error: None,
+            known_head: head,
+        });
+        let (events_tx, events_rx) = mpsc::channel::<(Position, Bytes)>(INGEST_BATCH * 4);
+        let mut replication = Replication {
+            js: Arc::new(tokio::sync::OnceCell::new()),
+            known: AtomicU64::new(head.0),
+            state,
+            tasks: Vec::new(),
+        };
+        let states = replication.state.clone();
+        let cell = replication.js.clone();
+        replication.tasks.push(tokio::spawn(async move {
+            let js = connect(config, &states).await;
+            let _ = cell.set(js.clone());
+            pull(js, head.next(), events_tx, states).await;
+        }));
+        replication
+            .tasks
+            .push(tokio::spawn(store(db, events_rx, head_tx)));
+        Arc::new(replication)
+    }
+
+    /// The replicated log, once connected.
+    pub(crate) fn log(&self) -> Result<&JetStreamLog, LogError> {
+        self.js.get().ok_or_else(|| {
+            LogError::Unavailable(
+                self.state
+                    .borrow()
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "not connected to the JetStream cluster yet".into()),
+            )
+        })
+    }
+
+    pub(crate) fn saw(&self, position: Position) {
+        self.known.fetch_max(position.0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn known_head(&self) -> Position {
+        Position(self.known.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn state(&self, local_head: Position) -> ReplicaState {
+        self.saw(local_head);
+        ReplicaState {
+            known_head: self.known_head(),
+            ..self.state.borrow().clone()
+        }
+    }
+}
+
+/// Connect to the cluster, trying again until it answers.
+async fn connect(config: JetStreamConfig, state: &watch::Sender<ReplicaState>) -> JetStreamLog {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match JetStreamLog::connect(config.clone()).await {
+            Ok(js) => {
+                tracing::info!(servers = %config.servers, "connected to the JetStream cluster");
+                state.send_modify(|s| {
+                    s.state = "following";
+                    s.error = None;
+                });
+                return js;
+            }
+            Err(e) => {
+                let error = format!("connecting to {}: {e}", config.servers);
+                if state.borrow().error.as_deref() != Some(&error) {
+                    tracing::warn!(error = %error, "the JetStream cluster is unreachable; reads go on from this node's copy");
+                }
+                state.send_modify(|s| {
+                    s.state = "unavailable";
+                    s.error = Some(error);
+                });
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Follow the replicated log from `from` on, for ever, handing each event on.
+async fn pull(
+    js: JetStreamLog,
+    from: Position,
+    events: mpsc::Sender<(Position, Bytes)>,
+    state: watch::Sender<ReplicaState>,
+) {
+    let mut next = from;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let mut follower = match js.follow(next).await {
+            Ok(f) => f,
+            Err(e) => {
+                unavailable(&state, &e);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            match follower.next().await {
+                Ok(event) => {
+                    if state.borrow().state != "following" {
+                        state.send_modify(|s| {
+                            s.state = "following";
+                            s.error = None;
+                        });
+                    }
+                    pause = Duration::from_millis(100);
+                    next = event.position.next();
+                    if events.send((event.position, event.bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    unavailable(&state, &e);
+                    if !jetstream::is_unavailable(&e) {
+                        tracing::error!(error = %e, "the replicated log cannot be followed");
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn unavailable(state: &watch::Sender<ReplicaState>, e: &LogError) {
+    let error = e.to_string();
+    if state.borrow().error.as_deref() != Some(&error) {
+        tracing::warn!(error = %error, "the replicated log is unavailable; reads go on from this node's copy");
+    }
+    state.send_modify(|s| {
+        s.state = "unavailable";
+        s.error = Some(error);
+    });
+}
+
+/// Store what the follower receives, in batches, and move the head.
+async fn store(
+    db: Arc<Rocks>,
+    mut events: mpsc::Receiver<(Position, Bytes)>,
+    head: watch::Sender<Position>,
+) {
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < INGEST_BATCH {
+            match events.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        let stored = tokio::task::spawn_blocking(move || store_batch(&db, &batch)).await;
+        match stored {
+            Ok(Ok(Some(last))) => {
+                head.send_replace(last);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                // Stopping here keeps the copy gapless; the next start
+                // fetches the rest again.
+                tracing::error!(error = %e, "storing the replicated log locally failed; this node's copy stops here");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing the replicated log locally failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Store `events` (contiguous, after the local head) in one write; the new
+/// head, or `None` if every one was there already.
+fn store_batch(db: &Rocks, events: &[(Position, Bytes)]) -> Result<Option<Position>, LogError> {
+    let events_cf = db.cf_handle(CF_EVENTS).expect("events family");
+    let streams_cf = db.cf_handle(CF_STREAMS).expect("streams family");
+    let ids_cf = db.cf_handle(CF_EVENT_IDS).expect("event ids family");
+    let heads_cf = db.cf_handle(CF_STREAM_HEADS).expect("stream heads family");
+    let local = super::last_position(db)?;
+    let mut batch = WriteBatch::default();
+    let mut heads: Vec<(String, u64)> = Vec::new();
+    let mut last = None;
+    let mut expected = local.next();
+    for (position, bytes) in events {
+        if *position < expected {
+            continue;
+        }
+        if *position != expected {
+            return Err(LogError::Storage(StorageError::Corrupt(format!(
+                "the replicated log skipped from {} to {position}",
+                expected.0 - 1
+            ))));
+        }
+        let event = codec::decode_event(bytes)?;
+        let key = codec::u64_key(position.0);
+        batch.put_cf(&events_cf, key, bytes);
+        batch.put_cf(
+            &streams_cf,
+            codec::stream_key(&event.stream, event.stream_version),
+            key,
+        );
+        // Every id is kept: a retry from any client, on any node, after the
+        // replicated log's own de-duplication window, is still recognised.
+        batch.put_cf(&ids_cf, event.id, key);
+        match heads.iter_mut().find(|(s, _)| *s == event.stream) {
+            Some((_, v)) => *v = event.stream_version,
+            None => heads.push((event.stream, event.stream_version)),
+        }
+        last = Some(*position);
+        expected = position.next();
+    }
+    for (stream, version) in &heads {
+        batch.put_cf(&heads_cf, stream.as_bytes(), codec::u64_key(*version));
+    }
+    if last.is_some() {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        db.write_opt(batch, &opts)?;
+    }
+    Ok(last)
+}
