@@ -55,7 +55,13 @@ impl App {
                 js.stream = config.log.stream.clone();
                 js.replicas = config.log.replicas;
                 js.duplicate_window = Duration::from_secs(config.log.duplicate_window_secs);
-                EventLog::open_replicated(db.clone(), js)?
+                let log = EventLog::open_replicated(db.clone(), js)?;
+                // Usually the cluster answers at once; if not, the node
+                // serves its copy meanwhile and keeps trying.
+                if !log.connected(Duration::from_secs(3)).await {
+                    tracing::warn!(servers = %url, "starting without the JetStream cluster; appends wait for it");
+                }
+                log
             }
         };
         let views = ViewStore::new(db.clone());

@@ -9,6 +9,7 @@ mod bad_plugins;
 mod change_feed;
 mod cli;
 mod cli_tokens;
+mod cluster;
 mod concurrent_writers;
 mod crash_recovery;
 mod deploys;

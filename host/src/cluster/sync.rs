@@ -114,9 +114,27 @@ impl Cluster {
         let (watch_manager, watch_components) = (manager.clone(), components.clone());
         cluster.tasks.push(tokio::spawn(async move {
             let stores = ready.get_or_init(|| connect(&cfg)).await;
+            // The latest change of each plugin, kept until published (a
+            // bucket just created may not take writes for a moment).
             let publisher = async {
-                while let Some((name, hash)) = pending.recv().await {
-                    publish(stores, &cfg, &components, &name, hash.as_ref()).await;
+                let mut waiting: std::collections::BTreeMap<PluginName, Option<ContentHash>> =
+                    Default::default();
+                loop {
+                    if waiting.is_empty() {
+                        match pending.recv().await {
+                            Some((name, hash)) => waiting.insert(name, hash),
+                            None => return,
+                        };
+                    }
+                    while let Ok((name, hash)) = pending.try_recv() {
+                        waiting.insert(name, hash);
+                    }
+                    let (name, hash) = waiting.pop_first().expect("not empty");
+                    if let Err(e) = publish(stores, &cfg, &components, &name, hash.as_ref()).await {
+                        tracing::warn!(plugin = %name, error = %e, "publishing a plugin change to the cluster; trying again");
+                        waiting.entry(name).or_insert(hash);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 }
             };
             let watcher = follow_desired(stores, &cfg, &watch_manager, &watch_components);
@@ -247,7 +265,7 @@ async fn publish(
     components: &ComponentStore,
     name: &PluginName,
     hash: Option<&ContentHash>,
-) {
+) -> Result<(), String> {
     let current = desired_of(stores, name).await;
     let result: Result<(), String> = async {
         match hash {
@@ -288,14 +306,10 @@ async fn publish(
         Ok(())
     }
     .await;
-    match result {
-        Ok(()) => {
-            tracing::info!(plugin = %name, hash = ?hash.map(ContentHash::short), "published to the cluster")
-        }
-        Err(e) => {
-            tracing::error!(plugin = %name, error = %e, "could not publish a plugin change to the cluster")
-        }
+    if result.is_ok() {
+        tracing::info!(plugin = %name, hash = ?hash.map(ContentHash::short), "published to the cluster");
     }
+    result
 }
 
 /// Make this node's plugin directory say what the cluster wants, for ever.
@@ -444,13 +458,19 @@ async fn heartbeats(stores: &Stores, config: &SyncConfig, manager: &PluginManage
             "head": log.head(),
             "plugins": plugins,
         });
-        if let Err(e) = stores
+        let pause = match stores
             .nodes
             .put(&key, serde_json::to_vec(&beat).expect("json").into())
             .await
         {
-            tracing::debug!(error = %e, "a heartbeat did not reach the cluster");
-        }
-        tokio::time::sleep(HEARTBEAT).await;
+            Ok(_) => HEARTBEAT,
+            Err(e) => {
+                // A bucket another node is still creating, or a leader
+                // election: say it again soon rather than a period later.
+                tracing::debug!(error = %e, "a heartbeat did not reach the cluster");
+                Duration::from_millis(500)
+            }
+        };
+        tokio::time::sleep(pause).await;
     }
 }

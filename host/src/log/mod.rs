@@ -188,6 +188,15 @@ impl EventLog {
         }
     }
 
+    /// Wait up to `patience` for a replicated log to be connected (at start,
+    /// so that the first appends need not wait); true once it is.
+    pub async fn connected(&self, patience: std::time::Duration) -> bool {
+        match &self.appender {
+            Appender::Replicated(r) => r.log(patience).await.is_ok(),
+            Appender::Local(_) => true,
+        }
+    }
+
     /// Whether this log's head may lag what other nodes appended.
     pub fn is_replicated(&self) -> bool {
         matches!(self.appender, Appender::Replicated(_))
@@ -322,7 +331,8 @@ impl EventLog {
         let expected = expected.first().map_or(ExpectedVersion::Any, |(_, e)| *e);
         let stream = run.stream.clone();
         let outcome = replication
-            .log()?
+            .log(std::time::Duration::from_secs(5))
+            .await?
             .append(run.stream, expected, run.events)
             .await
             .map_err(replicated_error)?;

@@ -86,6 +86,10 @@ impl Replication {
         replication.tasks.push(tokio::spawn(async move {
             let js = connect(config, &states).await;
             let _ = cell.set(js.clone());
+            states.send_modify(|s| {
+                s.state = "following";
+                s.error = None;
+            });
             pull(js, head.next(), events_tx, states).await;
         }));
         replication
@@ -94,8 +98,14 @@ impl Replication {
         Arc::new(replication)
     }
 
-    /// The replicated log, once connected.
-    pub(crate) fn log(&self) -> Result<&JetStreamLog, LogError> {
+    /// The replicated log, once connected: waits up to `patience` for a
+    /// node that is still connecting.
+    pub(crate) async fn log(&self, patience: Duration) -> Result<&JetStreamLog, LogError> {
+        if let Some(js) = self.js.get() {
+            return Ok(js);
+        }
+        let mut state = self.state.subscribe();
+        let _ = tokio::time::timeout(patience, state.wait_for(|s| s.state == "following")).await;
         self.js.get().ok_or_else(|| {
             LogError::Unavailable(
                 self.state
@@ -131,10 +141,6 @@ async fn connect(config: JetStreamConfig, state: &watch::Sender<ReplicaState>) -
         match JetStreamLog::connect(config.clone()).await {
             Ok(js) => {
                 tracing::info!(servers = %config.servers, "connected to the JetStream cluster");
-                state.send_modify(|s| {
-                    s.state = "following";
-                    s.error = None;
-                });
                 return js;
             }
             Err(e) => {
