@@ -11,6 +11,7 @@ mod cli;
 mod cli_tokens;
 mod concurrent_writers;
 mod crash_recovery;
+mod dashboard;
 mod deploys;
 mod durability;
 mod event_filter;
