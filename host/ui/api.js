@@ -49,7 +49,7 @@ export class ApiError extends Error {
       case 401:
         return "401 unauthorized: this server needs a valid token.";
       case 403:
-        return `403 forbidden: this token may not do that (${this.message}). Actions that change plugins need a token with the admin scope.`;
+        return `403 forbidden: ${this.message.replace(/\.$/, "")}. Actions that change plugins need a token with the admin scope.`;
       default:
         return `${this.status} ${this.code}: ${this.message}`;
     }
@@ -126,8 +126,9 @@ export function parseMetrics(text) {
 }
 
 // The change feed of a view, followed until `stop()` is called. Reconnects
-// after a drop with `Last-Event-ID`, as EventSource would, so no change is
-// missed or seen twice. `onEvent(type, data, id)` gets every event;
+// after a drop with `Last-Event-ID`, as EventSource would (or `since`, the
+// position it opened at, before any change came), so no change is missed or
+// seen twice. `onEvent(type, data, id)` gets every event;
 // `onState(state, detail)` says "open", "reconnecting" or "error".
 export function follow(path, { onEvent, onState }) {
   const abort = new AbortController();
@@ -138,6 +139,10 @@ export function follow(path, { onEvent, onState }) {
   let backoffMs = 0;
   let stopped = false;
 
+  // Where the stream opened, to resume from if it drops before the first
+  // change (which would otherwise give the position to resume after).
+  let since = null;
+
   const dispatch = (type, data, id) => {
     let parsed = data;
     try {
@@ -145,13 +150,15 @@ export function follow(path, { onEvent, onState }) {
     } catch {
       // Not JSON: hand over the text.
     }
+    if (type === "open" && lastId === null && typeof parsed?.position === "number") since = parsed.position;
     onEvent(type, parsed, id);
   };
 
   async function readOnce() {
     const h = headers({ Accept: "text/event-stream" });
     if (lastId) h.set("Last-Event-ID", lastId);
-    const response = await fetch(url(path), { headers: h, signal: abort.signal, cache: "no-store" });
+    const query = !lastId && since !== null ? { since } : {};
+    const response = await fetch(url(path, query), { headers: h, signal: abort.signal, cache: "no-store" });
     if (!response.ok) {
       const error = await errorOf(response);
       if (response.status === 401) unauthorizedHandler(error);
