@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing Prism needs, idempotently: Debian
 # packages (system RocksDB and clang for its bindings), the wasm32-wasip2
-# Rust target, nats-server for the cluster tests, and the Python/JavaScript
-# component toolchains.
+# Rust target, nats-server for the cluster tests, Chromium for the
+# dashboard's browser tests, and the Python/JavaScript component toolchains.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -35,6 +35,7 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 
 "$root/scripts/setup-nats.sh"
+"$root/scripts/setup-browser.sh"
 
 if [ -x "$root/scripts/setup-other-toolchains.sh" ]; then
     "$root/scripts/setup-other-toolchains.sh"

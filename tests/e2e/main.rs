@@ -12,6 +12,7 @@ mod cli_tokens;
 mod cluster;
 mod concurrent_writers;
 mod crash_recovery;
+mod dashboard;
 mod deploys;
 mod durability;
 mod event_filter;

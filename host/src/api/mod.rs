@@ -5,6 +5,7 @@
 //! - `views`: documents, scans, queries, change feed, read-your-writes.
 //! - `plugins`: install, remove, rebuild, status, logs, dead letters.
 //! - `metrics`: Prometheus text.
+//! - `ui`: the dashboard page and its scripts.
 //! - `routes`: the route table behind authorization and the OpenAPI document.
 //! - `auth`: bearer tokens with scopes.
 //! - `body`, `error`: request bodies and JSON errors.
@@ -17,6 +18,7 @@ pub mod metrics;
 mod plugins;
 pub mod routes;
 mod streams;
+mod ui;
 mod views;
 
 use std::sync::Arc;
@@ -176,6 +178,8 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         .route("/cluster", get(cluster))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi))
+        .route("/ui", get(ui::page))
+        .route("/ui/{file}", get(ui::asset))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .merge(plugin_upload)
         .route_layer(middleware::from_fn_with_state(

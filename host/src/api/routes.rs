@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
-    /// No token needed (health only).
+    /// No token needed (health, this document, the dashboard's files).
     Public,
     /// Read views, the log and plugin status.
     Read,
@@ -178,6 +178,18 @@ pub const ROUTES: &[Route] = &[
     ),
     route("GET", "/metrics", Scope::Read, "Prometheus metrics"),
     route("GET", "/openapi.json", Scope::Public, "This document"),
+    route(
+        "GET",
+        "/ui",
+        Scope::Public,
+        "The dashboard (it asks for a token when the API needs one)",
+    ),
+    route(
+        "GET",
+        "/ui/{file}",
+        Scope::Public,
+        "The dashboard's scripts, styles and icon",
+    ),
 ];
 
 /// The scope a request needs, by method and matched route path. `HEAD` is a
