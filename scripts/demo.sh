@@ -59,6 +59,7 @@ last=$(curl -s -X POST "$base/streams/product-b2/events" -H 'content-type: appli
 show -s "$base/views/product-stock/_query/low-stock?below=10&min_position=$last"
 
 say "Prism is serving on $base (data in $demo/data, plugins in $demo/plugins)."
+echo "Dashboard: $base/ui"
 if [ "${DEMO_EXIT:-0}" = "1" ]; then
     exit 0
 fi
