@@ -50,12 +50,13 @@ for p in account-balance-py account-balance-js; do
     fi
 done
 
-say "Products by stock level (an ordered scan over index keys) and a named query:"
+say "Products by stock level (a query over the declared by-stock index) and a named query:"
 curl -s -X POST "$base/streams/product-a1/events" -H 'content-type: application/json' \
     -d '{"events":[{"type":"ProductAdded","data":{"sku":"a1","name":"Anvil","stock":3}}]}' >/dev/null
 last=$(curl -s -X POST "$base/streams/product-b2/events" -H 'content-type: application/json' \
     -d '{"events":[{"type":"ProductAdded","data":{"sku":"b2","name":"Bucket","stock":40}}]}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_position"])')
+show -s "$base/views/product-stock/_find?index=by-stock&stock.lt=10&min_position=$last"
 show -s "$base/views/product-stock/_query/low-stock?below=10&min_position=$last"
 
 say "Prism is serving on $base (data in $demo/data, plugins in $demo/plugins)."

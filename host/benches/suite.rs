@@ -467,6 +467,14 @@ impl Suite {
         p.exists().then_some(p)
     }
 
+    fn test_plugin(&self, name: &str) -> Option<PathBuf> {
+        let p = self
+            .root
+            .join("target/test-plugins")
+            .join(format!("{name}.wasm"));
+        p.exists().then_some(p)
+    }
+
     fn scale(&self, full: u64, quick: u64) -> u64 {
         if self.quick { quick } else { full }
     }
@@ -1098,6 +1106,198 @@ impl Suite {
         Ok(())
     }
 
+    /// What maintaining a secondary index costs a replay: `account-balance`
+    /// against the same projection declaring an index on `balance`
+    /// (`indexed-balance`), over the same log, in one run.
+    async fn index_replay(&mut self) -> Result<()> {
+        let (Some(plain), Some(indexed)) = (
+            self.plugin("account-balance"),
+            self.test_plugin("indexed-balance"),
+        ) else {
+            eprintln!("  account-balance or indexed-balance not built; skipped");
+            return Ok(());
+        };
+        let n = self.scale(1_000_000, 100_000);
+        let data = self.work.path().join("index-replay");
+        let plugins = self.work.path().join("index-replay-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        {
+            let (log, _) = prism::server::open_stores(&data)?;
+            fill(&log, n, SEED).await?;
+        }
+        let server = start_server(&data, &plugins).await?;
+        let http = reqwest::Client::new();
+        let mut rates = Vec::new();
+        for (name, path) in [("plain", plain), ("indexed", indexed)] {
+            let r = http
+                .put(format!("{}/plugins/{name}", server.base))
+                .body(std::fs::read(&path)?)
+                .send()
+                .await?;
+            let started = Instant::now();
+            if !r.status().is_success() {
+                bail!("installing {name}: {}", r.text().await?);
+            }
+            wait_live(&http, &server.base, name, n, None).await?;
+            rates.push(rate(n, started.elapsed()));
+            http.delete(format!("{}/plugins/{name}", server.base))
+                .send()
+                .await?;
+        }
+        server.stop().await?;
+        self.figure(
+            "Indexes",
+            "index_replay",
+            "Replay through account-balance without / with an index on balance (Rust, WASM)",
+            format!("{} / {} events/s", human(rates[0]), human(rates[1])),
+            "(reported)",
+            None,
+            format!("{n} bank events, 10,000 accounts"),
+        );
+        let ratio = rates[1] / rates[0];
+        self.figure(
+            "Indexes",
+            "index_replay",
+            "Replay rate with one declared index / without",
+            format!("{ratio:.2}"),
+            "≥ 0.7",
+            Some(ratio >= 0.7),
+            "same run, same events",
+        );
+        Ok(())
+    }
+
+    /// A view of 100,000 documents with an index on `balance`: 100,000
+    /// accounts opened, each with one deposit of 0–99,999.
+    async fn indexed_view(&mut self, dir: &str) -> Result<(Server, u64)> {
+        let Some(indexed) = self.test_plugin("indexed-balance") else {
+            bail!("indexed-balance not built");
+        };
+        let accounts = 100_000u64;
+        let data = self.work.path().join(dir);
+        let plugins = self.work.path().join(format!("{dir}-plugins"));
+        std::fs::create_dir_all(&plugins)?;
+        {
+            let (log, _) = prism::server::open_stores(&data)?;
+            let mut rng = Rng(SEED);
+            let requests: Vec<(String, Vec<NewEvent>)> = (0..accounts)
+                .map(|a| {
+                    let mut event = |event_type: &str, data: Value| NewEvent {
+                        id: Uuid::from_u64_pair(rng.next(), rng.next()),
+                        client_id: false,
+                        event_type: event_type.to_string(),
+                        data: data.to_string(),
+                        metadata: "{}".into(),
+                    };
+                    let amount = (a * 7919) % 100_000;
+                    (
+                        format!("account-{a}"),
+                        vec![
+                            event("AccountOpened", json!({"owner": format!("owner-{a}")})),
+                            event("Deposited", json!({"amount": amount})),
+                        ],
+                    )
+                })
+                .collect();
+            append_all(&log, requests).await?;
+        }
+        std::fs::copy(&indexed, plugins.join("bank.wasm"))?;
+        let server = start_server(&data, &plugins).await?;
+        let http = reqwest::Client::new();
+        wait_live(&http, &server.base, "bank", accounts * 2, None).await?;
+        Ok((server, accounts))
+    }
+
+    async fn find(&mut self) -> Result<()> {
+        if which("wrk").is_none() {
+            eprintln!("  wrk not installed; skipped (scripts/bench.sh installs it)");
+            return Ok(());
+        }
+        let (server, accounts) = self.indexed_view("find").await?;
+        let secs = self.scale(10, 3);
+        // Ranges of 100 balance units (about 100 documents each), first page of 20.
+        let lua = "math.randomseed(42)\nrequest = function()\n  local low = math.random(0, 99899)\n  return wrk.format(\"GET\", \"/views/bank/_find?index=by-balance&balance.gte=\" .. low .. \"&balance.lt=\" .. (low + 100) .. \"&limit=20\")\nend\n";
+        let (rps, p99) = run_wrk_lua(
+            &format!("{}/views/bank/_find", server.base),
+            secs,
+            &self.work.path().join("find.lua"),
+            lua,
+        )?;
+        let count_lua = "math.randomseed(7)\nrequest = function()\n  local low = math.random(0, 98999)\n  return wrk.format(\"GET\", \"/views/bank/_find?index=by-balance&balance.gte=\" .. low .. \"&balance.lt=\" .. (low + 1000) .. \"&count=true\")\nend\n";
+        let (count_rps, count_p99) = run_wrk_lua(
+            &format!("{}/views/bank/_find", server.base),
+            secs,
+            &self.work.path().join("count.lua"),
+            count_lua,
+        )?;
+        server.stop().await?;
+        self.figure(
+            "Indexes",
+            "find",
+            "_find range queries (index by-balance, balance in a random range of 100, first page of 20 documents; wrk 2 threads, 64 connections)",
+            format!("{} req/s, p99 {}", human(rps), ms(p99)),
+            "(reported)",
+            None,
+            format!("{accounts} documents, {secs} s, load generator on the same 2 cores"),
+        );
+        self.figure(
+            "Indexes",
+            "find",
+            "_find count=true over a random range of 1,000 (about 1,000 index entries, no document read)",
+            format!("{} req/s, p99 {}", human(count_rps), ms(count_p99)),
+            "(reported)",
+            None,
+            format!("{accounts} documents, {secs} s"),
+        );
+        Ok(())
+    }
+
+    async fn bulk_get(&mut self) -> Result<()> {
+        let (server, accounts) = self.indexed_view("bulk").await?;
+        let http = reqwest::Client::new();
+        let requests = self.scale(300, 50);
+        let mut rng = Rng(SEED);
+        let mut latencies = Vec::with_capacity(requests as usize);
+        let started = Instant::now();
+        for _ in 0..requests {
+            let keys: Vec<String> = (0..1000)
+                .map(|_| format!("account-{}", rng.below(accounts)))
+                .collect();
+            let body = json!({ "keys": keys }).to_string();
+            let t = Instant::now();
+            let r = http
+                .post(format!("{}/views/bank/_bulk_get", server.base))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("_bulk_get: {}", r.status());
+            }
+            r.bytes().await?;
+            latencies.push(t.elapsed());
+        }
+        let took = started.elapsed();
+        server.stop().await?;
+        latencies.sort();
+        self.figure(
+            "Indexes",
+            "bulk_get",
+            "_bulk_get of 1,000 random keys (one client, sequential)",
+            format!(
+                "p50 {}, p99 {} ({:.0} requests/s, {} documents/s)",
+                ms(percentile(&latencies, 0.5)),
+                ms(percentile(&latencies, 0.99)),
+                rate(requests, took),
+                human(rate(requests * 1000, took))
+            ),
+            "(reported)",
+            None,
+            format!("{accounts} documents of ~60 bytes, {requests} requests"),
+        );
+        Ok(())
+    }
+
     fn report(&self, started: Instant) -> String {
         let m = machine();
         let mut out = String::new();
@@ -1155,13 +1355,20 @@ fn which(cmd: &str) -> Option<PathBuf> {
 
 /// Run wrk over random account keys; requests/s and p99.
 fn run_wrk(url: &str, secs: u64, script: &Path) -> Result<(f64, Duration)> {
-    std::fs::write(
+    run_wrk_lua(
+        url,
+        secs,
         script,
-        format!(
+        &format!(
             "math.randomseed(42)\nrequest = function()\n  return wrk.format(\"GET\", \"/views/bank/account-\" .. math.random(0, {}))\nend\n",
             ACCOUNTS - 1
         ),
-    )?;
+    )
+}
+
+/// Run wrk with the request script `lua`; requests/s and p99.
+fn run_wrk_lua(url: &str, secs: u64, script: &Path, lua: &str) -> Result<(f64, Duration)> {
+    std::fs::write(script, lua)?;
     let out = std::process::Command::new("wrk")
         .args(["-t2", "-c64", &format!("-d{secs}s"), "--latency", "-s"])
         .arg(script)
@@ -1180,6 +1387,9 @@ fn run_wrk(url: &str, secs: u64, script: &Path) -> Result<(f64, Duration)> {
         .and_then(|l| l.split_whitespace().nth(1))
         .map(parse_wrk_duration)
         .context("wrk p99")?;
+    if text.contains("Non-2xx") {
+        bail!("wrk saw failed requests: {text}");
+    }
     Ok((rps, p99))
 }
 
@@ -1219,7 +1429,7 @@ fn main() -> Result<()> {
             figures: Vec::new(),
         };
         let started = Instant::now();
-        let steps: [(&str, Step); 9] = [
+        let steps: [(&str, Step); 12] = [
             ("append", |s| Box::pin(s.append())),
             ("load", |s| Box::pin(s.load())),
             ("replay", |s| Box::pin(s.replay())),
@@ -1229,6 +1439,9 @@ fn main() -> Result<()> {
             ("memory", |s| Box::pin(s.memory())),
             ("log_read_memory", |s| Box::pin(s.log_read_memory())),
             ("scaling", |s| Box::pin(s.scaling())),
+            ("index_replay", |s| Box::pin(s.index_replay())),
+            ("find", |s| Box::pin(s.find())),
+            ("bulk_get", |s| Box::pin(s.bulk_get())),
         ];
         for (name, step) in steps {
             if suite.wants(name) {

@@ -49,7 +49,7 @@ async fn order_summary_joins_customers_orders_and_shipments() {
 }
 
 #[tokio::test]
-async fn product_stock_scans_by_stock_level_and_answers_low_stock() {
+async fn product_stock_lists_by_stock_level_and_answers_low_stock() {
     let server = TestServer::start().await;
     server.install_file("stock", &example_plugin("product-stock"));
     for (sku, name, stock) in [
@@ -82,8 +82,9 @@ async fn product_stock_scans_by_stock_level_and_answers_low_stock() {
         .await;
     server.wait_caught_up("stock").await;
 
-    // The ordered scan over the index keys returns products by stock level.
-    let page = server.get_ok("/views/stock?prefix=by-stock/").await;
+    // The declared index lists products by stock level; the view holds
+    // only the product documents.
+    let page = server.get_ok("/views/stock/_find?index=by-stock").await;
     let skus: Vec<&str> = page["items"]
         .as_array()
         .unwrap()
@@ -91,6 +92,16 @@ async fn product_stock_scans_by_stock_level_and_answers_low_stock() {
         .map(|i| i["value"]["sku"].as_str().unwrap())
         .collect();
     assert_eq!(skus, vec!["b2", "d4", "c3", "a1"]);
+    let keys: Vec<String> = server
+        .all_docs("stock")
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        ["product-a1", "product-b2", "product-c3", "product-d4"]
+    );
     assert_eq!(
         server.view("stock", "product-a1").await.unwrap()["stock"],
         23

@@ -18,6 +18,7 @@ mod durability;
 mod event_filter;
 mod event_json;
 mod example_plugins;
+mod find_queries;
 mod full_disk;
 mod graceful_shutdown;
 mod hot_swap;

@@ -167,6 +167,8 @@ async fn the_openapi_document_covers_every_route() {
         ("/views/{plugin}/{key}", vec!["get"]),
         ("/views/{plugin}/_doc/{key}", vec!["get"]),
         ("/views/{plugin}/_query/{name}", vec!["get"]),
+        ("/views/{plugin}/_find", vec!["get"]),
+        ("/views/{plugin}/_bulk_get", vec!["post"]),
         ("/views/{plugin}/_changes", vec!["get"]),
         ("/healthz", vec!["get"]),
         ("/metrics", vec!["get"]),

@@ -3,6 +3,7 @@
 //! # Layout
 //! - `streams`: append and read the log.
 //! - `views`: documents, scans, queries, change feed, read-your-writes.
+//! - `find`: index queries (`_find`) and bulk reads (`_bulk_get`).
 //! - `plugins`: install, remove, rebuild, status, logs, dead letters.
 //! - `metrics`: Prometheus text.
 //! - `ui`: the dashboard page and its scripts.
@@ -14,6 +15,7 @@ pub mod auth;
 mod body;
 mod changes;
 pub mod error;
+mod find;
 pub mod metrics;
 mod plugins;
 pub mod routes;
@@ -172,6 +174,8 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         .route("/views/{plugin}", get(views::scan))
         .route("/views/{plugin}/_changes", get(changes::feed))
         .route("/views/{plugin}/_query/{name}", get(views::query))
+        .route("/views/{plugin}/_find", get(find::find))
+        .route("/views/{plugin}/_bulk_get", post(find::bulk_get))
         .route("/views/{plugin}/_doc/{key}", get(views::get_doc))
         .route("/views/{plugin}/{key}", get(views::get_key))
         .route("/healthz", get(healthz))

@@ -159,6 +159,18 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         "GET",
+        "/views/{plugin}/_find",
+        Scope::Read,
+        "Query a view through a secondary index (conditions FIELD.OP=VALUE, order, limit, cursor, fields, count), or scan a small view",
+    ),
+    route(
+        "POST",
+        "/views/{plugin}/_bulk_get",
+        Scope::Read,
+        "Many documents at once: {\"keys\":[...]} (at most 1000) → {\"rows\":[{\"key\",\"value\"} or {\"key\",\"error\":\"not_found\"}]}, in request order",
+    ),
+    route(
+        "GET",
         "/views/{plugin}/_doc/{key}",
         Scope::Read,
         "One view document, at any key (keys starting with _ are read only here)",
@@ -247,7 +259,21 @@ fn query_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str
             ]);
             out.extend(consistency);
         }
+        ("GET", "/views/{plugin}/_find") => {
+            out.extend([
+                ("index", "the index to read (omit to scan a view of at most 10,000 documents, or with scan=true)"),
+                ("FIELD.OP", "a condition: OP is eq, gt, gte, lt, lte, prefix or in (comma-separated or a JSON array); e.g. stock.lt=10"),
+                ("order", "asc (default) or desc, in index order (key order without an index)"),
+                ("limit", "most items (default 100, at most 1000)"),
+                ("cursor", "the cursor of the previous page: every page of a walk reads the same log position"),
+                ("fields", "comma-separated field paths to answer with instead of whole documents"),
+                ("count", "true: answer {\"count\"} instead of the documents"),
+                ("scan", "true: scan a view of any size without an index (at most 100,000 documents read per page)"),
+            ]);
+            out.extend(consistency);
+        }
         ("GET", "/views/{plugin}/{key}")
+        | ("POST", "/views/{plugin}/_bulk_get")
         | ("GET", "/views/{plugin}/_doc/{key}")
         | ("GET", "/views/{plugin}/_query/{name}") => out.extend(consistency),
         _ => {}

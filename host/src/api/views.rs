@@ -41,34 +41,47 @@ pub struct Consistency {
 
 /// The generation that answered a read and the position it reflected.
 pub struct Served {
-    generation: Arc<Generation>,
-    position: Position,
+    pub(super) generation: Arc<Generation>,
+    pub(super) position: Position,
 }
 
 impl Served {
     /// `body` with the headers that say what answered: the position the
     /// view reflects, the generation and its state.
-    fn respond(&self, body: impl IntoResponse) -> Response {
+    pub(super) fn respond(&self, body: impl IntoResponse) -> Response {
         let mut response = body.into_response();
         self.stamp(response.headers_mut());
         response
     }
 
     fn stamp(&self, headers: &mut HeaderMap) {
-        headers.insert(POSITION_HEADER, HeaderValue::from(self.position.0));
-        if let Ok(v) = HeaderValue::from_str(self.generation.hash().as_str()) {
-            headers.insert(GENERATION_HEADER, v);
-        }
-        headers.insert(
-            STATE_HEADER,
-            HeaderValue::from_static(self.generation.state().as_str()),
+        stamp(
+            headers,
+            self.position,
+            self.generation.hash().as_str(),
+            self.generation.state().as_str(),
         );
     }
 
     /// An error answer that still says what answered.
-    fn error(&self, e: ApiError) -> Response {
+    pub(super) fn error(&self, e: ApiError) -> Response {
         self.respond(e)
     }
+}
+
+/// Say what answered: the position the view reflects, the generation (its
+/// content hash) and its state.
+pub(super) fn stamp(
+    headers: &mut HeaderMap,
+    position: Position,
+    generation: &str,
+    state: &'static str,
+) {
+    headers.insert(POSITION_HEADER, HeaderValue::from(position.0));
+    if let Ok(v) = HeaderValue::from_str(generation) {
+        headers.insert(GENERATION_HEADER, v);
+    }
+    headers.insert(STATE_HEADER, HeaderValue::from_static(state));
 }
 
 pub(super) fn plugin_name(name: &str) -> Result<PluginName, ApiError> {
@@ -97,7 +110,11 @@ pub(super) fn unavailable(plugin: &str, why: Unavailable) -> ApiError {
 /// The serving generation of `plugin`, once it has applied `min_position`.
 /// A generation replaced while a reader waits hands the wait on to the one
 /// that replaced it.
-async fn serving(state: &AppState, plugin: &str, c: &Consistency) -> Result<Served, Response> {
+pub(super) async fn serving(
+    state: &AppState,
+    plugin: &str,
+    c: &Consistency,
+) -> Result<Served, Response> {
     let name = plugin_name(plugin).map_err(IntoResponse::into_response)?;
     let deadline = tokio::time::Instant::now()
         + c.timeout_ms
@@ -269,7 +286,7 @@ async fn document_at(
     }
 }
 
-fn document(text: String) -> Response {
+pub(super) fn document(text: String) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         text,

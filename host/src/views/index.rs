@@ -162,6 +162,14 @@ pub fn encode_value(kind: FieldKind, value: Option<&Value>, out: &mut Vec<u8>) {
     }
 }
 
+/// The bytes every encoding of a string starting with `prefix` starts with.
+pub fn string_prefix(prefix: &str) -> Vec<u8> {
+    let mut out = vec![STRING];
+    escaped(prefix.as_bytes(), &mut out);
+    out.truncate(out.len() - 2); // no terminator: longer strings follow
+    out
+}
+
 /// The smallest encoding that sorts after every encoding starting with
 /// `prefix` (for exclusive upper bounds).
 pub fn after_prefix(prefix: &[u8]) -> Vec<u8> {

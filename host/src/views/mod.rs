@@ -14,7 +14,9 @@
 //! finding it gone, and nobody polls for readers to finish.
 
 mod changes;
+pub mod find;
 pub mod index;
+mod snapshot;
 mod transaction;
 
 use std::collections::HashMap;
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 pub use changes::{ChangeId, StoredChange};
+pub use snapshot::{MAX_WALKS, ViewSnapshot, WALK_IDLE, WALK_MAX_AGE};
 pub use transaction::Transaction;
 
 use crate::log::Position;
@@ -52,6 +55,8 @@ pub struct ViewStore {
     /// Free disk below which view commits wait, leaving the room that is
     /// left to the event log.
     reserve: Arc<AtomicU64>,
+    /// Paged reads in progress, each reading one snapshot.
+    walks: snapshot::SharedWalks,
 }
 
 impl ViewStore {
@@ -81,6 +86,7 @@ impl ViewStore {
             open: Arc::default(),
             janitor,
             reserve: Arc::new(AtomicU64::new(0)),
+            walks: Arc::default(),
         }
     }
 
@@ -114,6 +120,7 @@ impl ViewStore {
             largest: AtomicUsize::new(largest),
             size: Mutex::new(None),
             reserve: self.reserve.clone(),
+            walks: self.walks.clone(),
         });
         open.retain(|_, f| f.strong_count() > 0);
         open.insert(name, Arc::downgrade(&family));
@@ -136,6 +143,7 @@ impl ViewStore {
                 largest: AtomicUsize::new(0),
                 size: Mutex::new(None),
                 reserve: self.reserve.clone(),
+                walks: self.walks.clone(),
             }),
         }
     }
@@ -249,6 +257,9 @@ struct Family {
     size: Mutex<Option<(Instant, u64)>>,
     /// Free disk below which commits wait (the store's setting).
     reserve: Arc<AtomicU64>,
+    /// The store's paged reads in progress. A walk holds a handle on its
+    /// keyspace, so a retired keyspace is dropped once its walks expire.
+    walks: snapshot::SharedWalks,
 }
 
 impl Drop for Family {
@@ -507,10 +518,6 @@ impl Keyspace {
         }
     }
 
-    /// Commit a batch's writes, the dead letters it produced, its changes
-    /// (when recording) and the new checkpoint atomically. Not synced: a
-    /// crash may lose the last commits, which the projector then replays
-    /// from the log — the views stay exact.
     /// The index writes `txn` makes to `indexes` (reading the documents it
     /// replaces), or the unique index it would break.
     pub fn plan_indexes(
@@ -539,37 +546,6 @@ impl Keyspace {
         Ok(index::plan(self.family(), indexes, &writes, &old, owner))
     }
 
-    /// Index entries of `index` from `start` (inclusive) to `end`
-    /// (exclusive), in order (or reversed), until `visit` returns false;
-    /// `visit` gets the entry key and the document key.
-    pub fn index_range(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        descending: bool,
-        mut visit: impl FnMut(&[u8], &str) -> bool,
-    ) -> Result<(), StorageError> {
-        let entries = self.db.cf_handle(CF_INDEXES).expect("indexes family");
-        let mode = if descending {
-            IteratorMode::From(end, Direction::Reverse)
-        } else {
-            IteratorMode::From(start, Direction::Forward)
-        };
-        for item in self.db.iterator_cf(&entries, mode) {
-            let (k, v) = item?;
-            if descending && *k >= *end {
-                continue;
-            }
-            if (!descending && *k >= *end) || (descending && *k < *start) {
-                break;
-            }
-            if !visit(&k, &String::from_utf8_lossy(&v)) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     /// Commit a batch's writes, the dead letters it produced, its changes
     /// (when recording), its index entries and the new checkpoint atomically.
     pub fn commit_indexed(
@@ -589,6 +565,10 @@ impl Keyspace {
         )
     }
 
+    /// Commit a batch's writes, the dead letters it produced, its changes
+    /// (when recording) and the new checkpoint atomically. Not synced: a
+    /// crash may lose the last commits, which the projector then replays
+    /// from the log — the views stay exact.
     pub fn commit(
         &self,
         txn: &Transaction,

@@ -1,26 +1,29 @@
 //! `product-stock`: products and their stock levels, readable in stock order
 //! — the "remote criteria" read model, where the question (which products are
-//! running low?) is answered by an ordered scan instead of a filter over
+//! running low?) is answered by an ordered index instead of a filter over
 //! every product.
 //!
-//! Keys and documents:
-//! - `product-<sku>`: `{"sku", "name", "stock"}`. `name` is `null` when stock
-//!   arrives for a product never added.
-//! - `by-stock/<stock, 20 digits zero-padded>/<sku>`: a copy of the same
-//!   document. Zero padding makes key order stock order, so a scan of
-//!   `by-stock/` lists products from the lowest stock up, and the copy answers
-//!   the query without a read per product. Every change of stock moves the
-//!   product's index key: the old one is deleted, the new one written, in the
-//!   same batch.
+//! Documents: `product-<sku>`: `{"sku", "name", "stock"}`. `name` is `null`
+//! when stock arrives for a product never added.
 //!
-//! Query `low-stock?below=N[&limit=M]`: the products with stock below `N`,
-//! lowest first (ties by SKU), at most `M` (default 100, at most 1000).
+//! Index `by-stock` over `stock` (a number) of the `product-` documents,
+//! declared in the description and maintained by the host in the same
+//! write batch as the documents: the projection only writes documents. Ask
+//! it over HTTP, e.g. the products below 10, lowest first, page by page:
+//! `GET /views/product-stock/_find?index=by-stock&stock.lt=10&limit=50`.
+//!
+//! Query `low-stock?below=N[&limit=M]`: the same answer as a named query
+//! (the products with stock below `N`, lowest first, ties by SKU, at most
+//! `M`, default 100, at most 1000), worked out inside the plugin by reading
+//! every product: an example of a named query, fine for a few thousand
+//! products. `_find` reads only the products it answers with.
 //!
 //! Stock is a non-negative integer. Removing more than is in stock is refused:
-//! the write side should never have allowed it, and an index that sorts
-//! negative numbers wrongly would be a quiet lie.
+//! the write side should never have allowed it.
 
-use prism_guest::{Description, Error, Event, Params, Projection, QueryError, View};
+use prism_guest::{
+    Description, Error, Event, FieldKind, Index, Params, Projection, QueryError, View,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,7 +31,7 @@ use serde_json::Value;
 #[derive(Debug, Default)]
 pub struct ProductStock;
 
-/// The document under `product-<sku>` and its `by-stock/` index key.
+/// The document under `product-<sku>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     pub sku: String,
@@ -55,15 +58,10 @@ struct StockMoved {
 pub const DEFAULT_LOW_STOCK_LIMIT: u32 = 100;
 pub const MAX_LOW_STOCK_LIMIT: u32 = 1000;
 
-const INDEX_PREFIX: &str = "by-stock/";
+const PRODUCT_PREFIX: &str = "product-";
 
 pub fn product_key(sku: &str) -> String {
-    format!("product-{sku}")
-}
-
-/// The index key that sorts `sku` by `stock`.
-pub fn index_key(stock: u64, sku: &str) -> String {
-    format!("{INDEX_PREFIX}{stock:020}/{sku}")
+    format!("{PRODUCT_PREFIX}{sku}")
 }
 
 impl Projection for ProductStock {
@@ -71,9 +69,14 @@ impl Projection for ProductStock {
         Description::new("product-stock", env!("CARGO_PKG_VERSION"))
             .event_types(["ProductAdded", "StockReceived", "StockRemoved"])
             .queries(["low-stock"])
+            .index(
+                Index::new("by-stock")
+                    .field("stock", FieldKind::Number)
+                    .prefix(PRODUCT_PREFIX),
+            )
     }
 
-    /// Only the product is read; index keys are written blind.
+    /// Only the product is read.
     fn keys(&self, event: &Event) -> Vec<String> {
         #[derive(Deserialize)]
         struct Sku {
@@ -90,18 +93,17 @@ impl Projection for ProductStock {
         match event.event_type.as_str() {
             "ProductAdded" => {
                 let ProductAdded { sku, name, stock } = event.data()?;
-                let before = view.get_json::<Product>(&product_key(&sku))?;
-                let after = Product {
+                let product = Product {
                     sku,
                     name: Some(name),
                     stock,
                 };
-                store(view, before, &after)
+                view.put_json(&product_key(&product.sku), &product)
             }
             "StockReceived" | "StockRemoved" => {
                 let StockMoved { sku, quantity } = event.data()?;
                 let before = view.get_json::<Product>(&product_key(&sku))?;
-                let mut after = before.clone().unwrap_or(Product {
+                let mut after = before.unwrap_or(Product {
                     sku,
                     name: None,
                     stock: 0,
@@ -121,7 +123,7 @@ impl Projection for ProductStock {
                         ))
                     })?
                 };
-                store(view, before, &after)
+                view.put_json(&product_key(&after.sku), &after)
             }
             // Not declared, so the host never sends it.
             _ => Ok(()),
@@ -136,18 +138,6 @@ impl Projection for ProductStock {
     }
 }
 
-/// Writes `after` and keeps the index in step: the old index key goes when
-/// the stock changed, and the new one always gets the current document.
-fn store(view: &mut View, before: Option<Product>, after: &Product) -> Result<(), Error> {
-    if let Some(before) = before
-        && before.stock != after.stock
-    {
-        view.delete(&index_key(before.stock, &before.sku))?;
-    }
-    view.put_json(&index_key(after.stock, &after.sku), after)?;
-    view.put_json(&product_key(&after.sku), after)
-}
-
 fn low_stock(view: &mut View, params: &Params) -> Result<Value, QueryError> {
     let below: u64 = params.get("below")?;
     let limit: u32 = params.get_or("limit", DEFAULT_LOW_STOCK_LIMIT)?;
@@ -156,14 +146,22 @@ fn low_stock(view: &mut View, params: &Params) -> Result<Value, QueryError> {
             "`limit` is at most {MAX_LOW_STOCK_LIMIT}"
         )));
     }
-    // Index keys below `by-stock/<below>` are exactly those with stock < below.
-    let end = format!("{INDEX_PREFIX}{below:020}");
-    let products = view
-        .scan(INDEX_PREFIX, Some(&end), limit)?
-        .iter()
-        .map(|entry| entry.json::<Value>())
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Value::Array(products))
+    let mut low: Vec<Product> = Vec::new();
+    let mut start = PRODUCT_PREFIX.to_string();
+    loop {
+        let page = view.scan(&start, Some("product."), 1000)?;
+        let Some(last) = page.last() else { break };
+        start = format!("{}\0", last.key);
+        for entry in &page {
+            let product: Product = entry.json()?;
+            if product.stock < below {
+                low.push(product);
+            }
+        }
+    }
+    low.sort_by(|a, b| a.stock.cmp(&b.stock).then_with(|| a.sku.cmp(&b.sku)));
+    low.truncate(limit as usize);
+    serde_json::to_value(low).map_err(|e| QueryError::Failed(e.to_string()))
 }
 
 prism_guest::export_projection!(ProductStock);
@@ -225,24 +223,17 @@ mod tests {
     }
 
     #[test]
-    fn the_index_holds_one_key_per_product_at_its_current_stock() {
+    fn only_documents_are_written_and_the_index_is_declared() {
         let harness = Harness::<ProductStock>::new().given([
             added("mug", "Mug", 10),
             added("pen", "Pen", 200),
             removed("mug", 7),
-            received("pen", 0),
         ]);
-        assert_eq!(
-            harness.keys_with_prefix("by-stock/"),
-            [
-                "by-stock/00000000000000000003/mug",
-                "by-stock/00000000000000000200/pen"
-            ]
-        );
-        assert_eq!(
-            harness.view("by-stock/00000000000000000003/mug"),
-            harness.view("product-mug")
-        );
+        assert_eq!(harness.keys(), ["product-mug", "product-pen"]);
+        let index = &ProductStock::describe().indexes[0];
+        assert_eq!(index.name, "by-stock");
+        assert_eq!(index.fields, [("stock".to_string(), FieldKind::Number)]);
+        assert_eq!(index.prefix.as_deref(), Some("product-"));
     }
 
     #[test]
@@ -307,13 +298,10 @@ mod tests {
     }
 
     #[test]
-    fn re_adding_a_product_replaces_it_and_moves_its_index_key() {
+    fn re_adding_a_product_replaces_it() {
         let harness = Harness::<ProductStock>::new()
             .given([added("mug", "Mug", 10), added("mug", "Big mug", 1)]);
-        assert_eq!(
-            harness.keys_with_prefix("by-stock/"),
-            ["by-stock/00000000000000000001/mug"]
-        );
+        assert_eq!(harness.keys(), ["product-mug"]);
         assert_eq!(
             harness
                 .view_json::<Product>("product-mug")
@@ -325,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_of_any_size_build_the_same_index() {
+    fn batches_of_any_size_build_the_same_view() {
         let history = || {
             (0..60u64).map(|n| {
                 let sku = format!("sku-{}", n % 6);
@@ -341,6 +329,6 @@ mod tests {
             .batch_size(5)
             .given(history());
         assert_eq!(whole.backend(), small.backend());
-        assert_eq!(whole.keys_with_prefix("by-stock/").len(), 6);
+        assert_eq!(whole.keys_with_prefix("product-").len(), 6);
     }
 }
