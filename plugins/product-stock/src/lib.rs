@@ -20,7 +20,7 @@
 //! the write side should never have allowed it, and an index that sorts
 //! negative numbers wrongly would be a quiet lie.
 
-use prism_guest::{Description, Error, Event, Params, Projection, QueryError, View};
+use prism_guest::{Description, Error, Event, Params, Projection, Queries, QueryError, View};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -68,9 +68,15 @@ pub fn index_key(stock: u64, sku: &str) -> String {
 
 impl Projection for ProductStock {
     fn describe() -> Description {
-        Description::new("product-stock", env!("CARGO_PKG_VERSION"))
-            .event_types(["ProductAdded", "StockReceived", "StockRemoved"])
-            .queries(["low-stock"])
+        Description::new("product-stock", env!("CARGO_PKG_VERSION")).event_types([
+            "ProductAdded",
+            "StockReceived",
+            "StockRemoved",
+        ])
+    }
+
+    fn queries() -> Queries<Self> {
+        Queries::new().query("low-stock", |_, view, params| low_stock(view, params))
     }
 
     /// Only the product is read; index keys are written blind.
@@ -125,13 +131,6 @@ impl Projection for ProductStock {
             }
             // Not declared, so the host never sends it.
             _ => Ok(()),
-        }
-    }
-
-    fn query(&self, view: &mut View, name: &str, params: &Params) -> Result<Value, QueryError> {
-        match name {
-            "low-stock" => low_stock(view, params),
-            _ => Err(QueryError::UnknownQuery(name.to_owned())),
         }
     }
 }
