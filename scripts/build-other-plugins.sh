@@ -32,8 +32,6 @@ inputs_hash() {
 }
 
 target="$(cd "$root" && mkdir -p "${CARGO_TARGET_DIR:-target}" && cd "${CARGO_TARGET_DIR:-target}" && pwd)"
-# Inside the repository even when $target is not: componentize-js only reads files below
-# the nearest folder holding the projection, the SDK and its output.
 work="$root/target/other-build"
 mkdir -p "$work/stamps"
 

@@ -1,23 +1,33 @@
 #!/usr/bin/env node
 // Build a JavaScript projection into a WebAssembly component of the `projector` world.
 //
-//   node guest-sdk/js/build.mjs <projection.js> <out.wasm> [--wit <dir>]
+//   node build.mjs <projection.js> <out.wasm> [--wit <dir>]
 //
-// <projection.js> is an ES module whose default export is a `defineProjection({...})`.
-// This writes a small entry module that wraps it with `component.js` and exports it as the
-// `projection` interface, then runs componentize-js (StarlingMonkey) on it. The entry
-// imports the projection and the SDK by relative path, and componentize-js only sees files
-// under the working directory, so the build runs from the nearest folder that holds the
-// projection, the SDK and the entry. All WASI features of the engine are disabled: the
-// component imports nothing but `prism:projection/{view,logging}`.
+// <projection.js> is an ES module whose default export is a `defineProjection({...})`. It may
+// import other modules by relative path, and the SDK as `@prism/projection` (as installed by
+// `prism new`) or by a relative path into this folder's `src/`.
+//
+// componentize-js (StarlingMonkey) resolves only relative imports, and only of files below its
+// working directory. So the build stages a copy first, in a folder next to <out.wasm>: every
+// module the projection reaches, with each SDK import pointed at one staged copy of the SDK
+// (the projection and the component glue must share its module state: the log sink and the
+// error classes), and an entry module that wraps the default export with `component.js` and
+// exports it as the `projection` interface. componentize-js then runs in that folder. All WASI
+// features of the engine are disabled: the component imports nothing but
+// `prism:projection/{view,logging}`.
 
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, relative, resolve, sep, basename } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { componentize } from '@bytecodealliance/componentize-js';
+import { init, parse } from 'es-module-lexer';
 
 const sdkDir = dirname(fileURLToPath(import.meta.url));
+const sdkSrc = join(sdkDir, 'src');
+const sdkPackage = JSON.parse(await readFile(join(sdkDir, 'package.json'), 'utf8'));
+
 const args = process.argv.slice(2);
 const witFlag = args.indexOf('--wit');
 let witPath = resolve(sdkDir, '..', '..', 'wit');
@@ -29,48 +39,122 @@ if (args.length !== 2) {
   console.error('usage: node build.mjs <projection.js> <out.wasm> [--wit <dir>]');
   process.exit(2);
 }
-const source = resolve(args[0]);
+
+function fail(message) {
+  console.error(`build.mjs: ${message}`);
+  process.exit(1);
+}
+
+function realpath(path, importedFrom) {
+  try {
+    return realpathSync(path);
+  } catch {
+    return fail(importedFrom ? `${importedFrom} imports ${path}, which does not exist` : `${path} does not exist`);
+  }
+}
+
+const source = realpath(resolve(args[0]));
 const out = resolve(args[1]);
-await stat(source);
-
 const name = basename(out).replace(/\.wasm$/, '');
-const workDir = join(dirname(out), `.${name}.js-entry`);
+const stage = join(dirname(out), `.${name}.js-build`);
 
+/** The file `specifier` names, imported from `file`; null for what componentize-js resolves (WIT imports). */
+function resolveImport(specifier, file) {
+  if (specifier.startsWith('./') || specifier.startsWith('../') || specifier.startsWith('/')) {
+    return realpath(resolve(dirname(file), specifier), file);
+  }
+  if (specifier === sdkPackage.name || specifier.startsWith(`${sdkPackage.name}/`)) {
+    const target = sdkPackage.exports[`.${specifier.slice(sdkPackage.name.length)}`];
+    if (typeof target !== 'string') fail(`${file} imports ${specifier}, which the SDK does not export`);
+    return realpath(join(sdkDir, target), file);
+  }
+  // `prism:projection/view@0.2.0` and the like: interfaces of the WIT world.
+  if (specifier.includes(':')) return null;
+  return fail(
+    `${file} imports ${specifier}: a projection may import relative files and ${sdkPackage.name} ` +
+      '(componentize-js resolves nothing else; bundle other packages into a file first)',
+  );
+}
+
+const inSdk = (file) => file.startsWith(sdkSrc + sep);
+
+// Every module the entry reaches, with its imports: file -> {text, imports: [{start, end, quoted, target}]}.
+await init;
+const modules = new Map();
+const pending = [source, join(sdkSrc, 'component.js')];
+while (pending.length > 0) {
+  const file = pending.pop();
+  if (modules.has(file)) continue;
+  const text = await readFile(file, 'utf8');
+  let found;
+  try {
+    [found] = parse(text, file);
+  } catch (e) {
+    fail(`cannot parse ${file}: ${e.message}`);
+  }
+  const imports = [];
+  for (const imp of found) {
+    // -2: `import.meta`; a dynamic import of anything but a string literal has no `n`.
+    if (imp.d === -2 || imp.n === undefined) continue;
+    const target = resolveImport(imp.n, file);
+    if (target === null) continue;
+    imports.push({ start: imp.s, end: imp.e, quoted: imp.d > -1, target });
+    pending.push(target);
+  }
+  modules.set(file, { text, imports });
+}
+
+// Where each module goes: the SDK under sdk/, the projection's own files under app/, laid out
+// as they are relative to the folder that holds them all.
 function commonAncestor(paths) {
   const split = paths.map((p) => p.split(sep));
   const common = [];
-  for (let i = 0; split.every((parts) => i < parts.length && parts[i] === split[0][i]); i++) {
+  for (let i = 0; split.every((parts) => i < parts.length - 1 && parts[i] === split[0][i]); i++) {
     common.push(split[0][i]);
   }
   return common.join(sep) || sep;
 }
+const appFiles = [...modules.keys()].filter((file) => !inSdk(file));
+const appRoot = commonAncestor(appFiles);
+const staged = new Map(
+  [...modules.keys()].map((file) => [
+    file,
+    inSdk(file) ? join(stage, 'sdk', relative(sdkSrc, file)) : join(stage, 'app', relative(appRoot, file)),
+  ]),
+);
 
-function importPath(from, to) {
-  const rel = relative(from, to).split(sep).join('/');
+function importPath(fromFile, toFile) {
+  const rel = relative(dirname(fromFile), toFile).split(sep).join('/');
   return rel.startsWith('.') ? rel : `./${rel}`;
 }
 
 const started = Date.now();
-await mkdir(workDir, { recursive: true });
-const entry = join(workDir, 'entry.js');
+await rm(stage, { recursive: true, force: true });
+for (const [file, { text, imports }] of modules) {
+  let rewritten = '';
+  let at = 0;
+  for (const { start, end, quoted, target } of imports.sort((a, b) => a.start - b.start)) {
+    const path = importPath(staged.get(file), staged.get(target));
+    rewritten += text.slice(at, start) + (quoted ? JSON.stringify(path) : path);
+    at = end;
+  }
+  rewritten += text.slice(at);
+  await mkdir(dirname(staged.get(file)), { recursive: true });
+  await writeFile(staged.get(file), rewritten);
+}
+const entry = join(stage, 'entry.js');
 await writeFile(
   entry,
   [
-    `import definition from ${JSON.stringify(importPath(workDir, source))};`,
-    `import { exportProjection } from ${JSON.stringify(importPath(workDir, join(sdkDir, 'src', 'component.js')))};`,
-    `export const projection = exportProjection(definition);`,
+    `import definition from ${JSON.stringify(importPath(entry, staged.get(source)))};`,
+    `import { exportProjection } from ${JSON.stringify(importPath(entry, staged.get(join(sdkSrc, 'component.js'))))};`,
+    'export const projection = exportProjection(definition);',
     '',
   ].join('\n'),
 );
 
-const workspace = commonAncestor([workDir, dirname(source), sdkDir]);
-if (workspace === sep) {
-  // componentize-js maps the working directory into the engine and cannot map `/` itself.
-  console.error('build.mjs: the projection, the SDK and the output must share a folder other than /');
-  process.exit(2);
-}
 const previousCwd = process.cwd();
-process.chdir(workspace);
+process.chdir(stage);
 try {
   const { component } = await componentize({
     sourcePath: entry,
@@ -82,5 +166,5 @@ try {
   console.log(`built ${relative(previousCwd, out)} (${component.length} bytes) in ${Date.now() - started} ms`);
 } finally {
   process.chdir(previousCwd);
-  await rm(workDir, { recursive: true, force: true });
+  await rm(stage, { recursive: true, force: true });
 }

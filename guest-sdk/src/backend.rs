@@ -179,16 +179,43 @@ mod tests {
         })
     }
 
+    /// The accepted and the refused keys of `tests/data/view-keys.json`,
+    /// the cases the host and every SDK test alike.
+    fn view_key_cases() -> (Vec<String>, Vec<String>) {
+        let cases: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/view-keys.json")).unwrap();
+        let keys = |kind: &str| -> Vec<String> {
+            cases[kind]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|case| {
+                    let times = case["times"].as_u64().unwrap_or(1) as usize;
+                    case["key"].as_str().unwrap().repeat(times)
+                })
+                .collect()
+        };
+        (keys("accepted"), keys("refused"))
+    }
+
     #[test]
-    fn empty_and_oversized_keys_are_refused() {
-        assert!(check_key("account-1").is_ok());
-        assert!(
-            check_key("_under").is_ok(),
-            "`_` is reserved in HTTP paths only"
-        );
-        assert!(matches!(check_key(""), Err(ViewError::InvalidKey(_))));
-        let long = "k".repeat(MAX_KEY_LEN + 1);
-        assert!(matches!(check_key(&long), Err(ViewError::InvalidKey(_))));
+    fn view_keys_follow_the_shared_rule() {
+        let (accepted, refused) = view_key_cases();
+        for key in &accepted {
+            assert_eq!(check_key(key), Ok(()), "{key:.20}");
+            assert_eq!(MemoryBackend::new().write_many(vec![put(key, "1")]), Ok(()));
+        }
+        for key in &refused {
+            assert!(
+                matches!(check_key(key), Err(ViewError::InvalidKey(_))),
+                "{key:.20}"
+            );
+            assert!(
+                MemoryBackend::new()
+                    .write_many(vec![put(key, "1")])
+                    .is_err()
+            );
+        }
     }
 
     #[test]

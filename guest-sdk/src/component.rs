@@ -76,9 +76,9 @@ pub fn describe<P: Projection>() -> export::Description {
         name,
         version,
         event_types,
-        queries,
         indexes,
     } = P::describe();
+    let queries = P::queries().names().map(str::to_owned).collect();
     let indexes = indexes
         .into_iter()
         .map(|index| wit::Index {

@@ -57,8 +57,7 @@ impl Event {
 /// use prism_guest::Description;
 ///
 /// let description = Description::new("orders", "1.0.0")
-///     .event_types(["OrderPlaced", "OrderShipped"])
-///     .queries(["open-orders"]);
+///     .event_types(["OrderPlaced", "OrderShipped"]);
 /// assert!(description.wants("OrderPlaced"));
 /// assert!(!description.wants("CustomerRegistered"));
 /// ```
@@ -71,8 +70,6 @@ pub struct Description {
     /// The event types the projection consumes; the host filters the log by
     /// them before any event crosses into WebAssembly. Empty means all.
     pub event_types: Vec<String>,
-    /// The named queries [`Projection::query`](crate::Projection::query) answers.
-    pub queries: Vec<String>,
     /// Secondary indexes the host maintains over the projection's documents.
     pub indexes: Vec<Index>,
 }
@@ -146,13 +143,12 @@ impl Index {
 }
 
 impl Description {
-    /// A description that consumes every event type and answers no queries.
+    /// A description that consumes every event type.
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             version: version.into(),
             event_types: Vec::new(),
-            queries: Vec::new(),
             indexes: Vec::new(),
         }
     }
@@ -170,16 +166,6 @@ impl Description {
         I::Item: Into<String>,
     {
         self.event_types = event_types.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Answer these named queries.
-    pub fn queries<I>(mut self, queries: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
-        self.queries = queries.into_iter().map(Into::into).collect();
         self
     }
 

@@ -81,6 +81,7 @@
 //! - `backend`: [`Backend`], where a view's documents live — the host's
 //!   imports, [`MemoryBackend`], or the host's own storage in its native
 //!   benchmark — and the host's rules for keys and values.
+//! - `queries`: [`Queries`], the named queries and what answers each.
 //! - `params`: [`Params`], typed access to a query's parameters.
 //! - `logging`: [`log`], also as [`info!`] and friends.
 //! - `error`: [`Error`], [`QueryError`], [`ViewError`], [`HandleError`].
@@ -96,6 +97,7 @@ mod event;
 mod logging;
 mod params;
 mod projection;
+mod queries;
 pub mod testing;
 mod view;
 
@@ -105,6 +107,7 @@ pub use event::{Description, Event, FieldKind, Index};
 pub use logging::{Level, log};
 pub use params::Params;
 pub use projection::{Projection, handle_batch, run_query};
+pub use queries::Queries;
 pub use view::View;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,11 +1,12 @@
 //! The [`Projection`] trait a plugin implements, and the two drivers that run
 //! one: [`handle_batch`] (prefetch, apply event by event, write once) and
-//! [`run_query`]. The export macro calls them inside WebAssembly; the test
-//! harness and the host's native benchmark call them directly.
+//! [`run_query`] (the name looked up in [`Projection::queries`]). The export
+//! macro calls them inside WebAssembly; the test harness and the host's
+//! native benchmark call them directly.
 
 use serde_json::Value;
 
-use crate::{Backend, Description, Error, Event, HandleError, Params, QueryError, View};
+use crate::{Backend, Description, Error, Event, HandleError, Params, Queries, QueryError, View};
 
 /// A read model built from events.
 ///
@@ -15,7 +16,8 @@ use crate::{Backend, Description, Error, Event, HandleError, Params, QueryError,
 /// fields of the projection should only hold what can be rebuilt at will
 /// (configuration, scratch buffers), never state derived from events.
 pub trait Projection: Default {
-    /// Name, version, consumed event types and queries.
+    /// Name, version, consumed event types and indexes. The host is told the
+    /// query names as well: those of [`Projection::queries`].
     fn describe() -> Description;
 
     /// The keys applying `event` will read: a prefetch hint. The SDK reads the
@@ -30,10 +32,11 @@ pub trait Projection: Default {
     /// and none of the batch's writes are applied.
     fn handle(&mut self, view: &mut View, event: &Event) -> Result<(), Error>;
 
-    /// Answers the named query; the view is read-only here.
-    fn query(&self, view: &mut View, name: &str, params: &Params) -> Result<Value, QueryError> {
-        let _ = (view, params);
-        Err(QueryError::UnknownQuery(name.to_owned()))
+    /// The named queries and what answers each, over a read-only view. The
+    /// one list serves both `describe` and `query`, so a query is declared
+    /// exactly when it is answered.
+    fn queries() -> Queries<Self> {
+        Queries::new()
     }
 }
 
@@ -73,7 +76,7 @@ pub fn run_query<P: Projection>(
     params: &Params,
 ) -> Result<Value, QueryError> {
     let mut view = View::read_only(backend);
-    projection.query(&mut view, name, params)
+    P::queries().answer(projection, &mut view, name, params)
 }
 
 #[cfg(test)]
@@ -154,5 +157,6 @@ mod tests {
     fn queries_are_unknown_unless_the_projection_answers_them() {
         let error = run_query(&Counts, &mut MemoryBackend::new(), "top", &Params::new());
         assert_eq!(error, Err(QueryError::UnknownQuery("top".into())));
+        assert_eq!(Counts::queries().names().count(), 0);
     }
 }

@@ -310,7 +310,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{Error, View};
+    use crate::{Error, Queries, View};
 
     /// Sums the `amount` of `Added` events per stream, refuses negative
     /// amounts, and answers `total?stream=`.
@@ -324,9 +324,14 @@ mod tests {
 
     impl Projection for Sums {
         fn describe() -> Description {
-            Description::new("sums", "1")
-                .event_types(["Added"])
-                .queries(["total"])
+            Description::new("sums", "1").event_types(["Added"])
+        }
+
+        fn queries() -> Queries<Self> {
+            Queries::new().query("total", |_, view, params| {
+                let stream: String = params.get("stream")?;
+                Ok(view.get_json::<i64>(&stream)?.unwrap_or(0))
+            })
         }
 
         fn keys(&self, event: &Event) -> Vec<String> {
@@ -339,16 +344,6 @@ mod tests {
                 return Err(Error::new(format!("negative amount {amount}")));
             }
             view.upsert(&event.stream_id, |sum: &mut i64| *sum += amount)
-        }
-
-        fn query(&self, view: &mut View, name: &str, params: &Params) -> Result<Value, QueryError> {
-            match name {
-                "total" => {
-                    let stream: String = params.get("stream")?;
-                    Ok(json!(view.get_json::<i64>(&stream)?.unwrap_or(0)))
-                }
-                _ => Err(QueryError::UnknownQuery(name.into())),
-            }
         }
     }
 

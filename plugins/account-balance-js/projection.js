@@ -12,10 +12,16 @@
 // as BigInt, so none is rounded). Money moved on a stream before its
 // `AccountOpened` still counts: the owner is `null` until the account is opened. A
 // withdrawal may overdraw: the read model reports what happened.
-import { defineProjection, rawMember } from '../../guest-sdk/js/src/index.js';
+//
+// One query, as in the Rust plugin: `richest?limit=N`, the `N` (default 10, at most 100)
+// accounts with the highest balance, highest first (ties by key), as
+// `[{"account", "balance"}]`, from the first 10,000 documents.
+import { InvalidParams, defineProjection, rawMember } from '../../guest-sdk/js/src/index.js';
 
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
+const RICHEST_SCAN = 10_000;
+const RICHEST_MAX_LIMIT = 100;
 
 function object(event) {
   const data = event.data;
@@ -80,4 +86,25 @@ export default defineProjection({
     // Field order as the Rust plugin writes it, so the documents match byte for byte.
     view.put(key, { owner: account.owner, balance: account.balance, transactions: account.transactions });
   },
+
+  queries: {
+    richest(view, params) {
+      const limit = params.limit ?? '10';
+      if (!/^\d+$/.test(limit)) throw new InvalidParams(`\`limit\` must be a number, not ${limit}`);
+      if (Number(limit) > RICHEST_MAX_LIMIT) throw new InvalidParams(`\`limit\` is at most ${RICHEST_MAX_LIMIT}`);
+      return view
+        .scan({ limit: RICHEST_SCAN })
+        .map(([account, doc]) => ({ account, balance: doc.balance }))
+        .sort((a, b) => (a.balance === b.balance ? byKey(a.account, b.account) : a.balance > b.balance ? -1 : 1))
+        .slice(0, Number(limit));
+    },
+  },
 });
+
+/** Keys in the host's order: by code point, which is UTF-8 byte order. */
+function byKey(a, b) {
+  const x = [...a].map((c) => c.codePointAt(0));
+  const y = [...b].map((c) => c.codePointAt(0));
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}

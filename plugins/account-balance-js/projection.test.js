@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { InvalidParams } from '../../guest-sdk/js/src/index.js';
 import { Harness, event } from '../../guest-sdk/js/src/testing.js';
 import accountBalance from './projection.js';
 
@@ -17,7 +18,7 @@ describe('account-balance (JavaScript)', () => {
       name: 'account-balance',
       version: '0.1.0',
       eventTypes: ['AccountOpened', 'Deposited', 'Withdrawn'],
-      queries: [],
+      queries: ['richest'],
       indexes: [],
     });
   });
@@ -126,5 +127,20 @@ describe('account-balance (JavaScript)', () => {
   test('a batch costs two crossings however many events it holds', () => {
     const h = new Harness(accountBalance).given(Array.from({ length: 100 }, (_, n) => deposited(`account-${n % 3}`, n)));
     assert.equal(h.host.crossings, 2); // one getMany, one writeMany
+  });
+
+  test('richest lists the highest balances first', () => {
+    const h = new Harness(accountBalance).given([
+      deposited('account-1', 10),
+      deposited('account-2', 30),
+      deposited('account-3', 30),
+      withdrawn('account-4', 5),
+    ]);
+    assert.deepEqual(h.query('richest', { limit: 3 }), [
+      { account: 'account-2', balance: 30 },
+      { account: 'account-3', balance: 30 },
+      { account: 'account-1', balance: 10 },
+    ]);
+    assert.throws(() => h.query('richest', { limit: 101 }), InvalidParams);
   });
 });

@@ -10,12 +10,18 @@ is not a number) refuses the batch rather than being rounded, and so does a bala
 would leave the 64-bit range the Rust plugin keeps it in. Money moved on a stream before
 its `AccountOpened` still counts: the owner is `null` until the account is opened. A
 withdrawal may overdraw: the read model reports what happened.
+
+One query, as in the Rust plugin: `richest?limit=N`, the `N` (default 10, at most 100)
+accounts with the highest balance, highest first (ties by key), as
+`[{"account", "balance"}]`, from the first 10,000 documents.
 """
 
 import prism_projection as prism
 
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
+RICHEST_SCAN = 10_000
+RICHEST_MAX_LIMIT = 100
 
 
 def _object(event):
@@ -71,3 +77,14 @@ class AccountBalance(prism.Projection):
             return  # not declared, so the host never sends it
         # Field order as the Rust plugin writes it, so the documents match byte for byte.
         view.put(key, {"owner": account["owner"], "balance": account["balance"], "transactions": account["transactions"]})
+
+    @prism.query("richest")
+    def richest(self, view, params):
+        limit = params.get("limit", "10")
+        if not limit.isascii() or not limit.isdigit():
+            raise prism.InvalidParams(f"`limit` must be a number, not {limit!r}")
+        if int(limit) > RICHEST_MAX_LIMIT:
+            raise prism.InvalidParams(f"`limit` is at most {RICHEST_MAX_LIMIT}")
+        accounts = [{"account": key, "balance": doc["balance"]} for key, doc in view.scan(limit=RICHEST_SCAN)]
+        accounts.sort(key=lambda a: (-a["balance"], a["account"].encode("utf-8")))
+        return accounts[: int(limit)]

@@ -10,6 +10,7 @@ try:
 except ImportError:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "guest-sdk", "python"))
 
+import prism_projection as prism  # noqa: E402
 from prism_projection.testing import Harness, event  # noqa: E402
 
 from app import AccountBalance  # noqa: E402
@@ -37,7 +38,7 @@ class AccountBalanceTest(unittest.TestCase):
                 "name": "account-balance",
                 "version": "0.1.0",
                 "event_types": ["AccountOpened", "Deposited", "Withdrawn"],
-                "queries": [],
+                "queries": ["richest"],
                 "indexes": [],
             },
         )
@@ -132,6 +133,21 @@ class AccountBalanceTest(unittest.TestCase):
     def test_a_batch_costs_two_crossings_however_many_events_it_holds(self):
         h = Harness(AccountBalance).given([deposited(f"account-{n % 3}", n) for n in range(100)])
         self.assertEqual(h.host.crossings, 2)  # one get-many, one write-many
+
+    def test_richest_lists_the_highest_balances_first(self):
+        h = Harness(AccountBalance).given(
+            [deposited("account-1", 10), deposited("account-2", 30), deposited("account-3", 30), withdrawn("account-4", 5)]
+        )
+        self.assertEqual(
+            h.query("richest", limit=3),
+            [
+                {"account": "account-2", "balance": 30},
+                {"account": "account-3", "balance": 30},
+                {"account": "account-1", "balance": 10},
+            ],
+        )
+        with self.assertRaises(prism.InvalidParams):
+            h.query("richest", limit=101)
 
 
 if __name__ == "__main__":

@@ -460,13 +460,19 @@ function describeError(e) {
 /**
  * Describe a projection. Fields: `name`, `version`, `eventTypes` (default `[]`: all),
  * `handle(view, event)`, optional `keys(event)` (keys `handle` will read, prefetched for the
- * whole batch in one crossing) and optional `queries: {name(params, view) {...}}`.
+ * whole batch in one crossing) and optional `queries: {name(view, params) {...}}`: the
+ * description lists exactly these names, so a query is declared exactly when it is answered.
  */
 export function defineProjection(definition) {
   const { name, version, handle } = definition;
   if (typeof name !== 'string' || name === '') throw new TypeError('defineProjection: `name` is required');
   if (typeof version !== 'string') throw new TypeError('defineProjection: `version` is required');
   if (typeof handle !== 'function') throw new TypeError('defineProjection: `handle(view, event)` is required');
+  for (const [query, answer] of Object.entries(definition.queries ?? {})) {
+    if (typeof answer !== 'function') {
+      throw new TypeError(`defineProjection: query \`${query}\` must be a function (view, params) => answer`);
+    }
+  }
   return Object.freeze({
     name,
     version,
@@ -565,7 +571,7 @@ export class Runtime {
       throw new InvalidParams(`params are not JSON: ${e.message}`);
     }
     try {
-      return dumps(fn(params, new View(this.host, { readOnly: true })));
+      return dumps(fn(new View(this.host, { readOnly: true }), params));
     } catch (e) {
       if (e instanceof QueryError) throw e;
       throw new QueryError(describeError(e));

@@ -11,7 +11,7 @@
 // the host's rules: keys non-empty and at most 1024 bytes; all-or-nothing `writeMany`;
 // read-only views inside queries.
 
-import { Event, Runtime, ViewError, dumps, parse, setLogSink } from './index.js';
+import { Event, Runtime, ViewError, checkKey, dumps, parse, setLogSink } from './index.js';
 
 const encoder = new TextEncoder();
 
@@ -34,7 +34,7 @@ export class InMemoryHost {
 
   #check(key, raw) {
     if (this.readOnly) throw new ViewError('read-only');
-    if (!key || encoder.encode(key).length > 1024) throw new ViewError('invalid-key', key);
+    checkKey(key);
     if (raw !== null) {
       try {
         parse(raw);

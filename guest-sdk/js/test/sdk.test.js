@@ -1,6 +1,7 @@
 // Tests of the JavaScript SDK itself: the batch engine, the cached view and the harness.
 // `npm test` (or `node --test test/`) from guest-sdk/js.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 
 import {
@@ -9,6 +10,7 @@ import {
   Runtime,
   UnknownQuery,
   ViewError,
+  checkKey,
   defineProjection,
   dumps,
   log,
@@ -29,14 +31,14 @@ const counts = defineProjection({
     view.update(e.streamId, (d) => ({ ...d, count: d.count + 1 }), { count: 0 });
   },
   queries: {
-    count(params, view) {
+    count(view, params) {
       if (params.stream === undefined) throw new InvalidParams('stream is required');
       return view.get(params.stream)?.count ?? 0;
     },
-    streams(params, view) {
+    streams(view, params) {
       return view.scan({ prefix: params.prefix ?? '', limit: Number(params.limit ?? 100) }).map(([k]) => k);
     },
-    broken(params, view) {
+    broken(view, params) {
       view.put('x', 1);
     },
   },
@@ -102,6 +104,27 @@ describe('runtime', () => {
 
   test('given throws when the history does not apply', () => {
     assert.throws(() => new Harness(counts).given([event('s', 'Bad')]), HandleFailed);
+  });
+
+  test('view keys follow the shared rule', () => {
+    // tests/data/view-keys.json: the cases the host and every SDK test alike.
+    const cases = JSON.parse(readFileSync(new URL('../../../tests/data/view-keys.json', import.meta.url), 'utf8'));
+    const keys = (kind) => cases[kind].map(({ key, times = 1 }) => key.repeat(times));
+    for (const key of keys('accepted')) {
+      checkKey(key);
+      new InMemoryHost().writeMany([[key, '1']]);
+    }
+    for (const key of keys('refused')) {
+      assert.throws(() => checkKey(key), ViewError, key.slice(0, 20));
+      assert.throws(() => new InMemoryHost().writeMany([[key, '1']]), ViewError, key.slice(0, 20));
+    }
+  });
+
+  test('a query that is not a function is refused when defined', () => {
+    assert.throws(
+      () => defineProjection({ name: 'q', version: '1', handle() {}, queries: { top: 'nope' } }),
+      /query `top` must be a function/,
+    );
   });
 
   test('a key the host would refuse fails the event that wrote it', () => {

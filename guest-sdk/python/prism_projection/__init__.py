@@ -11,6 +11,7 @@ import sys
 
 from . import _log as log
 from ._runtime import (
+    MAX_KEY_LEN,
     Event,
     HandleError,
     Index,
@@ -20,11 +21,13 @@ from ._runtime import (
     UnknownQuery,
     View,
     ViewError,
+    check_key,
     dumps,
     query,
 )
 
 __all__ = [
+    "MAX_KEY_LEN",
     "Event",
     "HandleError",
     "Index",
@@ -34,6 +37,7 @@ __all__ = [
     "UnknownQuery",
     "View",
     "ViewError",
+    "check_key",
     "dumps",
     "export",
     "log",

@@ -137,9 +137,11 @@ class UnknownQuery(QueryError):
 
 
 def query(name=None):
-    """Mark a method `(self, params, view)` as the named query `name` (default: the method's name).
+    """Mark a method `(self, view, params)` as the named query `name`.
 
-    `params` is a dict of strings (the HTTP query string); the return value is sent as JSON.
+    The default name is the method's, with `_` as `-`. `view` is read-only; `params` is a
+    dict of strings (the HTTP query string); the return value is sent as JSON. The
+    projection's description lists exactly the methods so marked.
     """
 
     def mark(fn):
@@ -394,7 +396,7 @@ class Runtime:
         except ValueError as exc:
             raise InvalidParams(f"params are not JSON: {exc}") from None
         try:
-            return dumps(method(params, View(self.host, read_only=True)))
+            return dumps(method(View(self.host, read_only=True), params))
         except QueryError:
             raise
         except BaseException as exc:  # noqa: BLE001 - user code (even sys.exit): report, never trap
@@ -406,6 +408,9 @@ def _collect_queries(projection):
     for attr in dir(type(projection)):
         fn = getattr(type(projection), attr, None)
         name = getattr(fn, "__prism_query__", None)
-        if name is not None:
-            found[name] = getattr(projection, attr)
+        if name is None:
+            continue
+        if name in found:
+            raise TypeError(f"{type(projection).__name__}: query {name!r} is declared twice")
+        found[name] = getattr(projection, attr)
     return found

@@ -17,7 +17,7 @@ import bisect
 import json
 
 from . import _log
-from ._runtime import Event, HandleError, Runtime, ViewError
+from ._runtime import Event, HandleError, Runtime, ViewError, check_key
 
 __all__ = ["Harness", "HandleError", "HandleFailed", "InMemoryHost", "event"]
 
@@ -34,8 +34,7 @@ class InMemoryHost:
     def _check(self, key, raw):
         if self.read_only:
             raise ViewError("read-only")
-        if not key or len(key.encode("utf-8")) > 1024:
-            raise ViewError("invalid-key", key)
+        check_key(key)
         if raw is not None:
             try:
                 json.loads(raw)

@@ -1,6 +1,7 @@
 """Tests of the Python SDK itself: the batch engine, the cached view and the harness.
 Run from guest-sdk/python: `python -m unittest discover -s tests`."""
 
+import json
 import os
 import sys
 import unittest
@@ -30,18 +31,18 @@ class Counts(prism.Projection):
         view.update(event.stream_id, lambda d: {**d, "count": d["count"] + 1}, default={"count": 0})
 
     @prism.query
-    def count(self, params, view):
+    def count(self, view, params):
         if "stream" not in params:
             raise prism.InvalidParams("stream is required")
         doc = view.get(params["stream"])
         return 0 if doc is None else doc["count"]
 
     @prism.query("streams")
-    def list_streams(self, params, view):
+    def list_streams(self, view, params):
         return [k for k, _ in view.scan(prefix=params.get("prefix", ""), limit=int(params.get("limit", "100")))]
 
     @prism.query("broken")
-    def broken(self, params, view):
+    def broken(self, view, params):
         view.put("x", 1)
 
 
@@ -60,6 +61,20 @@ class ScanProbe(prism.Projection):
                 view.delete(op[1])
             else:
                 ScanProbe.seen = view.scan(op[1], op[2], op[3])
+
+
+VIEW_KEYS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "data", "view-keys.json")
+
+
+def view_key_cases():
+    """The accepted and the refused keys of tests/data/view-keys.json."""
+    with open(VIEW_KEYS, encoding="utf-8") as f:
+        cases = json.load(f)
+
+    def keys(kind):
+        return [case["key"] * case.get("times", 1) for case in cases[kind]]
+
+    return keys("accepted"), keys("refused")
 
 
 class RuntimeTest(unittest.TestCase):
@@ -103,6 +118,18 @@ class RuntimeTest(unittest.TestCase):
             Harness(Counts).given([event("s", "Bad")])
         self.assertEqual(caught.exception.error.index, 0)
 
+    def test_view_keys_follow_the_shared_rule(self):
+        # tests/data/view-keys.json: the cases the host and every SDK test alike.
+        accepted, refused = view_key_cases()
+        for key in accepted:
+            prism.check_key(key)
+            InMemoryHost().write_many([(key, "1")])
+        for key in refused:
+            with self.assertRaises(prism.ViewError, msg=repr(key)[:40]):
+                prism.check_key(key)
+            with self.assertRaises(prism.ViewError, msg=repr(key)[:40]):
+                InMemoryHost().write_many([(key, "1")])
+
     def test_a_key_the_host_would_refuse_fails_the_event_that_wrote_it(self):
         h = Harness(Counts)
         for key in ("", "x" * 1025, "é" * 513):
@@ -113,6 +140,15 @@ class RuntimeTest(unittest.TestCase):
         # `_` is reserved in the HTTP API's paths, not in the view.
         self.assertIsNone(h.when([event("_under", "Seen")]))
         self.assertEqual(h.view("_under"), {"count": 1})
+
+    def test_a_query_declared_twice_is_refused_when_described(self):
+        class Twice(Counts):
+            @prism.query("count")
+            def other_count(self, view, params):
+                return 0
+
+        with self.assertRaisesRegex(TypeError, "query 'count' is declared twice"):
+            Harness(Twice)
 
     def test_a_write_the_host_refuses_fails_the_batch_without_an_index(self):
         class Refusing(InMemoryHost):

@@ -13,9 +13,20 @@
 //! why. Money moved on a stream before its `AccountOpened` still counts: the
 //! owner is `null` until the account is opened. A withdrawal may overdraw: the
 //! read model reports what happened, the write side enforces the rules.
+//!
+//! One query, `richest?limit=N`: the `N` (default 10, at most 100) accounts
+//! with the highest balance, highest first (ties by key), as
+//! `[{"account", "balance"}]`. It reads up to the first
+//! [`RICHEST_SCAN`] documents: enough for a demo; a real projection would
+//! keep an index, as `product-stock` does.
 
-use prism_guest::{Description, Error, Event, Projection, View};
+use prism_guest::{Description, Error, Event, Params, Projection, Queries, QueryError, View};
 use serde::{Deserialize, Serialize};
+
+/// Most documents `richest` reads.
+pub const RICHEST_SCAN: u32 = 10_000;
+/// Most accounts `richest` returns.
+pub const RICHEST_MAX_LIMIT: u32 = 100;
 
 /// The projection; it keeps nothing outside the view.
 #[derive(Debug, Default)]
@@ -56,6 +67,10 @@ impl Projection for AccountBalance {
         vec![event.stream_id.clone()]
     }
 
+    fn queries() -> Queries<Self> {
+        Queries::new().query("richest", |_, view, params| richest(view, params))
+    }
+
     fn handle(&mut self, view: &mut View, event: &Event) -> Result<(), Error> {
         let key = &event.stream_id;
         let mut account: Account = view.get_json(key)?.unwrap_or_default();
@@ -86,6 +101,40 @@ impl Projection for AccountBalance {
     }
 }
 
+/// One line of the `richest` answer.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct Richest {
+    pub account: String,
+    pub balance: i64,
+}
+
+fn richest(view: &mut View, params: &Params) -> Result<Vec<Richest>, QueryError> {
+    let limit: u32 = params.get_or("limit", 10)?;
+    if limit > RICHEST_MAX_LIMIT {
+        return Err(QueryError::InvalidParams(format!(
+            "`limit` is at most {RICHEST_MAX_LIMIT}"
+        )));
+    }
+    let mut accounts = view
+        .scan("", None, RICHEST_SCAN)?
+        .iter()
+        .map(|entry| {
+            let account: Account = entry.json()?;
+            Ok(Richest {
+                account: entry.key.clone(),
+                balance: account.balance,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    accounts.sort_by(|a, b| {
+        b.balance
+            .cmp(&a.balance)
+            .then_with(|| a.account.cmp(&b.account))
+    });
+    accounts.truncate(limit as usize);
+    Ok(accounts)
+}
+
 fn overflow(event: &Event, balance: i64, amount: i64) -> Error {
     Error::new(format!(
         "{} of {amount} at position {} overflows the balance {balance} of {}",
@@ -98,6 +147,7 @@ prism_guest::export_projection!(AccountBalance);
 #[cfg(test)]
 mod tests {
     use prism_guest::testing::{Harness, NewEvent, event};
+    use prism_guest::{Params, QueryError};
     use serde_json::json;
 
     use super::*;
@@ -236,5 +286,27 @@ mod tests {
             .given(history());
         assert_eq!(whole.backend(), one_by_one.backend());
         assert_eq!(whole.backend(), by_seven.backend());
+    }
+
+    #[test]
+    fn richest_lists_the_highest_balances_first() {
+        let mut harness = Harness::<AccountBalance>::new().given([
+            deposited("account-1", 10),
+            deposited("account-2", 30),
+            deposited("account-3", 30),
+            withdrawn("account-4", 5),
+        ]);
+        assert_eq!(
+            harness.query("richest", Params::new().with("limit", "3")),
+            Ok(json!([
+                {"account": "account-2", "balance": 30},
+                {"account": "account-3", "balance": 30},
+                {"account": "account-1", "balance": 10},
+            ]))
+        );
+        assert!(matches!(
+            harness.query("richest", Params::new().with("limit", "101")),
+            Err(QueryError::InvalidParams(_))
+        ));
     }
 }

@@ -22,7 +22,7 @@
 //! the write side should never have allowed it.
 
 use prism_guest::{
-    Description, Error, Event, FieldKind, Index, Params, Projection, QueryError, View,
+    Description, Error, Event, FieldKind, Index, Params, Projection, Queries, QueryError, View,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,12 +68,15 @@ impl Projection for ProductStock {
     fn describe() -> Description {
         Description::new("product-stock", env!("CARGO_PKG_VERSION"))
             .event_types(["ProductAdded", "StockReceived", "StockRemoved"])
-            .queries(["low-stock"])
             .index(
                 Index::new("by-stock")
                     .field("stock", FieldKind::Number)
                     .prefix(PRODUCT_PREFIX),
             )
+    }
+
+    fn queries() -> Queries<Self> {
+        Queries::new().query("low-stock", |_, view, params| low_stock(view, params))
     }
 
     /// Only the product is read.
@@ -127,13 +130,6 @@ impl Projection for ProductStock {
             }
             // Not declared, so the host never sends it.
             _ => Ok(()),
-        }
-    }
-
-    fn query(&self, view: &mut View, name: &str, params: &Params) -> Result<Value, QueryError> {
-        match name {
-            "low-stock" => low_stock(view, params),
-            _ => Err(QueryError::UnknownQuery(name.to_owned())),
         }
     }
 }

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { QueryError } from '../../../guest-sdk/js/src/index.js';
 import { Harness, event } from '../../../guest-sdk/js/src/testing.js';
 import raise from './projection.js';
 
@@ -17,4 +18,10 @@ test('poison refuses the batch at its index', () => {
   assert.equal(error.index, 1);
   assert.equal(error.message, 'Error: poisoned event at position 3');
   assert.deepEqual(h.view('a'), { count: 2 }); // the event before the poison, on its own
+});
+
+test('the count query throws for poison', () => {
+  const h = new Harness(raise).given([event('a', 'X')]);
+  assert.equal(h.query('count', { stream: 'a' }), 1);
+  assert.throws(() => h.query('count', { stream: 'Poison' }), (e) => e instanceof QueryError && /poisoned query/.test(e.message));
 });

@@ -17,9 +17,9 @@
 
 #[cfg(target_arch = "wasm32")]
 use prism_guest::bindings::prism::projection::view as host;
-use prism_guest::{Description, Error, Event, Params, Projection, QueryError, View};
+use prism_guest::{Description, Error, Event, Projection, Queries, View};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Default)]
 pub struct Hostile;
@@ -66,7 +66,21 @@ fn put(_key: &str, _value: &str) -> Result<(), Error> {
 
 impl Projection for Hostile {
     fn describe() -> Description {
-        Description::new("hostile", env!("CARGO_PKG_VERSION")).queries(["sleep", "get_many"])
+        Description::new("hostile", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn queries() -> Queries<Self> {
+        Queries::new()
+            .query("sleep", |_, _, params| {
+                let ms: u64 = params.get("ms")?;
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(json!({ "slept_ms": ms }))
+            })
+            .query("get_many", |_, _, params| {
+                let key: String = params.get("key")?;
+                let times: usize = params.get("times")?;
+                Ok(json!({ "read": get_many(&vec![key; times]) }))
+            })
     }
 
     fn handle(&mut self, view: &mut View, event: &Event) -> Result<(), Error> {
@@ -111,22 +125,6 @@ impl Projection for Hostile {
                     .unwrap_or(0);
                 view.put_value(&event.stream_id, json!({ "count": count + 1 }))
             }
-        }
-    }
-
-    fn query(&self, _view: &mut View, name: &str, params: &Params) -> Result<Value, QueryError> {
-        match name {
-            "sleep" => {
-                let ms: u64 = params.get("ms")?;
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-                Ok(json!({ "slept_ms": ms }))
-            }
-            "get_many" => {
-                let key: String = params.get("key")?;
-                let times: usize = params.get("times")?;
-                Ok(json!({ "read": get_many(&vec![key; times]) }))
-            }
-            _ => Err(QueryError::UnknownQuery(name.to_owned())),
         }
     }
 }
