@@ -5,6 +5,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# A fresh checkout gains nothing from incremental builds, and their caches
+# would double the disk the build takes.
+export CARGO_INCREMENTAL=0
 
 "$root/scripts/setup.sh"
 "$root/scripts/build-plugins.sh"
