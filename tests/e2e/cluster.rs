@@ -253,7 +253,7 @@ async fn a_killed_jetstream_leader_or_prism_node_loses_no_acknowledged_event() {
         let a = a.clone();
         tokio::spawn(async move {
             let mut acknowledged = Vec::new();
-            let deadline = std::time::Instant::now() + Duration::from_secs(25);
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
             for i in 0..250u32 {
                 let id = format!("00000000-0000-4000-8000-{:012x}", i + 1);
                 let body =

@@ -145,4 +145,41 @@ mod tests {
         );
         assert_eq!(decode(id, &encode("k", None)).unwrap().value, None);
     }
+
+    /// A batch's changes are keyed by the batch's position, so a log that
+    /// starts recording after position 1 and whose first commit covers
+    /// positions 2 to 4 is still complete after 1; only trimming moves the
+    /// start, and it moves it exactly past what it removed.
+    #[test]
+    fn the_change_log_starts_where_recording_began_until_trimming_moves_it() {
+        use crate::views::{ChangeLog, Transaction};
+        let dir = tempfile::tempdir().unwrap();
+        let (_, views) = crate::server::open_stores(dir.path()).unwrap();
+        let keyspace = views.keyspace("p", "g").unwrap();
+        let commit = |at: u64, retention: u64| {
+            let mut txn = Transaction::new();
+            txn.put(format!("k{at}"), "{}".to_string());
+            keyspace
+                .commit(&txn, &[], Position(at), ChangeLog::Record { retention })
+                .unwrap();
+        };
+        assert_eq!(keyspace.change_log_start().unwrap(), None);
+        keyspace.start_change_log(Position(1)).unwrap();
+        commit(4, 1_000_000);
+        let start = keyspace.change_log_start().unwrap().unwrap();
+        assert_eq!(start, ChangeId::after_position(Position(1)));
+        assert!(ChangeId::after_position(Position(1)) >= start);
+
+        // Crossing a trim boundary with a short retention drops every
+        // change before `checkpoint - retention` and says so.
+        commit(super::super::TRIM_EVERY + 10, 5);
+        let start = keyspace.change_log_start().unwrap().unwrap();
+        assert_eq!(
+            start,
+            ChangeId::after_position(Position(super::super::TRIM_EVERY + 4))
+        );
+        let kept = keyspace.changes_after(start, 10).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].key, format!("k{}", super::super::TRIM_EVERY + 10));
+    }
 }

@@ -662,6 +662,18 @@ impl Keyspace {
                     changes::start_key(self.family()),
                     changes::change_key(self.family(), keep_from),
                 );
+                // The log is now complete only after the last trimmed position.
+                let complete_after = Position(keep_from.position.0 - 1);
+                if self
+                    .changes_from()?
+                    .is_some_and(|from| from < complete_after)
+                {
+                    batch.put_cf(
+                        &meta,
+                        changes_from_key(self.family()),
+                        codec::u64_key(complete_after.0),
+                    );
+                }
             }
         }
         batch.put_cf(
@@ -710,25 +722,10 @@ impl Keyspace {
     /// `None` when the log does not record; `Some(after_position(p))` when
     /// it records but holds no change from before `p`.
     pub fn change_log_start(&self) -> Result<Option<ChangeId>, StorageError> {
-        let Some(from) = self.changes_from()? else {
-            return Ok(None);
-        };
-        let log = self.db.cf_handle(CF_CHANGES).expect("changes family");
-        let start = changes::start_key(self.family());
-        let mut iter = self
-            .db
-            .iterator_cf(&log, IteratorMode::From(&start, Direction::Forward));
-        let first = match iter.next().transpose()? {
-            Some((k, _)) if *k < *changes::end_key(self.family()) => {
-                changes::id_of(self.family(), &k)
-            }
-            _ => None,
-        };
-        // Trimmed entries leave the log complete only from just before the first kept one.
-        Ok(Some(match first {
-            Some(id) if id.position > from => ChangeId::after_position(Position(id.position.0 - 1)),
-            _ => ChangeId::after_position(from),
-        }))
+        // Trimming moves the start marker with it (see `commit`): changes
+        // are keyed by the position of the batch that made them, so a gap
+        // before the first kept change says nothing about what is missing.
+        Ok(self.changes_from()?.map(ChangeId::after_position))
     }
 
     /// Up to `limit` changes after `after`, oldest first.
