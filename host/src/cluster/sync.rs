@@ -388,22 +388,11 @@ async fn install(
             bytes
         }
     };
-    let dir = config.plugins_dir.clone();
-    let path = dir.join(name.file_name());
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".incoming-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)?;
-        tmp.write_all(&bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        Ok(())
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    let path = config.plugins_dir.join(name.file_name());
+    tokio::task::spawn_blocking(move || crate::storage::files::write_atomically(&path, &bytes))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     tracing::info!(plugin = %name, hash = hash.short(), "installed from the cluster");
     Ok(())
 }

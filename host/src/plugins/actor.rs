@@ -657,19 +657,9 @@ impl Actor {
             return Ok(());
         }
         let bytes = bytes.to_vec();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".incoming-")
-                .suffix(".tmp")
-                .tempfile_in(&dir)?;
-            tmp.write_all(&bytes)?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(&path).map_err(|e| e.error)?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| PluginError::Internal(e.to_string()))??;
+        tokio::task::spawn_blocking(move || crate::storage::files::write_atomically(&path, &bytes))
+            .await
+            .map_err(|e| PluginError::Internal(e.to_string()))??;
         Ok(())
     }
 

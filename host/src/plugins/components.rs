@@ -9,7 +9,6 @@
 //! leaves half a component under its hash.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::record::ContentHash;
@@ -39,14 +38,7 @@ impl ComponentStore {
         if path.exists() {
             return Ok(());
         }
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".incoming-")
-            .suffix(".tmp")
-            .tempfile_in(&self.dir)?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        std::fs::File::open(&self.dir)?.sync_all()
+        crate::storage::files::write_atomically(&path, bytes)
     }
 
     /// The bytes kept under `hash`.

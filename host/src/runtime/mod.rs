@@ -15,7 +15,6 @@ pub(crate) mod state;
 pub mod view;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,11 +266,7 @@ impl Runtime {
     /// watcher, or two servers sharing the cache) never write into one file,
     /// and a reader sees a whole entry or none, even after a crash.
     fn write_cache_entry(&self, path: &Path, serialized: &[u8]) -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.cache_dir)?;
-        tmp.write_all(serialized)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        crate::storage::files::write_atomically(path, serialized)
     }
 
     /// Start an instance of a compiled plugin against `view`.

@@ -5,9 +5,11 @@
 //! atomic `WriteBatch`. This module owns opening the database and the names of
 //! its fixed column families; the log (`crate::log`) and the view store
 //! (`crate::views`) are the only other modules that touch RocksDB types.
-//! `space` measures free disk space and recognises RocksDB running out of it.
+//! `space` measures free disk space and recognises RocksDB running out of it;
+//! `files` writes whole files atomically.
 
 pub(crate) mod codec;
+pub mod files;
 pub mod space;
 
 use std::path::Path;
