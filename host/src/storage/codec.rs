@@ -70,13 +70,6 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(len)?)
             .map_err(|_| StorageError::Corrupt("event field is not UTF-8".into()))
     }
-
-    fn string(&mut self) -> Result<String, StorageError> {
-        let len = self.len()?;
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| StorageError::Corrupt("event field is not UTF-8".into()))
-    }
 }
 
 /// Only the event type of an encoded event, without copying anything: lets
@@ -92,22 +85,15 @@ pub(crate) fn event_type(bytes: &[u8]) -> Result<&str, StorageError> {
 }
 
 pub(crate) fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StorageError> {
-    let mut r = Reader { bytes };
-    let format = r.take(1)?[0];
-    if format != EVENT_FORMAT {
-        return Err(StorageError::Corrupt(format!(
-            "unknown event format {format}"
-        )));
-    }
-    let id: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
+    let e = decode_event_ref(bytes)?;
     Ok(StoredEvent {
-        id,
-        recorded_at_ms: r.u64()?,
-        stream_version: r.u64()?,
-        stream: r.string()?,
-        event_type: r.string()?,
-        data: r.string()?,
-        metadata: r.string()?,
+        id: e.id,
+        recorded_at_ms: e.recorded_at_ms,
+        stream_version: e.stream_version,
+        stream: e.stream.to_owned(),
+        event_type: e.event_type.to_owned(),
+        data: e.data.to_owned(),
+        metadata: e.metadata.to_owned(),
     })
 }
 
