@@ -18,7 +18,7 @@ cp "$root"/target/plugins/*.wasm "$demo/plugins/"
 
 listen="${PRISM_LISTEN:-127.0.0.1:7070}"
 base="http://$listen"
-"$root/target/debug/prism" serve --data "$demo/data" --plugins "$demo/plugins" --listen "$listen" &
+"$root/target/debug/prism" serve --data "$demo/data" --cache "$demo/cache" --plugins "$demo/plugins" --listen "$listen" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 
@@ -30,7 +30,18 @@ done
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 show() { echo "\$ curl $*"; curl -s "$@"; echo; }
 
-say "Plugins loaded from $demo/plugins:"
+# A first start compiles every component (the Python and JavaScript ones take
+# a while); later runs load them from the compile cache, kept beside the data.
+say "Plugins in $demo/plugins (waiting until each is live; the first start compiles them):"
+for _ in $(seq 1 1200); do
+    states=$(curl -s "$base/plugins" | python3 -c 'import json,sys; print(" ".join(sorted(p["name"] + "=" + p["state"] for p in json.load(sys.stdin)["plugins"])))')
+    printf '\r  %s ' "$states"
+    case " $states " in
+        *=loading*|*=replaying*) sleep 0.5 ;;
+        *) break ;;
+    esac
+done
+echo
 curl -s "$base/plugins" | python3 -c 'import json,sys; [print("  %-22s %s" % (p["name"], p["state"])) for p in json.load(sys.stdin)["plugins"]]'
 
 say "Appending events to account-1 and account-2:"
