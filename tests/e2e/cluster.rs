@@ -127,11 +127,11 @@ async fn view_at(server: &TestServer, plugin: &str, position: u64) -> BTreeMap<S
 }
 
 #[tokio::test]
-async fn nodes_share_appends_plugins_and_read_your_writes_across_nodes() {
+async fn nodes_share_appends_plugins_and_read_your_writes_across_nodes_and_a_late_joiner_catches_up()
+ {
     let nats = NatsCluster::start(3).await;
     let a = Arc::new(node(&nats, "a").await);
     let b = node(&nats, "b").await;
-    let c = node(&nats, "c").await;
     let (status, body) = a
         .put_plugin("bank", &example_plugin("account-balance"))
         .await;
@@ -166,7 +166,9 @@ async fn nodes_share_appends_plugins_and_read_your_writes_across_nodes() {
         doc,
         json!({"owner": "ann", "balance": 5, "transactions": 1})
     );
-    // Installed on a, served by c.
+    // A node that joins late gets the plugin installed on a and the log
+    // appended before it came, and serves them.
+    let c = node(&nats, "c").await;
     let on_c = view_at(&c, "bank", position).await;
     assert_eq!(on_c["account-1"]["balance"], 5);
 
