@@ -189,6 +189,111 @@ async fn append_all(log: &EventLog, requests: Vec<(String, Vec<NewEvent>)>) -> R
     Ok(started.elapsed())
 }
 
+/// 32 clients appending one event per request to `base` for `secs`
+/// seconds, each to a stream of its own: how many, their latencies
+/// (sorted), and how long it took.
+async fn single_appends(
+    base: &str,
+    secs: u64,
+    prefix: &str,
+) -> Result<(u64, Vec<Duration>, Duration)> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..32 {
+        let http = http.clone();
+        let url = format!("{base}/streams/{prefix}-{c}/events");
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(SEED + c);
+            let mut opened = HashSet::new();
+            let mut done = 0u64;
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let (_, e) = bank_event(&mut rng, &mut opened);
+                let body = format!(
+                    r#"{{"events":[{{"type":"{}","data":{},"metadata":{}}}]}}"#,
+                    e.event_type, e.data, e.metadata
+                );
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                if r.status().as_u16() != 201 {
+                    bail!("append failed: {}", r.status());
+                }
+                latencies.push(t.elapsed());
+                done += 1;
+            }
+            Ok::<_, anyhow::Error>((done, latencies))
+        }));
+    }
+    let mut total = 0;
+    let mut latencies = Vec::new();
+    for t in tasks {
+        let (n, l) = t.await??;
+        total += n;
+        latencies.extend(l);
+    }
+    let took = started.elapsed();
+    latencies.sort();
+    Ok((total, latencies, took))
+}
+
+/// `n` bank events appended over HTTP in requests of 1,000 events (the
+/// most a JetStream append takes), one stream per request, 4 requests in
+/// flight: how long it took.
+async fn batched_appends(base: &str, n: u64, prefix: &str) -> Result<Duration> {
+    let http = reqwest::Client::new();
+    let mut rng = Rng(SEED ^ 0xba7c);
+    let mut opened = HashSet::new();
+    let started = Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    for b in 0..n.div_ceil(1000) {
+        let events: Vec<String> = (0..1000.min(n - b * 1000))
+            .map(|_| {
+                let (_, e) = bank_event(&mut rng, &mut opened);
+                format!(
+                    r#"{{"type":"{}","data":{},"metadata":{}}}"#,
+                    e.event_type, e.data, e.metadata
+                )
+            })
+            .collect();
+        let request = http
+            .post(format!("{base}/streams/{prefix}-{}/events", b % 64))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"events":[{}]}}"#, events.join(",")));
+        pending.push_back(tokio::spawn(request.send()));
+        if pending.len() >= 4 {
+            check_created(pending.pop_front().expect("pending").await??).await?;
+        }
+    }
+    for p in pending {
+        check_created(p.await??).await?;
+    }
+    Ok(started.elapsed())
+}
+
+async fn check_created(r: reqwest::Response) -> Result<()> {
+    if r.status().as_u16() != 201 {
+        bail!("append failed: {} {}", r.status(), r.text().await?);
+    }
+    Ok(())
+}
+
+async fn head_of(http: &reqwest::Client, base: &str) -> Result<u64> {
+    let health: Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    health["head"].as_u64().context("healthz without head")
+}
+
 /// Fill `log` with `n` bank events, in chunks so memory stays small.
 async fn fill(log: &EventLog, n: u64, seed: u64) -> Result<()> {
     let mut done = 0;
@@ -290,13 +395,17 @@ struct Server {
 }
 
 async fn start_server(data: &Path, plugins: &Path) -> Result<Server> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let config = prism::config::Config {
+    start_server_with(prism::config::Config {
         data: data.to_path_buf(),
         plugins: plugins.to_path_buf(),
         ..Default::default()
-    };
+    })
+    .await
+}
+
+async fn start_server_with(config: prism::config::Config) -> Result<Server> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         prism::server::serve(config, listener, async {
@@ -515,49 +624,7 @@ impl Suite {
         std::fs::create_dir_all(&plugins)?;
         let server = start_server(&data, &plugins).await?;
         let secs = self.scale(10, 3);
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..32 {
-            let http = http.clone();
-            let url = format!("{}/streams/client-{c}/events", server.base);
-            tasks.push(tokio::spawn(async move {
-                let mut rng = Rng(SEED + c);
-                let mut opened = HashSet::new();
-                let mut done = 0u64;
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let (_, e) = bank_event(&mut rng, &mut opened);
-                    let body = format!(
-                        r#"{{"events":[{{"type":"{}","data":{},"metadata":{}}}]}}"#,
-                        e.event_type, e.data, e.metadata
-                    );
-                    let t = Instant::now();
-                    let r = http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await?;
-                    if r.status().as_u16() != 201 {
-                        bail!("append failed: {}", r.status());
-                    }
-                    latencies.push(t.elapsed());
-                    done += 1;
-                }
-                Ok::<_, anyhow::Error>((done, latencies))
-            }));
-        }
-        let mut total = 0;
-        let mut latencies = Vec::new();
-        for t in tasks {
-            let (n, l) = t.await??;
-            total += n;
-            latencies.extend(l);
-        }
-        let took = started.elapsed();
-        latencies.sort();
+        let (total, latencies, took) = single_appends(&server.base, secs, "client").await?;
         server.stop().await?;
         let r = rate(total, took);
         self.figure(
@@ -574,6 +641,159 @@ impl Suite {
             Some(r >= 20_000.0),
             format!("{total} appends over {secs} s, client in the same process"),
         );
+        Ok(())
+    }
+
+    /// The log on a 3-server JetStream cluster (R3) against the embedded
+    /// log, in one run: appends, a fresh node catching up, replay from a
+    /// node's local copy.
+    async fn cluster(&mut self) -> Result<()> {
+        let nats = prism::cluster::testing::NatsCluster::start(3).await;
+        let dir = self.work.path().join("cluster");
+        let config = |name: &str, url: Option<String>| -> Result<prism::config::Config> {
+            let plugins = dir.join(format!("{name}-plugins"));
+            std::fs::create_dir_all(&plugins)?;
+            Ok(prism::config::Config {
+                data: dir.join(format!("{name}-data")),
+                plugins,
+                node: Some(name.to_string()),
+                log: prism::config::LogConfig {
+                    url,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        };
+        let embedded = start_server_with(config("embedded", None)?).await?;
+        let a = start_server_with(config("a", Some(nats.servers()))?).await?;
+        let http = reqwest::Client::new();
+        let secs = self.scale(10, 3);
+        let mut single = Vec::new();
+        for (label, server) in [("embedded log", &embedded), ("JetStream R3", &a)] {
+            let (total, latencies, took) = single_appends(&server.base, secs, "single").await?;
+            let r = rate(total, took);
+            single.push(r);
+            self.figure(
+                "Cluster",
+                "cluster",
+                format!("Single-event HTTP appends, 32 clients, {label}"),
+                format!(
+                    "{} events/s (p50 {}, p99 {})",
+                    human(r),
+                    ms(percentile(&latencies, 0.5)),
+                    ms(percentile(&latencies, 0.99))
+                ),
+                "(reported)",
+                None,
+                format!(
+                    "{total} appends over {secs} s; 3 nats-server processes on the same 2 cores"
+                ),
+            );
+        }
+        self.figure(
+            "Cluster",
+            "cluster",
+            "Single-event appends: JetStream R3 / embedded",
+            format!("{:.2}×", single[1] / single[0]),
+            "(reported)",
+            None,
+            "the two figures above, one run",
+        );
+        let n = self.scale(1_000_000, 50_000);
+        let mut batched = Vec::new();
+        for (label, server) in [("embedded log", &embedded), ("JetStream R3", &a)] {
+            let took = batched_appends(&server.base, n, "bulk").await?;
+            let r = rate(n, took);
+            batched.push(r);
+            self.figure(
+                "Cluster",
+                "cluster",
+                format!("Batched HTTP appends (1,000 events per request, 4 in flight), {label}"),
+                format!("{} events/s", human(r)),
+                "(reported)",
+                None,
+                format!("{n} bank events"),
+            );
+        }
+        self.figure(
+            "Cluster",
+            "cluster",
+            "Batched appends: JetStream R3 / embedded",
+            format!("{:.2}×", batched[1] / batched[0]),
+            "(reported)",
+            None,
+            "the two figures above, one run",
+        );
+
+        // A node that joins now copies the whole log into its RocksDB.
+        let head = head_of(&http, &a.base).await?;
+        let started = Instant::now();
+        let b = start_server_with(config("b", Some(nats.servers()))?).await?;
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        while head_of(&http, &b.base).await? < head {
+            if Instant::now() > deadline {
+                bail!("node b did not catch up to {head}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        self.figure(
+            "Cluster",
+            "cluster",
+            "A fresh node catching up the log from JetStream (start to head)",
+            format!(
+                "{} events/s ({} s)",
+                human(rate(head, took)),
+                took.as_secs_f64().round()
+            ),
+            "(reported)",
+            None,
+            format!("{head} events"),
+        );
+
+        // Replay reads the node's local copy: account-balance on node b and
+        // on the embedded server, compiled first so that the time is replay.
+        if let Some(path) = self.plugin("account-balance") {
+            let bytes = std::fs::read(&path)?;
+            let mut replay = Vec::new();
+            for (label, server) in [("embedded log", &embedded), ("a cluster node", &b)] {
+                let head = head_of(&http, &server.base).await?;
+                let started = Instant::now();
+                let r = http
+                    .put(format!("{}/plugins/bank", server.base))
+                    .body(bytes.clone())
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("installing account-balance: {}", r.text().await?);
+                }
+                wait_live(&http, &server.base, "bank", head, None).await?;
+                let r = rate(head, started.elapsed());
+                replay.push(r);
+                self.figure(
+                    "Cluster",
+                    "cluster",
+                    format!("Install and replay of account-balance (Rust) on {label}"),
+                    format!("{} events/s", human(r)),
+                    "(reported)",
+                    None,
+                    format!("{head} events, compile included"),
+                );
+            }
+            self.figure(
+                "Cluster",
+                "cluster",
+                "Replay: cluster node / embedded",
+                format!("{:.2}×", replay[1] / replay[0]),
+                "(reported)",
+                None,
+                "the two figures above, one run",
+            );
+        }
+        b.stop().await?;
+        a.stop().await?;
+        embedded.stop().await?;
+        drop(nats);
         Ok(())
     }
 
@@ -1429,7 +1649,7 @@ fn main() -> Result<()> {
             figures: Vec::new(),
         };
         let started = Instant::now();
-        let steps: [(&str, Step); 12] = [
+        let steps: [(&str, Step); 13] = [
             ("append", |s| Box::pin(s.append())),
             ("load", |s| Box::pin(s.load())),
             ("replay", |s| Box::pin(s.replay())),
@@ -1442,6 +1662,7 @@ fn main() -> Result<()> {
             ("index_replay", |s| Box::pin(s.index_replay())),
             ("find", |s| Box::pin(s.find())),
             ("bulk_get", |s| Box::pin(s.bulk_get())),
+            ("cluster", |s| Box::pin(s.cluster())),
         ];
         for (name, step) in steps {
             if suite.wants(name) {
