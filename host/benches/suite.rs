@@ -284,6 +284,13 @@ async fn check_created(r: reqwest::Response) -> Result<()> {
     Ok(())
 }
 
+async fn check_success(r: reqwest::Response) -> Result<()> {
+    if !r.status().is_success() {
+        bail!("{} {}", r.status(), r.text().await?);
+    }
+    Ok(())
+}
+
 async fn head_of(http: &reqwest::Client, base: &str) -> Result<u64> {
     let health: Value = http
         .get(format!("{base}/healthz"))
@@ -794,6 +801,237 @@ impl Suite {
         a.stop().await?;
         embedded.stop().await?;
         drop(nats);
+        Ok(())
+    }
+
+    /// Deploys: a restart with three plugins over the log, a rollback after
+    /// a cutover and appends, and what a caught-up manual candidate costs
+    /// the serving generation.
+    async fn deploys(&mut self) -> Result<()> {
+        let n = self.scale(1_000_000, 100_000);
+        let data = self.work.path().join("deploys");
+        let plugins = self.work.path().join("deploys-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        {
+            let (log, _) = prism::server::open_stores(&data)?;
+            fill(&log, n, SEED).await?;
+        }
+        let names = ["account-balance", "order-summary", "product-stock"];
+        for name in names {
+            let path = self.plugin(name).context("example plugins not built")?;
+            std::fs::copy(path, plugins.join(format!("{name}.wasm")))?;
+        }
+        let http = reqwest::Client::new();
+        let config = |cutover| prism::config::Config {
+            data: data.clone(),
+            plugins: plugins.clone(),
+            plugin_defaults: prism::plugins::settings::PluginSettings {
+                cutover: Some(cutover),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let auto = prism::plugins::lifecycle::Cutover::Auto;
+        let manual = prism::plugins::lifecycle::Cutover::Manual;
+        let mut took = Vec::new();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let server = start_server_with(config(auto)).await?;
+            for name in names {
+                wait_live(&http, &server.base, name, n, None).await?;
+            }
+            took.push(started.elapsed());
+            server.stop().await?;
+        }
+        self.figure(
+            "Deploys",
+            "deploys",
+            "Start to serving, three plugins: first start (compile + replay) / restart",
+            format!(
+                "{:.1} s / {:.2} s",
+                took[0].as_secs_f64(),
+                took[1].as_secs_f64()
+            ),
+            "(reported)",
+            None,
+            format!("account-balance, order-summary, product-stock over {n} events"),
+        );
+
+        // Rollback after a cutover and 10,000 appends.
+        let server = start_server_with(config(auto)).await?;
+        let bank = plugins.join("account-balance.wasm");
+        let bytes = std::fs::read(&bank)?;
+        let old = wait_live(&http, &server.base, "account-balance", n, None).await?;
+        let old_gen = old["generation"].as_str().unwrap_or_default().to_string();
+        let put = http
+            .put(format!("{}/plugins/account-balance", server.base))
+            .body(with_marker(&bytes, "v2"))
+            .send()
+            .await?;
+        check_success(put).await?;
+        let new = wait_live(&http, &server.base, "account-balance", n, Some(&old_gen)).await?;
+        let new_gen = new["generation"].as_str().unwrap_or_default().to_string();
+        let more = 10_000;
+        batched_appends(&server.base, more, "after-cutover").await?;
+        let head = head_of(&http, &server.base).await?;
+        let started = Instant::now();
+        let rollback = http
+            .post(format!("{}/plugins/account-balance/rollback", server.base))
+            .send()
+            .await?;
+        check_success(rollback).await?;
+        let back = wait_live(&http, &server.base, "account-balance", head, Some(&new_gen)).await?;
+        let rollback_took = started.elapsed();
+        if back["generation"] != old_gen.as_str() {
+            bail!(
+                "the rollback brought back {} instead of {old_gen}",
+                back["generation"]
+            );
+        }
+        server.stop().await?;
+        self.figure(
+            "Deploys",
+            "deploys",
+            "Rollback after a cutover and 10,000 appends (request to the old generation serving at the head)",
+            format!("{} ms", rollback_took.as_millis()),
+            "(reported)",
+            None,
+            format!("account-balance over {head} events"),
+        );
+
+        // What a caught-up manual candidate costs: the serving generation
+        // applying the same appends alone and with a candidate following.
+        let server = start_server_with(config(manual)).await?;
+        let head = head_of(&http, &server.base).await?;
+        wait_live(&http, &server.base, "account-balance", head, None).await?;
+        let appended = self.scale(200_000, 20_000);
+        let mut rates = Vec::new();
+        for with_candidate in [false, true] {
+            if with_candidate {
+                let put = http
+                    .put(format!("{}/plugins/account-balance", server.base))
+                    .body(with_marker(&bytes, "candidate"))
+                    .send()
+                    .await?;
+                check_success(put).await?;
+                let deadline = Instant::now() + Duration::from_secs(1800);
+                loop {
+                    let s = plugin_status(&http, &server.base, "account-balance").await?;
+                    if s["candidate"]["state"] == "ready"
+                        || s["candidate"]["position"].as_u64() >= Some(head)
+                    {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        bail!("the candidate did not catch up: {s}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            let started = Instant::now();
+            batched_appends(
+                &server.base,
+                appended,
+                if with_candidate { "with" } else { "alone" },
+            )
+            .await?;
+            let head = head_of(&http, &server.base).await?;
+            let deadline = Instant::now() + Duration::from_secs(1800);
+            loop {
+                let s = plugin_status(&http, &server.base, "account-balance").await?;
+                let candidate_done =
+                    !with_candidate || s["candidate"]["position"].as_u64() >= Some(head);
+                if s["position"].as_u64() >= Some(head) && candidate_done {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("did not catch up: {s}");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            rates.push(rate(appended, started.elapsed()));
+        }
+        server.stop().await?;
+        self.figure(
+            "Deploys",
+            "deploys",
+            "Append and apply over HTTP: serving generation alone / with a caught-up manual candidate following",
+            format!("{} / {} events/s ({:.2}×)", human(rates[0]), human(rates[1]), rates[1] / rates[0]),
+            "(reported)",
+            None,
+            format!("{appended} events appended in 1,000-event requests, until every generation has applied them"),
+        );
+        Ok(())
+    }
+
+    /// The change feed: 10 clients following `_changes` while events are
+    /// appended, until every client has seen every change.
+    async fn feed(&mut self) -> Result<()> {
+        let Some(path) = self.plugin("account-balance") else {
+            return Ok(());
+        };
+        let data = self.work.path().join("feed");
+        let plugins = self.work.path().join("feed-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        std::fs::copy(path, plugins.join("bank.wasm"))?;
+        let server = start_server(&data, &plugins).await?;
+        let http = reqwest::Client::new();
+        wait_live(&http, &server.base, "bank", 0, None).await?;
+        let n = self.scale(200_000, 20_000);
+        let consumers: Vec<_> = (0..10)
+            .map(|_| {
+                let http = http.clone();
+                let url = format!("{}/views/bank/_changes", server.base);
+                tokio::spawn(async move {
+                    use futures::StreamExt;
+                    let response = http.get(url).send().await?;
+                    let mut body = response.bytes_stream();
+                    let mut seen = 0u64;
+                    let mut last_position = 0u64;
+                    let mut carry = Vec::new();
+                    while last_position < n {
+                        let Some(chunk) = body.next().await else {
+                            break;
+                        };
+                        carry.extend_from_slice(&chunk?);
+                        while let Some(end) = carry.windows(2).position(|w| w == b"\n\n") {
+                            let event: Vec<u8> = carry.drain(..end + 2).collect();
+                            let text = String::from_utf8_lossy(&event);
+                            if text.contains("event: change") {
+                                seen += 1;
+                                if let Some(id) = text.lines().find_map(|l| l.strip_prefix("id: "))
+                                {
+                                    last_position = id
+                                        .split('.')
+                                        .next()
+                                        .and_then(|p| p.parse().ok())
+                                        .unwrap_or(last_position);
+                                }
+                            }
+                        }
+                    }
+                    Ok::<_, anyhow::Error>(seen)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        batched_appends(&server.base, n, "feed").await?;
+        let mut changes = 0;
+        for c in consumers {
+            changes += c.await??;
+        }
+        let took = started.elapsed();
+        server.stop().await?;
+        self.figure(
+            "Change feed",
+            "feed",
+            "Changes delivered to 10 concurrent _changes clients while events are appended",
+            format!("{} changes/s in all ({} per client)", human(rate(changes, took)), human(rate(changes / 10, took))),
+            "(reported)",
+            None,
+            format!("{n} bank events appended in 1,000-event requests; account-balance writes one document per event"),
+        );
         Ok(())
     }
 
@@ -1649,7 +1887,7 @@ fn main() -> Result<()> {
             figures: Vec::new(),
         };
         let started = Instant::now();
-        let steps: [(&str, Step); 13] = [
+        let steps: [(&str, Step); 15] = [
             ("append", |s| Box::pin(s.append())),
             ("load", |s| Box::pin(s.load())),
             ("replay", |s| Box::pin(s.replay())),
@@ -1663,6 +1901,8 @@ fn main() -> Result<()> {
             ("find", |s| Box::pin(s.find())),
             ("bulk_get", |s| Box::pin(s.bulk_get())),
             ("cluster", |s| Box::pin(s.cluster())),
+            ("deploys", |s| Box::pin(s.deploys())),
+            ("feed", |s| Box::pin(s.feed())),
         ];
         for (name, step) in steps {
             if suite.wants(name) {
