@@ -1035,6 +1035,67 @@ impl Suite {
         Ok(())
     }
 
+    /// `prism import` of an NDJSON file over HTTP, the way a user loads a
+    /// history, against batched appends of the same events in one run.
+    async fn import(&mut self) -> Result<()> {
+        let bin = prism_binary(&self.root);
+        if !bin.exists() {
+            eprintln!("  {} not built; skipped", bin.display());
+            return Ok(());
+        }
+        let n = self.scale(1_000_000, 100_000);
+        let file = self.work.path().join("import.ndjson");
+        {
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+            let mut rng = Rng(SEED);
+            let mut opened = HashSet::new();
+            for _ in 0..n {
+                let (stream, e) = bank_event(&mut rng, &mut opened);
+                writeln!(
+                    out,
+                    r#"{{"stream":"{stream}","type":"{}","data":{},"metadata":{}}}"#,
+                    e.event_type, e.data, e.metadata
+                )?;
+            }
+            out.flush()?;
+        }
+        let bytes = std::fs::metadata(&file)?.len();
+        let plugins = self.work.path().join("import-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        let server = start_server(&self.work.path().join("import-data"), &plugins).await?;
+        let started = Instant::now();
+        let status = tokio::process::Command::new(&bin)
+            .arg("import")
+            .arg(&file)
+            .args(["--server", &server.base])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await?;
+        let import_took = started.elapsed();
+        if !status.success() {
+            bail!("prism import failed: {status}");
+        }
+        let head = head_of(&reqwest::Client::new(), &server.base).await?;
+        if head != n {
+            bail!("prism import left {head} events, not {n}");
+        }
+        let batched_took = batched_appends(&server.base, n, "batched").await?;
+        server.stop().await?;
+        let (import, batched) = (rate(n, import_took), rate(n, batched_took));
+        self.figure(
+            "Import",
+            "import",
+            "prism import over HTTP / batched appends of the same events",
+            format!("{} / {} events/s ({:.2}×)", human(import), human(batched), import / batched),
+            "(reported)",
+            None,
+            format!("{n} bank events, {} MiB of NDJSON; import: stable line ids, atomic chunks of ≤ 5,000 lines and ≤ 2 MiB", bytes >> 20),
+        );
+        Ok(())
+    }
+
     async fn replay(&mut self) -> Result<()> {
         let n = self.scale(1_000_000, 100_000);
         let data = self.work.path().join("replay");
@@ -1887,7 +1948,7 @@ fn main() -> Result<()> {
             figures: Vec::new(),
         };
         let started = Instant::now();
-        let steps: [(&str, Step); 15] = [
+        let steps: [(&str, Step); 16] = [
             ("append", |s| Box::pin(s.append())),
             ("load", |s| Box::pin(s.load())),
             ("replay", |s| Box::pin(s.replay())),
@@ -1903,6 +1964,7 @@ fn main() -> Result<()> {
             ("cluster", |s| Box::pin(s.cluster())),
             ("deploys", |s| Box::pin(s.deploys())),
             ("feed", |s| Box::pin(s.feed())),
+            ("import", |s| Box::pin(s.import())),
         ];
         for (name, step) in steps {
             if suite.wants(name) {
