@@ -4,7 +4,6 @@
 mod common;
 
 mod append_and_read;
-mod bad_input;
 mod bad_plugins;
 mod change_feed;
 mod cli;

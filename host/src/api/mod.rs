@@ -20,6 +20,8 @@ pub mod metrics;
 mod plugins;
 pub mod routes;
 mod streams;
+#[cfg(test)]
+mod tests;
 mod ui;
 mod views;
 

@@ -1,11 +1,96 @@
-//! Bad input gets a JSON error with the right status, and a bad append
-//! appends nothing.
+//! The HTTP API called in-process: the router of a real [`App`] (real
+//! RocksDB in a temporary directory, real plugin manager) driven with
+//! `oneshot`, no socket and no process. The error contract lives here —
+//! bad input gets a JSON error with the right status and changes nothing;
+//! the end-to-end suite keeps what needs the real binary (restarts, kills,
+//! plugins compiled and run, clients on sockets).
 
+use axum::body::Body;
+use axum::http::{HeaderMap, Request};
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
-use crate::common::TestServer;
+use crate::config::Config;
+use crate::server::App;
 
-async fn refused(server: &TestServer, path: &str, body: &str, status: u16, code: &str) {
+struct Api {
+    app: App,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn open(tweak: impl FnOnce(&mut Config)) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data: dir.path().join("data"),
+            plugins: dir.path().join("plugins"),
+            ..Default::default()
+        };
+        std::fs::create_dir_all(&config.plugins).unwrap();
+        tweak(&mut config);
+        let app = App::open(&config).await.unwrap();
+        Api { app, _dir: dir }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> (u16, HeaderMap, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, Body::from))
+            .unwrap();
+        let response = self.app.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let (status, _, body) = self.call("GET", path, None).await;
+        (status, body)
+    }
+
+    async fn get_ok(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+        let (status, _, body) = self.call("POST", path, Some(body)).await;
+        (status, body)
+    }
+
+    async fn append(&self, stream: &str, events: &[(&str, Value)]) -> Value {
+        let events: Vec<Value> = events
+            .iter()
+            .map(|(t, d)| json!({"type": t, "data": d}))
+            .collect();
+        let (status, body) = self
+            .post_raw(
+                &format!("/streams/{stream}/events"),
+                json!({ "events": events }).to_string(),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    async fn head(&self) -> u64 {
+        self.get_ok("/healthz").await["head"].as_u64().unwrap()
+    }
+}
+
+async fn refused(server: &Api, path: &str, body: &str, status: u16, code: &str) {
     let (got, reply) = server.post_raw(path, body.to_string()).await;
     assert_eq!(got, status, "{body:.80} → {reply}");
     assert_eq!(reply["error"]["code"], code, "{body:.80} → {reply}");
@@ -16,9 +101,9 @@ async fn refused(server: &TestServer, path: &str, body: &str, status: u16, code:
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_append_is_refused_and_changes_nothing() {
-    let server = TestServer::start_with(&["--max-body-bytes", "65536"]).await;
+    let server = Api::open(|c| c.max_body_bytes = 65536).await;
     server.append("good", &[("Created", json!({}))]).await;
 
     let ok_event = r#"{"events":[{"type":"E","data":{}}]}"#;
@@ -159,9 +244,9 @@ async fn every_bad_append_is_refused_and_changes_nothing() {
     assert_eq!(status, 404, "nothing reached stream s");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_bad_read_parameters_answer_json() {
-    let server = TestServer::start().await;
+    let server = Api::open(|_| {}).await;
     let (status, body) = server.get("/nope").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "no_route");
@@ -173,9 +258,9 @@ async fn unknown_routes_and_bad_read_parameters_answer_json() {
     assert_eq!(body["error"]["code"], "invalid_parameter");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_methods_and_undecodable_paths_answer_json() {
-    let server = TestServer::start().await;
+    let server = Api::open(|_| {}).await;
     for (method, path, allowed) in [
         ("DELETE", "/events", "GET,HEAD,POST"),
         ("PUT", "/streams/s/events", "GET,HEAD,POST"),
@@ -183,18 +268,12 @@ async fn wrong_methods_and_undecodable_paths_answer_json() {
         ("POST", "/views/p/k", "GET,HEAD"),
         ("PATCH", "/plugins/p", "DELETE,GET,HEAD,PUT"),
     ] {
-        let response = server
-            .http
-            .request(method.parse().unwrap(), server.url(path))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 405, "{method} {path}");
-        let allow = response.headers()["allow"].to_str().unwrap().to_string();
+        let (status, headers, body) = server.call(method, path, None).await;
+        assert_eq!(status, 405, "{method} {path}");
+        let allow = headers["allow"].to_str().unwrap().to_string();
         let mut allow: Vec<&str> = allow.split(',').map(str::trim).collect();
         allow.sort();
         assert_eq!(allow.join(","), allowed, "{method} {path}");
-        let body: Value = response.json().await.unwrap();
         assert_eq!(
             body["error"]["code"], "method_not_allowed",
             "{method} {path}"
@@ -208,4 +287,26 @@ async fn wrong_methods_and_undecodable_paths_answer_json() {
         assert_eq!(body["error"]["code"], "invalid_path", "{path}: {body}");
         assert!(body["error"]["message"].is_string(), "{path}: {body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route_and_unknown_plugins_are_404() {
+    let server = Api::open(|_| {}).await;
+    let doc = server.get_ok("/openapi.json").await;
+    for route in crate::api::routes::ROUTES {
+        assert!(
+            doc["paths"][route.path][route.method.to_lowercase()].is_object(),
+            "{} {} missing",
+            route.method,
+            route.path
+        );
+    }
+    let (status, body) = server.get("/views/nobody/key").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_plugin")),
+        "{body}"
+    );
+    let (status, body) = server.get("/plugins/nobody").await;
+    assert_eq!(status, 404, "{body}");
 }
