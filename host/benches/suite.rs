@@ -1096,6 +1096,100 @@ impl Suite {
         Ok(())
     }
 
+    /// Peak RSS of the server (release build, its own process) while the
+    /// hostile test plugin attacks the resources the host spends for it,
+    /// one attack per fresh server, until the plugin is stopped.
+    async fn hostile(&mut self) -> Result<()> {
+        let bin = prism_binary(&self.root);
+        let Some(hostile) = self.test_plugin("hostile") else {
+            eprintln!("  hostile.wasm not built; skipped");
+            return Ok(());
+        };
+        if !bin.exists() {
+            eprintln!("  {} not built; skipped", bin.display());
+            return Ok(());
+        }
+        let http = reqwest::Client::new();
+        let attacks: [(&str, Vec<Value>); 5] = [
+            ("none (one Count event)", vec![json!({"type": "Count"})]),
+            (
+                "read amplification: an 8 MiB document read 200 times in one call",
+                vec![
+                    json!({"type": "Store", "data": {"key": "big", "mib": 8}}),
+                    json!({"type": "GetMany", "data": {"key": "big", "times": 200}}),
+                ],
+            ),
+            (
+                "a scan of everything after 60 MiB of documents",
+                vec![
+                    json!({"type": "Grow", "data": {"mib": 30}}),
+                    json!({"type": "Grow", "data": {"mib": 30}}),
+                    json!({"type": "ScanAll", "data": {}}),
+                ],
+            ),
+            (
+                "a write flood: 100 documents of 1 MiB in one batch",
+                vec![json!({"type": "PutFlood", "data": {"count": 100, "bytes": 1 << 20}})],
+            ),
+            (
+                "a 32 MiB document",
+                vec![json!({"type": "Store", "data": {"key": "huge", "mib": 32}})],
+            ),
+        ];
+        for (i, (attack, events)) in attacks.into_iter().enumerate() {
+            let data = self.work.path().join(format!("hostile-{i}"));
+            let plugins = self.work.path().join(format!("hostile-{i}-plugins"));
+            std::fs::create_dir_all(&plugins)?;
+            std::fs::copy(&hostile, plugins.join("hostile.wasm"))?;
+            let (mut child, base) = spawn_prism(&bin, &data, &plugins)?;
+            wait_live(&http, &base, "hostile", 0, None).await?;
+            let before = proc_kib(child.id(), "VmHWM:");
+            let mut outcome = String::from("live");
+            for event in events {
+                let r = http
+                    .post(format!("{base}/streams/s/events"))
+                    .json(&json!({ "events": [event] }))
+                    .send()
+                    .await?;
+                check_created(r).await?;
+                let head = head_of(&http, &base).await?;
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    let s = plugin_status(&http, &base, "hostile").await?;
+                    if s["state"] != "live" {
+                        outcome = format!(
+                            "{}: {}",
+                            s["state"].as_str().unwrap_or("?"),
+                            s["error"]["message"].as_str().unwrap_or("")
+                        );
+                        break;
+                    }
+                    if s["position"].as_u64() >= Some(head) || Instant::now() > deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if outcome != "live" {
+                    break;
+                }
+            }
+            let peak = proc_kib(child.id(), "VmHWM:");
+            let _ = child.kill();
+            let _ = child.wait();
+            let outcome: String = outcome.chars().take(90).collect();
+            self.figure(
+                "Sandbox",
+                "hostile",
+                format!("Peak server RSS, attack: {attack}"),
+                format!("{} MiB (before the attack {} MiB)", peak >> 10, before >> 10),
+                "(reported)",
+                None,
+                format!("default limits (64 MiB memory, 64 MiB host budget, 16 MiB documents); plugin ended {outcome}"),
+            );
+        }
+        Ok(())
+    }
+
     async fn replay(&mut self) -> Result<()> {
         let n = self.scale(1_000_000, 100_000);
         let data = self.work.path().join("replay");
@@ -1948,7 +2042,7 @@ fn main() -> Result<()> {
             figures: Vec::new(),
         };
         let started = Instant::now();
-        let steps: [(&str, Step); 16] = [
+        let steps: [(&str, Step); 17] = [
             ("append", |s| Box::pin(s.append())),
             ("load", |s| Box::pin(s.load())),
             ("replay", |s| Box::pin(s.replay())),
@@ -1965,6 +2059,7 @@ fn main() -> Result<()> {
             ("deploys", |s| Box::pin(s.deploys())),
             ("feed", |s| Box::pin(s.feed())),
             ("import", |s| Box::pin(s.import())),
+            ("hostile", |s| Box::pin(s.hostile())),
         ];
         for (name, step) in steps {
             if suite.wants(name) {
