@@ -1160,7 +1160,7 @@ impl Suite {
                         outcome = format!(
                             "{}: {}",
                             s["state"].as_str().unwrap_or("?"),
-                            s["error"]["message"].as_str().unwrap_or("")
+                            s["last_error"]["message"].as_str().unwrap_or("")
                         );
                         break;
                     }
