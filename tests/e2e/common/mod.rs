@@ -83,8 +83,14 @@ pub fn output_within(command: &mut Command, timeout: Duration) -> std::process::
         .spawn()
         .expect("start the command");
     let mut pipes = [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
     ]
     .map(|pipe| {
         std::thread::spawn(move || {
@@ -117,6 +123,17 @@ pub fn output_within(command: &mut Command, timeout: Duration) -> std::process::
         stdout: pipes.next().unwrap().join().unwrap(),
         stderr: pipes.next().unwrap().join().unwrap(),
     }
+}
+
+/// The tests' HTTP client. It lets go of a pooled connection well before
+/// the server closes an idle one (after `header_read_timeout_secs`, 10 s):
+/// a test that blocks its runtime for longer (waiting for a build, say)
+/// would otherwise be handed a connection the server has already closed.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
 }
 
 pub struct TestServer {
@@ -155,7 +172,7 @@ impl TestServer {
         let mut server = TestServer {
             dir,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             data: None,
@@ -184,7 +201,7 @@ impl TestServer {
         let mut server = TestServer {
             dir,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             child: None,
             extra_args: vec!["--config".into(), config.display().to_string()],
             data,
@@ -203,7 +220,7 @@ impl TestServer {
         let mut server = TestServer {
             dir,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             child: None,
             extra_args: vec!["--config".into(), config.display().to_string()],
             data: None,
