@@ -109,9 +109,11 @@ async fn prism_dev_swaps_in_each_saved_build_and_keeps_serving_through_a_broken_
 
     let mut dev = Dev::start(&dir, &server);
     // The first build may compile the dependencies.
-    let first = dev.expect(Duration::from_secs(900), "the first generation serving", |l| {
-        l.contains("serving, live")
-    });
+    let first = dev.expect(
+        Duration::from_secs(900),
+        "the first generation serving",
+        |l| l.contains("serving, live"),
+    );
     let first = first.split_whitespace().nth(1).unwrap().to_owned();
     assert_eq!(
         server.view("live-orders", "order-1").await,
@@ -147,7 +149,11 @@ async fn prism_dev_swaps_in_each_saved_build_and_keeps_serving_through_a_broken_
 
     // A change that does not compile: the compiler's error is shown and the
     // generation that serves goes on serving.
-    edit(&lib, "pub struct StreamStats {", "pub struct StreamStats {{");
+    edit(
+        &lib,
+        "pub struct StreamStats {",
+        "pub struct StreamStats {{",
+    );
     dev.expect(Duration::from_secs(300), "that the build failed", |l| {
         l.starts_with("build failed") && l.contains(&format!("generation {second} keeps serving"))
     });
@@ -166,5 +172,35 @@ async fn prism_dev_swaps_in_each_saved_build_and_keeps_serving_through_a_broken_
     assert_eq!(
         server.view("live-orders", "order-1").await,
         Some(json!({"events": 30, "last_type": "OrderDelivered"}))
+    );
+
+    // A change that compiles but refuses an event: the error is shown with
+    // the event that caused it, and the serving generation goes on serving.
+    edit(
+        &lib,
+        "pub struct StreamStats {{",
+        "pub struct StreamStats {",
+    );
+    edit(
+        &lib,
+        "view.upsert(",
+        "if event.event_type == \"OrderDelivered\" {\n            \
+         return Err(Error::new(\"deliveries are not counted\"));\n        }\n        \
+         view.upsert(",
+    );
+    let failed = dev.expect(Duration::from_secs(300), "that the new code failed", |l| {
+        l.contains(" failed: ") && l.contains("deliveries are not counted")
+    });
+    assert!(failed.starts_with("generation "), "{failed}");
+    dev.expect(Duration::from_secs(10), "the event that failed", |l| {
+        l.trim() == "the event: position 3, OrderDelivered on stream order-1: {}"
+    });
+    dev.expect(Duration::from_secs(10), "who keeps serving", |l| {
+        l == format!("generation {second} keeps serving")
+    });
+    let status = server.plugin("live-orders").await;
+    assert!(
+        status["generation"].as_str().unwrap().starts_with(&second),
+        "{status}"
     );
 }
