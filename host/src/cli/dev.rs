@@ -179,6 +179,12 @@ impl Dev {
             build::size(built.bytes),
             built.took.as_secs_f64()
         ));
+        // The server compiles the component before it answers: seconds for
+        // a Rust one, up to a minute for a Python or JavaScript one.
+        say(format!(
+            "installing generation {} (the server compiles it first)",
+            short(&hash)
+        ));
         match self
             .client
             .put_bytes(
