@@ -28,7 +28,9 @@ macro_rules! templates {
 }
 
 const RUST: &[Template] = templates!("rust":
-    "Cargo.toml" => "Cargo.toml",
+    // Not named Cargo.toml: cargo reads every manifest of a repository
+    // that a git dependency points into, and this one is not valid TOML.
+    "Cargo.toml.template" => "Cargo.toml",
     "src/lib.rs" => "src/lib.rs",
     "README.md" => "README.md",
     "gitignore" => ".gitignore",
