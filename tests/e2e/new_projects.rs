@@ -159,6 +159,35 @@ async fn a_new_rust_projection_is_tested_built_and_served() {
     let wasm = build(&dir);
     assert!(wasm.ends_with("wasm32-wasip2/release/orders_rs.wasm"));
     serves_the_skeleton(&server, "orders-rs", &wasm).await;
+
+    // With --sdk GIT-URL the SDK is a git dependency, which cargo finds
+    // inside the repository (here the checkout's own commits).
+    let url = format!("file://{}", repo_root().canonicalize().unwrap().display());
+    let dir = place.path().join("orders-git");
+    prism(
+        place.path(),
+        &[
+            "new",
+            "orders-git",
+            "--lang",
+            "rust",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--sdk",
+            &url,
+        ],
+        Duration::from_secs(30),
+    );
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("prism-guest = {{ git = \"{url}\" }}")),
+        "{manifest}"
+    );
+    let tested = prism(&dir, &["test"], BUILD_TIMEOUT);
+    assert!(
+        tested.contains("counts_the_events_of_each_stream ... ok"),
+        "{tested}"
+    );
 }
 
 #[tokio::test]
