@@ -67,6 +67,16 @@ impl Dev {
     }
 }
 
+impl Dev {
+    /// Takes in what it prints for `quiet`, and after that until it has
+    /// been quiet that long.
+    fn drain(&mut self, quiet: Duration) {
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            self.transcript.push(line);
+        }
+    }
+}
+
 impl Drop for Dev {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -203,4 +213,14 @@ async fn prism_dev_swaps_in_each_saved_build_and_keeps_serving_through_a_broken_
         status["generation"].as_str().unwrap().starts_with(&second),
         "{status}"
     );
+
+    // Each line the serving code logged was shown once: two for the replay
+    // of order-1, one for the event appended since.
+    dev.drain(Duration::from_secs(2));
+    let counted = dev
+        .transcript
+        .iter()
+        .filter(|l| *l == "log info: counted order-1")
+        .count();
+    assert_eq!(counted, 3, "{:#?}", dev.transcript);
 }

@@ -329,10 +329,8 @@ impl Follower {
             ));
         }
         self.dead_letters = dead;
-        if let Some(serving) = self.serving.clone()
-            && status["state"] != "loading"
-        {
-            self.logs(&serving).await;
+        if self.serving.is_some() && status["state"] != "loading" {
+            self.logs().await;
         }
     }
 
@@ -448,15 +446,18 @@ impl Follower {
         }
     }
 
-    /// Says the serving generation's log lines that were not said yet.
-    async fn logs(&mut self, serving: &str) {
+    /// Says the serving generation's log lines that were not said yet. The
+    /// log names its generation: the serving one may have changed since the
+    /// status was read, and a new one's lines are all new.
+    async fn logs(&mut self) {
         let Ok(log) = self.client.get(&self.path("/logs")).await else {
             return;
         };
+        let generation = log["generation"].as_str().unwrap_or_default().to_owned();
         let lines = log["lines"].as_array().cloned().unwrap_or_default();
         let total = log["dropped"].as_u64().unwrap_or(0) + lines.len() as u64;
         let said = match &self.log {
-            Some((generation, said)) if generation == serving && *said <= total => *said,
+            Some((said_for, said)) if *said_for == generation && *said <= total => *said,
             _ => 0,
         };
         let new = usize::try_from(total - said).unwrap_or(usize::MAX);
@@ -471,7 +472,7 @@ impl Follower {
                 line["message"].as_str().unwrap_or("")
             ));
         }
-        self.log = Some((serving.to_owned(), total));
+        self.log = Some((generation, total));
     }
 }
 
