@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs the pinned toolchains that build Python and JavaScript projections:
-#   - componentize-py into a project-local venv, target/tools/py (never committed);
+#   - componentize-py, at the version guest-sdk/python/pyproject.toml pins, into a
+#     project-local venv, target/tools/py (never committed);
 #   - componentize-js and jco into guest-sdk/js/node_modules with `npm ci`, exactly as
 #     guest-sdk/js/package-lock.json pins them.
 # Idempotent, and a no-op taking well under a second when both are already in place.
 # Needs python3 (with venv) and node >= 20 with npm; reaches only PyPI and the npm registry.
 set -euo pipefail
 
-COMPONENTIZE_PY_VERSION=0.25.1
-
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Pinned once, in the Python SDK's packaging metadata (its `build` extra).
+COMPONENTIZE_PY_VERSION="$(sed -n 's/.*"componentize-py==\([^"]*\)".*/\1/p' "$root/guest-sdk/python/pyproject.toml")"
 venv="$root/target/tools/py"
 js="$root/guest-sdk/js"
 

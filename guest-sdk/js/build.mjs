@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // Build a JavaScript projection into a WebAssembly component of the `projector` world.
 //
-//   node build.mjs <projection.js> <out.wasm> [--wit <dir>]
+//   node build.mjs <projection.js> <out.wasm> [--wit <dir>] [--quiet]
 //
 // <projection.js> is an ES module whose default export is a `defineProjection({...})`. It may
 // import other modules by relative path, and the SDK as `@prism/projection` (as installed by
 // `prism new`) or by a relative path into this folder's `src/`.
 //
 // componentize-js (StarlingMonkey) resolves only relative imports, and only of files below its
-// working directory. So the build stages a copy first, in a folder next to <out.wasm>: every
+// working directory. So the build parses each module (acorn: a syntax error is reported at
+// once, with its line and column) and stages a copy first, in a folder next to <out.wasm>: every
 // module the projection reaches, with each SDK import pointed at one staged copy of the SDK
 // (the projection and the component glue must share its module state: the log sink and the
 // error classes), and an entry module that wraps the default export with `component.js` and
@@ -22,13 +23,15 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { componentize } from '@bytecodealliance/componentize-js';
-import { init, parse } from 'es-module-lexer';
+import { parse } from 'acorn';
 
 const sdkDir = dirname(fileURLToPath(import.meta.url));
 const sdkSrc = join(sdkDir, 'src');
 const sdkPackage = JSON.parse(await readFile(join(sdkDir, 'package.json'), 'utf8'));
 
 const args = process.argv.slice(2);
+const quiet = args.includes('--quiet');
+if (quiet) args.splice(args.indexOf('--quiet'), 1);
 const witFlag = args.indexOf('--wit');
 let witPath = resolve(sdkDir, '..', '..', 'wit');
 if (witFlag >= 0) {
@@ -36,7 +39,7 @@ if (witFlag >= 0) {
   args.splice(witFlag, 2);
 }
 if (args.length !== 2) {
-  console.error('usage: node build.mjs <projection.js> <out.wasm> [--wit <dir>]');
+  console.error('usage: node build.mjs <projection.js> <out.wasm> [--wit <dir>] [--quiet]');
   process.exit(2);
 }
 
@@ -78,27 +81,45 @@ function resolveImport(specifier, file) {
 
 const inSdk = (file) => file.startsWith(sdkSrc + sep);
 
-// Every module the entry reaches, with its imports: file -> {text, imports: [{start, end, quoted, target}]}.
-await init;
+/** Every node of an ESTree syntax tree. */
+function* nodes(node) {
+  if (Array.isArray(node)) {
+    for (const child of node) yield* nodes(child);
+  } else if (node !== null && typeof node === 'object') {
+    if (typeof node.type === 'string') yield node;
+    for (const [key, child] of Object.entries(node)) if (key !== 'loc') yield* nodes(child);
+  }
+}
+
+// Every module the entry reaches, with its imports: file -> {text, imports: [{start, end, target}]},
+// `start` and `end` spanning the specifier's string literal, quotes included.
 const modules = new Map();
 const pending = [source, join(sdkSrc, 'component.js')];
 while (pending.length > 0) {
   const file = pending.pop();
   if (modules.has(file)) continue;
   const text = await readFile(file, 'utf8');
-  let found;
+  let tree;
   try {
-    [found] = parse(text, file);
+    tree = parse(text, { ecmaVersion: 'latest', sourceType: 'module', locations: true });
   } catch (e) {
-    fail(`cannot parse ${file}: ${e.message}`);
+    const where = e.loc ? `:${e.loc.line}:${e.loc.column + 1}` : '';
+    fail(`${relative(process.cwd(), file)}${where}: ${e.message.replace(/ \(\d+:\d+\)$/, '')}`);
   }
   const imports = [];
-  for (const imp of found) {
-    // -2: `import.meta`; a dynamic import of anything but a string literal has no `n`.
-    if (imp.d === -2 || imp.n === undefined) continue;
-    const target = resolveImport(imp.n, file);
+  for (const node of nodes(tree.body)) {
+    const literal =
+      node.type === 'ImportDeclaration' ||
+      node.type === 'ExportAllDeclaration' ||
+      node.type === 'ExportNamedDeclaration' ||
+      node.type === 'ImportExpression'
+        ? node.source
+        : null;
+    // A dynamic import of anything but a string literal is left to the engine.
+    if (literal?.type !== 'Literal' || typeof literal.value !== 'string') continue;
+    const target = resolveImport(literal.value, file);
     if (target === null) continue;
-    imports.push({ start: imp.s, end: imp.e, quoted: imp.d > -1, target });
+    imports.push({ start: literal.start, end: literal.end, target });
     pending.push(target);
   }
   modules.set(file, { text, imports });
@@ -133,9 +154,8 @@ await rm(stage, { recursive: true, force: true });
 for (const [file, { text, imports }] of modules) {
   let rewritten = '';
   let at = 0;
-  for (const { start, end, quoted, target } of imports.sort((a, b) => a.start - b.start)) {
-    const path = importPath(staged.get(file), staged.get(target));
-    rewritten += text.slice(at, start) + (quoted ? JSON.stringify(path) : path);
+  for (const { start, end, target } of imports.sort((a, b) => a.start - b.start)) {
+    rewritten += text.slice(at, start) + JSON.stringify(importPath(staged.get(file), staged.get(target)));
     at = end;
   }
   rewritten += text.slice(at);
@@ -163,7 +183,7 @@ try {
     disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
   });
   await writeFile(out, component);
-  console.log(`built ${relative(previousCwd, out)} (${component.length} bytes) in ${Date.now() - started} ms`);
+  if (!quiet) console.log(`built ${relative(previousCwd, out)} (${component.length} bytes) in ${Date.now() - started} ms`);
 } finally {
   process.chdir(previousCwd);
   await rm(stage, { recursive: true, force: true });

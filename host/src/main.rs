@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 #[path = "cli/mod.rs"]
 mod cli;
 
+use cli::project::Project;
 use cli::{Cli, Command, PluginAction};
 
 fn print(value: &Value) {
@@ -236,6 +237,45 @@ async fn main() -> anyhow::Result<()> {
             };
             print(&answer);
             Ok(())
+        }
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let made = cli::new::create(&name, lang, dir.as_deref(), sdk.as_deref())?;
+            println!("created {} ({lang} projection {name})", made.display());
+            println!("next: cd {} && prism test && prism build", made.display());
+            Ok(())
+        }
+        Command::Test { dir, lang, args } => {
+            let project = Project::open(&dir, lang)?;
+            let status = cli::unit_tests::run(&project, &args)?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Command::Build { dir, lang } => {
+            let project = Project::open(&dir, lang)?;
+            let tools = cli::toolchain::Tools::from_env()?;
+            eprintln!("building {} ({})", project.name, project.lang);
+            let built = cli::build::build(&project, &tools, cli::build::Output::Show)?;
+            println!(
+                "built {} ({}) in {:.1} s",
+                built.wasm.display(),
+                cli::build::size(built.bytes),
+                built.took.as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Dev {
+            dir,
+            lang,
+            plugin,
+            client,
+        } => {
+            let project = Project::open(&dir, lang)?;
+            let plugin = project.plugin_name(plugin.as_deref())?;
+            cli::dev::run(project, plugin, client.client()?).await
         }
     }
 }

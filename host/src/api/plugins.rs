@@ -166,7 +166,11 @@ pub async fn logs(
 ) -> Result<Json<Value>, ApiError> {
     let generation = serving(&state, &name)?;
     let (lines, dropped) = generation.plugin_log().snapshot();
-    Ok(Json(json!({ "lines": lines, "dropped": dropped })))
+    Ok(Json(json!({
+        "generation": generation.hash().to_string(),
+        "lines": lines,
+        "dropped": dropped,
+    })))
 }
 
 #[derive(Deserialize)]

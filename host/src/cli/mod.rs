@@ -1,7 +1,24 @@
-//! The `prism` command line: the server and the client commands.
+//! The `prism` command line: the server, the client commands, and the
+//! commands that make, test and build projections (`new`, `test`, `build`,
+//! `dev`).
+//!
+//! # Layout
+//! - `import`, `status`: `prism import` and the plugin status as text.
+//! - `project`: a projection's folder, language and name.
+//! - `new`: `prism new`, from the templates in `host/templates/`.
+//! - `sdk`: the SDKs and WIT the binary carries; where the Rust SDK is.
+//! - `toolchain`: the pinned build tools, found or installed once.
+//! - `build`, `unit_tests`, `dev`: `prism build`, `prism test`, `prism dev`.
 
+pub mod build;
+pub mod dev;
 pub mod import;
+pub mod new;
+pub mod project;
+pub mod sdk;
 pub mod status;
+pub mod toolchain;
+pub mod unit_tests;
 
 use std::path::PathBuf;
 
@@ -148,6 +165,60 @@ pub enum Command {
     Plugins {
         #[command(subcommand)]
         action: PluginAction,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a projection project: a skeleton that builds and passes its
+    /// unit test as it is.
+    New {
+        /// The projection's name: its plugin name and package name (a-z,
+        /// 0-9, '-', '_').
+        name: String,
+        #[arg(long, value_enum)]
+        lang: project::Lang,
+        /// Where to create it. Default ./NAME.
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+        /// Rust only: the Prism checkout (or its guest-sdk folder, or its git
+        /// URL) whose SDK the project depends on. Default: the checkout this
+        /// prism was built from.
+        #[arg(long, env = "PRISM_SDK", value_name = "PATH|GIT-URL")]
+        sdk: Option<String>,
+    },
+    /// Run a projection's unit tests natively (cargo test, python3 -m
+    /// unittest, node --test).
+    Test {
+        /// The project. Default: the current folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The language, when the folder could be more than one.
+        #[arg(long, value_enum)]
+        lang: Option<project::Lang>,
+        /// Passed on to the test runner.
+        #[arg(last = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Build a projection into a WebAssembly component, installing the
+    /// pinned toolchain (into PRISM_TOOLS, default ~/.cache/prism/tools) if
+    /// it is missing.
+    Build {
+        /// The project. Default: the current folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_enum)]
+        lang: Option<project::Lang>,
+    },
+    /// Rebuild a projection on every save and install it on a running
+    /// server; show its replay, its log lines and its errors. Ctrl-C stops.
+    Dev {
+        /// The project. Default: the current folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_enum)]
+        lang: Option<project::Lang>,
+        /// The plugin to install it as. Default: the project's name.
+        #[arg(long)]
+        plugin: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -58,6 +58,84 @@ pub fn prism_command(dir: &Path) -> Command {
     command
 }
 
+/// The `prism` binary as a command on a projection project in `dir`:
+/// toolchains from a cache the test run shares (`target/e2e-tools`, which
+/// reuses what `scripts/setup.sh` installed in the checkout), and Rust
+/// builds in one target folder (`target/e2e-projects`), so that only a
+/// run's first build compiles the dependencies.
+pub fn project_command(dir: &Path) -> Command {
+    let mut command = prism_command(dir);
+    command
+        .env("PRISM_TOOLS", repo_root().join("target/e2e-tools"))
+        .env("CARGO_TARGET_DIR", repo_root().join("target/e2e-projects"))
+        .env_remove("PRISM_SDK");
+    command
+}
+
+/// Runs `command` to its end with its output kept; kills it and panics
+/// with what it printed if it takes longer than `timeout`.
+pub fn output_within(command: &mut Command, timeout: Duration) -> std::process::Output {
+    use std::io::Read;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let mut pipes = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .map(|pipe| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            pipe.unwrap().read_to_end(&mut text).unwrap();
+            text
+        })
+    })
+    .into_iter();
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let stdout = pipes.next().unwrap().join().unwrap();
+            let stderr = pipes.next().unwrap().join().unwrap();
+            panic!(
+                "{command:?} ran longer than {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: pipes.next().unwrap().join().unwrap(),
+        stderr: pipes.next().unwrap().join().unwrap(),
+    }
+}
+
+/// The tests' HTTP client. It lets go of a pooled connection well before
+/// the server closes an idle one (after `header_read_timeout_secs`, 10 s):
+/// a test that blocks its runtime for longer (waiting for a build, say)
+/// would otherwise be handed a connection the server has already closed.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub base: String,
@@ -94,7 +172,7 @@ impl TestServer {
         let mut server = TestServer {
             dir,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             data: None,
@@ -123,7 +201,7 @@ impl TestServer {
         let mut server = TestServer {
             dir,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             child: None,
             extra_args: vec!["--config".into(), config.display().to_string()],
             data,
@@ -142,7 +220,7 @@ impl TestServer {
         let mut server = TestServer {
             dir,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             child: None,
             extra_args: vec!["--config".into(), config.display().to_string()],
             data: None,
