@@ -101,8 +101,10 @@ mod queries;
 pub mod testing;
 mod view;
 
-pub use backend::{Backend, Entry, MAX_KEY_LEN, MemoryBackend, Write, check_json, check_key};
-pub use error::{Error, HandleError, QueryError, ViewError};
+pub use backend::{
+    Backend, Emission, Entry, MAX_KEY_LEN, MemoryBackend, Write, check_json, check_key,
+};
+pub use error::{EmitError, Error, HandleError, QueryError, ViewError};
 pub use event::{Description, Event, FieldKind, Index};
 pub use logging::{Level, log};
 pub use params::Params;

@@ -15,6 +15,7 @@ mod crash_recovery;
 mod dashboard;
 mod deploys;
 mod durability;
+mod emitted_events;
 mod event_filter;
 mod event_json;
 mod example_plugins;
