@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, test_plugin};
+use crate::common::{TestServer, example_plugin, test_plugin};
 
 const STREAMS: u64 = 20;
 const PINGS_PER_STREAM: u64 = 1000;
@@ -140,6 +140,24 @@ async fn emitted_events_are_appended_once_across_kills_rebuilds_and_new_events()
     assert_eq!(rebuilt["emitted"]["appended"], 0, "{rebuilt}");
     assert_eq!(echoes(&server).await.len() as u64, expected);
 
+    // A hot swap to new content (the same code with a custom section more):
+    // the new generation replays everything and emits nothing new either.
+    let rebuilt_generation = rebuilt["generation"].clone();
+    let bytes = with_custom_section(&std::fs::read(test_plugin("emitter")).unwrap(), "v2");
+    let (code, body) = server.put_plugin_bytes("emitter", bytes).await;
+    assert!(code == 200 || code == 202, "{code}: {body}");
+    let swapped = server
+        .wait_plugin("emitter", Duration::from_secs(120), |p| {
+            p["generation"] != rebuilt_generation
+                && p["candidate"].is_null()
+                && p["state"] == "live"
+                && p["position"].as_u64() >= Some(head)
+        })
+        .await;
+    assert_eq!(swapped["emitted"]["appended"], 0, "{swapped}");
+    assert_eq!(swapped["emitted"]["already_in_log"], expected, "{swapped}");
+    assert_eq!(server.head().await, head, "the hot swap appended events");
+
     // Live events are echoed once each, by the new serving generation.
     server
         .append(
@@ -165,6 +183,12 @@ async fn an_undeclared_stream_is_refused_and_appends_nothing() {
     server
         .append("a", &[("Ping", json!({"n": 1, "emit": 2}))])
         .await;
+    // Its two echoes are at positions 2 and 3: the bad ping comes at 4.
+    server
+        .wait_plugin("emitter", Duration::from_secs(30), |p| {
+            p["emitted"]["appended"] == 2
+        })
+        .await;
     server
         .append("a", &[("Ping", json!({"n": 2, "to": "orders"}))])
         .await;
@@ -188,6 +212,20 @@ async fn an_undeclared_stream_is_refused_and_appends_nothing() {
     let echoed = echoes_of(&server, "echo-a").await;
     assert_eq!(echoed, [json!({"n": 1, "k": 0}), json!({"n": 1, "k": 1})]);
     assert_eq!(server.view("emitter", "a").await, Some(json!(1)));
+}
+
+/// `wasm` with a custom section appended: a valid component that behaves
+/// the same, with another content hash (a new version to deploy).
+fn with_custom_section(wasm: &[u8], marker: &str) -> Vec<u8> {
+    let name = b"prism-test";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(marker.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    out.push(u8::try_from(payload.len()).unwrap());
+    out.extend_from_slice(&payload);
+    out
 }
 
 async fn echoes_of(server: &TestServer, stream: &str) -> Vec<Value> {
@@ -232,4 +270,112 @@ async fn a_projection_feeding_on_its_own_emissions_is_stopped_at_the_depth_bound
     // It stays stopped: nothing more is appended.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.head().await, 1 + bound);
+}
+
+#[tokio::test]
+async fn on_the_jetstream_log_a_projection_that_emits_fails_saying_why() {
+    let nats = prism::cluster::testing::NatsCluster::start(1).await;
+    let toml = format!(
+        "node = \"solo\"\n[log]\nurl = \"{}\"\nreplicas = 1\n",
+        nats.servers()
+    );
+    let server = TestServer::start_with_config(&toml).await;
+    // The first appends wait for the JetStream stream to be ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let id = "6a0d6d1e-0000-4000-8000-000000000001"; // retried with the same id
+        let events = json!({"events": [{"id": id, "type": "Ping", "data": {"n": 1}}]});
+        let (code, body) = server.post("/streams/a/events", &events).await;
+        if code == 201 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{code}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.install_file("emitter", &test_plugin("emitter"));
+    let failed = server
+        .wait_plugin("emitter", Duration::from_secs(30), |p| {
+            p["state"] == "failed"
+        })
+        .await;
+    let message = failed["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("needs the embedded log"), "{message}");
+    assert_eq!(server.head().await, 1, "nothing was emitted");
+    assert_eq!(server.view("emitter", "a").await, None);
+}
+
+#[tokio::test]
+async fn the_email_campaign_saga_requests_one_email_per_b_customer_once() {
+    let server = TestServer::start().await;
+    for (i, (customer, total)) in [
+        ("ann", 150),
+        ("bob", 40),
+        ("cid", 90),
+        ("cid", 20),
+        ("dan", 2000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        server
+            .append(
+                &format!("order-{i}"),
+                &[("OrderPlaced", json!({"customer": customer, "total": total}))],
+            )
+            .await;
+    }
+    server.install_file(
+        "customer-classification",
+        &example_plugin("customer-classification"),
+    );
+    server.install_file("campaign-reactor", &example_plugin("campaign-reactor"));
+    server.wait_caught_up("customer-classification").await;
+    server.wait_caught_up("campaign-reactor").await;
+    assert_eq!(
+        server.view("customer-classification", "customer-cid").await,
+        Some(json!({"orders": 2, "spent": 110.0, "rating": "B"}))
+    );
+    let campaign = server
+        .append(
+            "campaigns",
+            &[(
+                "EmailCampaignStarted",
+                json!({"campaign": "spring", "rating": "B"}),
+            )],
+        )
+        .await;
+    server.wait_caught_up("campaign-reactor").await;
+    let requests = server.get_ok("/streams/campaign-spring/events").await["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let customers: Vec<&str> = requests
+        .iter()
+        .map(|e| e["data"]["customer"].as_str().unwrap())
+        .collect();
+    assert_eq!(customers, ["ann", "cid"]);
+    let campaign_id = server
+        .all_events()
+        .await
+        .into_iter()
+        .find(|e| e["position"] == campaign["first_position"])
+        .unwrap()["id"]
+        .clone();
+    for request in &requests {
+        assert_eq!(request["metadata"]["causation_id"], campaign_id);
+        assert_eq!(request["metadata"]["emitted_by"], "campaign-reactor");
+    }
+    // A rebuild of the reactor replays everything and requests nothing again.
+    let head = server.head().await;
+    let (code, body) = server
+        .post("/plugins/campaign-reactor/rebuild", &json!({}))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let rebuilt = server
+        .wait_plugin("campaign-reactor", Duration::from_secs(60), |p| {
+            !p["previous"].is_null() && p["candidate"].is_null() && p["state"] == "live"
+        })
+        .await;
+    assert_eq!(rebuilt["emitted"]["appended"], 0, "{rebuilt}");
+    assert_eq!(server.head().await, head);
 }
