@@ -365,6 +365,11 @@ async fn the_email_campaign_saga_requests_one_email_per_b_customer_once() {
         assert_eq!(request["metadata"]["causation_id"], campaign_id);
         assert_eq!(request["metadata"]["emitted_by"], "campaign-reactor");
     }
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(
+        metrics.contains("prism_plugin_emitted_events_total{plugin=\"campaign-reactor\"} 2"),
+        "{metrics}"
+    );
     // A rebuild of the reactor replays everything and requests nothing again.
     let head = server.head().await;
     let (code, body) = server
