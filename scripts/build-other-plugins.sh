@@ -5,6 +5,8 @@
 #   target/test-plugins/raise-py.wasm           from tests/plugins/raise-py/app.py
 #   target/test-plugins/raise-js.wasm           from tests/plugins/raise-js/projection.js
 # after making sure the pinned toolchains are installed (setup-other-toolchains.sh).
+# They implement prism:projection@0.2.0 (wit/0.2.0/): the Python and JavaScript SDKs do not
+# emit events yet, and the host keeps serving that version.
 # Like scripts/build-plugins.sh, "target" is $CARGO_TARGET_DIR when the caller sets it.
 #
 # Runs from any directory. A component is rebuilt only when one of its inputs changed (its
@@ -60,7 +62,7 @@ put_in_place() {
 build_py() {
     local src="$root/$1" out="$target/$2"
     local hash
-    hash="$(inputs_hash "$src" "$root/guest-sdk/python/prism_projection" "$root/wit")"
+    hash="$(inputs_hash "$src" "$root/guest-sdk/python/prism_projection" "$root/wit/0.2.0")"
     if up_to_date "$out" "$hash"; then
         echo "up to date: $out"
         return
@@ -76,7 +78,7 @@ build_py() {
         -exec cp --parents {} "$stage/" \;)
     cp -r "$root/guest-sdk/python/prism_projection" "$stage/"
     find "$stage" -name '__pycache__' -prune -exec rm -rf {} +
-    "$componentize_py" --quiet -d "$root/wit" -w projector componentize app -p "$stage" -o "$work/$name.wasm"
+    "$componentize_py" --quiet -d "$root/wit/0.2.0" -w projector componentize app -p "$stage" -o "$work/$name.wasm"
     put_in_place "$work/$name.wasm" "$out" "$hash" "$started"
 }
 
@@ -84,14 +86,14 @@ build_py() {
 build_js() {
     local module="$root/$1" out="$target/$2"
     local hash
-    hash="$(inputs_hash "$(dirname "$module")" "$root/guest-sdk/js/src" "$root/guest-sdk/js/build.mjs" "$root/wit")"
+    hash="$(inputs_hash "$(dirname "$module")" "$root/guest-sdk/js/src" "$root/guest-sdk/js/build.mjs" "$root/wit/0.2.0")"
     if up_to_date "$out" "$hash"; then
         echo "up to date: $out"
         return
     fi
     local started=$SECONDS name
     name="$(basename "$out" .wasm)"
-    node "$root/guest-sdk/js/build.mjs" "$module" "$work/$name.wasm" >/dev/null
+    node "$root/guest-sdk/js/build.mjs" "$module" "$work/$name.wasm" --wit "$root/wit/0.2.0" >/dev/null
     put_in_place "$work/$name.wasm" "$out" "$hash" "$started"
 }
 

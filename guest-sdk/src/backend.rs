@@ -10,7 +10,7 @@ use std::ops::Bound;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::{Error, ViewError};
+use crate::{EmitError, Error, ViewError};
 
 /// The longest key, in bytes, the host accepts.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -31,6 +31,29 @@ pub trait Backend {
     /// Entries with `start <= key < end` (no `end`: to the last key), in key
     /// order, at most `limit` of them.
     fn scan(&mut self, start: &str, end: Option<&str>, limit: u32) -> Vec<Entry>;
+
+    /// Emits an event, appended when the batch commits. A backend that
+    /// keeps no log refuses every emission.
+    fn emit(&mut self, emission: Emission) -> Result<(), EmitError> {
+        Err(EmitError::UndeclaredStream(format!(
+            "stream {:?}: this backend takes no emitted events",
+            emission.stream_id
+        )))
+    }
+}
+
+/// An event a projection emits while handling the event at position `cause`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emission {
+    /// The log position of the batch's event that caused it.
+    pub cause: u64,
+    pub stream_id: String,
+    pub event_type: String,
+    /// The payload, a JSON document.
+    pub data: String,
+    /// Metadata of the projection's own, a JSON object; the host adds the
+    /// causation, correlation and depth.
+    pub metadata: String,
 }
 
 /// One key and its JSON document.
@@ -93,6 +116,9 @@ pub fn check_json(value: &str) -> Result<(), ViewError> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryBackend {
     entries: BTreeMap<String, String>,
+    /// The streams emissions may go to, as [`Description::emits`](crate::Description::emits) declares them.
+    emits: Vec<String>,
+    emitted: Vec<Emission>,
 }
 
 impl MemoryBackend {
@@ -114,6 +140,19 @@ impl MemoryBackend {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Takes emissions to these streams (names, or prefixes ending in `*`),
+    /// as the host does for a projection that declares them; by default
+    /// every emission is refused.
+    pub fn emitting_to(mut self, streams: &[String]) -> Self {
+        self.emits = streams.to_vec();
+        self
+    }
+
+    /// The events emitted so far, in order.
+    pub fn emitted(&self) -> &[Emission] {
+        &self.emitted
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,6 +204,25 @@ impl Backend for MemoryBackend {
                 value: value.clone(),
             })
             .collect()
+    }
+
+    /// Keeps the emission, after checking it as the host does.
+    fn emit(&mut self, emission: Emission) -> Result<(), EmitError> {
+        if !crate::event::matches_any(&self.emits, &emission.stream_id) {
+            return Err(EmitError::UndeclaredStream(format!(
+                "stream {:?} is not among the streams this projection declares it emits to",
+                emission.stream_id
+            )));
+        }
+        check_json(&emission.data).map_err(|e| EmitError::Invalid(format!("data: {e}")))?;
+        if !emission.metadata.is_empty()
+            && !serde_json::from_str::<serde_json::Value>(&emission.metadata)
+                .is_ok_and(|m| m.is_object())
+        {
+            return Err(EmitError::Invalid("metadata must be a JSON object".into()));
+        }
+        self.emitted.push(emission);
+        Ok(())
     }
 }
 

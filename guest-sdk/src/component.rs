@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 
 use crate::{
-    Backend, Description, Entry, Event, FieldKind, HandleError, Level, Params, Projection,
-    QueryError, ViewError, Write,
+    Backend, Description, Emission, EmitError, Entry, Event, FieldKind, HandleError, Level, Params,
+    Projection, QueryError, ViewError, Write,
 };
 
 /// Bindings for the `projector` world. Public because the export macro
@@ -25,7 +25,7 @@ pub mod bindings {
 }
 
 use bindings::exports::prism::projection::projection as export;
-use bindings::prism::projection::{logging, view};
+use bindings::prism::projection::{emit, logging, view};
 
 /// The host's keyspace for this plugin, through the `view` imports.
 struct HostBackend;
@@ -56,6 +56,24 @@ impl Backend for HostBackend {
             .map(|view::Entry { key, value }| Entry { key, value })
             .collect()
     }
+
+    fn emit(&mut self, emission: Emission) -> Result<(), EmitError> {
+        let Emission {
+            cause,
+            stream_id,
+            event_type,
+            data,
+            metadata,
+        } = emission;
+        emit::append(cause, &stream_id, &event_type, &data, &metadata).map_err(
+            |error| match error {
+                emit::EmitError::UndeclaredStream(message) => EmitError::UndeclaredStream(message),
+                emit::EmitError::UnknownCause(position) => EmitError::UnknownCause(position),
+                emit::EmitError::Invalid(message) => EmitError::Invalid(message),
+                emit::EmitError::TooDeep(message) => EmitError::TooDeep(message),
+            },
+        )
+    }
 }
 
 pub(crate) fn log(level: Level, message: &str) {
@@ -77,6 +95,7 @@ pub fn describe<P: Projection>() -> export::Description {
         version,
         event_types,
         indexes,
+        emits,
     } = P::describe();
     let queries = P::queries().names().map(str::to_owned).collect();
     let indexes = indexes
@@ -107,6 +126,7 @@ pub fn describe<P: Projection>() -> export::Description {
         event_types,
         queries,
         indexes,
+        emits,
     }
 }
 

@@ -125,6 +125,43 @@ impl From<serde_json::Error> for QueryError {
     }
 }
 
+/// Why the host refused an emitted event ([`View::emit`](crate::View::emit)).
+/// A refused emission appends nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmitError {
+    /// The stream is not among those [`Description::emits`](crate::Description::emits) declares.
+    UndeclaredStream(String),
+    /// The cause is not an event of the batch being handled (or this is a query).
+    UnknownCause(u64),
+    /// The stream name, event type, data or metadata is not what the log accepts.
+    Invalid(String),
+    /// The chain of emissions leading here is longer than the host allows:
+    /// the projection probably reacts to its own emissions.
+    TooDeep(String),
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UndeclaredStream(message) => write!(f, "undeclared stream: {message}"),
+            Self::UnknownCause(position) => write!(
+                f,
+                "the cause at position {position} is not an event of the batch being handled"
+            ),
+            Self::Invalid(message) => write!(f, "invalid emitted event: {message}"),
+            Self::TooDeep(message) => write!(f, "emission refused: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for EmitError {}
+
+impl From<EmitError> for Error {
+    fn from(error: EmitError) -> Self {
+        Self::new(error.to_string())
+    }
+}
+
 /// Why the keyspace refused a write. A refused write changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewError {

@@ -72,6 +72,9 @@ pub struct Description {
     pub event_types: Vec<String>,
     /// Secondary indexes the host maintains over the projection's documents.
     pub indexes: Vec<Index>,
+    /// The streams the projection may emit events to
+    /// ([`View::emit`](crate::View::emit)): names, or prefixes ending in `*`.
+    pub emits: Vec<String>,
 }
 
 /// How an index field's values are ordered.
@@ -150,7 +153,25 @@ impl Description {
             version: version.into(),
             event_types: Vec::new(),
             indexes: Vec::new(),
+            emits: Vec::new(),
         }
+    }
+
+    /// May emit events to these streams: names, or prefixes ending in `*`
+    /// (`customer-*`). The host refuses an emission to any other stream.
+    pub fn emits<I>(mut self, streams: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.emits = streams.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether the projection may emit to `stream`, by the rule the host
+    /// applies to [`Description::emits`].
+    pub fn may_emit_to(&self, stream: &str) -> bool {
+        matches_any(&self.emits, stream)
     }
 
     /// Keep this index over the documents.
@@ -174,6 +195,16 @@ impl Description {
     pub fn wants(&self, event_type: &str) -> bool {
         self.event_types.is_empty() || self.event_types.iter().any(|wanted| wanted == event_type)
     }
+}
+
+/// Whether `stream` is one of `patterns`: names, or prefixes ending in `*`.
+pub(crate) fn matches_any(patterns: &[String], stream: &str) -> bool {
+    patterns
+        .iter()
+        .any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => stream.starts_with(prefix),
+            None => stream == pattern,
+        })
 }
 
 #[cfg(test)]

@@ -73,6 +73,14 @@
 //! fails, nothing of the batch is written and the host learns which event it
 //! was.
 //!
+//! # Emitting events
+//! During `handle` a projection may append events to the streams its
+//! description declares ([`Description::emits`]) with [`View::emit`]. They
+//! commit with the batch, and the host derives each one's id from the
+//! projection, the cause and the emission's index, so handling the same
+//! event again (a replay, a rebuild) never appends it twice. The guide in
+//! `guest-sdk/README.md` has the whole contract.
+//!
 //! # Layout
 //! - `event`: [`Event`] and [`Description`], the records shared with the host.
 //! - `projection`: the [`Projection`] trait and the drivers [`handle_batch`]
@@ -84,7 +92,8 @@
 //! - `queries`: [`Queries`], the named queries and what answers each.
 //! - `params`: [`Params`], typed access to a query's parameters.
 //! - `logging`: [`log`], also as [`info!`] and friends.
-//! - `error`: [`Error`], [`QueryError`], [`ViewError`], [`HandleError`].
+//! - `error`: [`Error`], [`QueryError`], [`ViewError`], [`HandleError`],
+//!   [`EmitError`].
 //! - [`testing`]: the native given/when/then harness.
 //! - `component` (wasm32 only): the bindings and the glue behind
 //!   [`export_projection!`].
@@ -101,8 +110,10 @@ mod queries;
 pub mod testing;
 mod view;
 
-pub use backend::{Backend, Entry, MAX_KEY_LEN, MemoryBackend, Write, check_json, check_key};
-pub use error::{Error, HandleError, QueryError, ViewError};
+pub use backend::{
+    Backend, Emission, Entry, MAX_KEY_LEN, MemoryBackend, Write, check_json, check_key,
+};
+pub use error::{EmitError, Error, HandleError, QueryError, ViewError};
 pub use event::{Description, Event, FieldKind, Index};
 pub use logging::{Level, log};
 pub use params::Params;

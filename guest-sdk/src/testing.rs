@@ -172,10 +172,11 @@ impl<P: Projection> Default for Harness<P> {
 impl<P: Projection> Harness<P> {
     /// A fresh projection over an empty view.
     pub fn new() -> Self {
+        let description = P::describe();
         Self {
             projection: P::default(),
-            description: P::describe(),
-            backend: MemoryBackend::new(),
+            backend: MemoryBackend::new().emitting_to(&description.emits),
+            description,
             log: EventLog::new(),
             batch_size: None,
         }
@@ -257,6 +258,12 @@ impl<P: Projection> Harness<P> {
     /// Asks the named query, e.g. `query("low-stock", Params::new().with("below", "5"))`.
     pub fn query(&mut self, name: &str, params: Params) -> Result<Value, QueryError> {
         run_query(&self.projection, &mut self.backend, name, &params)
+    }
+
+    /// The events the projection emitted, in order (the host would append
+    /// them to the log; the harness only keeps them).
+    pub fn emitted(&self) -> &[crate::Emission] {
+        self.backend.emitted()
     }
 
     /// The projection itself.

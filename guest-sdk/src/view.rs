@@ -206,6 +206,57 @@ impl<'b> View<'b> {
         self.scan(prefix, end.as_deref(), limit)
     }
 
+    /// Emits an event of `event_type` with payload `data` to `stream_id`,
+    /// caused by `cause` (the event being handled). It is appended to the log
+    /// when the batch commits, together with the batch's view writes, and
+    /// only once however often the event is handled again (a replay, a
+    /// rebuild, a new version): the host derives its id from the projection,
+    /// the cause and the emission's place among the cause's emissions. The
+    /// stream must be one [`Description::emits`](crate::Description::emits)
+    /// declares. Its metadata says `causation_id`, `correlation_id`,
+    /// `emitted_by` and `emit_depth`.
+    ///
+    /// Pass the error on with `?`: a refused emission (an undeclared stream,
+    /// a chain of emissions too deep) fails the event, like a refused write.
+    pub fn emit<T: Serialize + ?Sized>(
+        &mut self,
+        cause: &crate::Event,
+        stream_id: &str,
+        event_type: &str,
+        data: &T,
+    ) -> Result<(), Error> {
+        self.emit_with_metadata(
+            cause,
+            stream_id,
+            event_type,
+            data,
+            &Value::Object(Default::default()),
+        )
+    }
+
+    /// [`View::emit`] with metadata of the projection's own (a JSON object);
+    /// the host's keys (`causation_id` and the rest) take precedence.
+    pub fn emit_with_metadata<T: Serialize + ?Sized>(
+        &mut self,
+        cause: &crate::Event,
+        stream_id: &str,
+        event_type: &str,
+        data: &T,
+        metadata: &Value,
+    ) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::new("a query cannot emit events"));
+        }
+        let emission = crate::Emission {
+            cause: cause.position,
+            stream_id: stream_id.to_string(),
+            event_type: event_type.to_string(),
+            data: serde_json::to_string(data)?,
+            metadata: metadata.to_string(),
+        };
+        Ok(self.backend.emit(emission)?)
+    }
+
     /// Hands the pending writes to the backend in one `write_many`, keeping
     /// the documents cached.
     pub(crate) fn flush(&mut self) -> Result<(), Error> {

@@ -1780,6 +1780,100 @@ impl Suite {
         Ok(())
     }
 
+    /// What emitting events costs a replay: the `emitter` test projection
+    /// over `n` pings of which none asks for an echo, then over `n` pings
+    /// of which every tenth does (one event emitted per ten handled, each
+    /// committed with its batch and checked against the log's ids). Each
+    /// is run twice, alternately, and the faster run counts: other work on
+    /// the machine then weighs on both alike.
+    async fn emit_replay(&mut self) -> Result<()> {
+        let Some(emitter) = self.test_plugin("emitter") else {
+            eprintln!("  emitter not built; skipped");
+            return Ok(());
+        };
+        let n = self.scale(1_000_000, 100_000);
+        let mut rates = [0.0f64; 2];
+        let mut emitted = [0u64; 2];
+        let runs = [("quiet", 0u64), ("emitting", 10)];
+        for (round, (name, every)) in runs.iter().chain(runs.iter()).copied().enumerate() {
+            let which = round % 2;
+            let data = self.work.path().join(format!("emit-replay-{round}"));
+            let plugins = self
+                .work
+                .path()
+                .join(format!("emit-replay-{round}-plugins"));
+            std::fs::create_dir_all(&plugins)?;
+            {
+                let (log, _) = prism::server::open_stores(&data)?;
+                let requests: Vec<(String, Vec<NewEvent>)> = (0..n / 500)
+                    .map(|r| {
+                        let events = (0..500)
+                            .map(|i| {
+                                let k = r * 500 + i;
+                                let emit = u64::from(every > 0 && k % every == 0);
+                                NewEvent {
+                                    id: uuid::Uuid::new_v4(),
+                                    client_id: false,
+                                    event_type: "Ping".into(),
+                                    data: format!(r#"{{"n":{k},"emit":{emit}}}"#),
+                                    metadata: "{}".into(),
+                                }
+                            })
+                            .collect();
+                        (format!("pings-{}", r % 100), events)
+                    })
+                    .collect();
+                append_all(&log, requests).await?;
+            }
+            let server = start_server(&data, &plugins).await?;
+            let http = reqwest::Client::new();
+            let started = Instant::now();
+            let r = http
+                .put(format!("{}/plugins/emitter", server.base))
+                .body(std::fs::read(&emitter)?)
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("installing emitter: {}", r.text().await?);
+            }
+            let status = wait_live(&http, &server.base, "emitter", n, None).await?;
+            let run_rate = rate(n, started.elapsed());
+            eprintln!("  {name}: {} events/s", human(run_rate));
+            rates[which] = rates[which].max(run_rate);
+            emitted[which] = status["emitted"]["appended"].as_u64().unwrap_or(0);
+            server.stop().await?;
+            drop(http);
+            std::fs::remove_dir_all(&data)?;
+        }
+        if emitted[1] != n / 10 {
+            bail!(
+                "expected {} emitted events, the projection emitted {}",
+                n / 10,
+                emitted[1]
+            );
+        }
+        self.figure(
+            "Emitted events",
+            "emit_replay",
+            "Replay through a projection emitting none / one event per ten handled (Rust, WASM)",
+            format!("{} / {} events/s", human(rates[0]), human(rates[1])),
+            "(reported)",
+            None,
+            format!("{n} events; {} emitted, each exactly once", emitted[1]),
+        );
+        let ratio = rates[1] / rates[0];
+        self.figure(
+            "Emitted events",
+            "emit_replay",
+            "Replay rate emitting one per ten / emitting none",
+            format!("{ratio:.2}"),
+            "≥ 0.5",
+            Some(ratio >= 0.5),
+            "same projection, same number of events",
+        );
+        Ok(())
+    }
+
     /// A view of 100,000 documents with an index on `balance`: 100,000
     /// accounts opened, each with one deposit of 0–99,999.
     async fn indexed_view(&mut self, dir: &str) -> Result<(Server, u64)> {
@@ -2042,7 +2136,7 @@ fn main() -> Result<()> {
             figures: Vec::new(),
         };
         let started = Instant::now();
-        let steps: [(&str, Step); 17] = [
+        let steps: &[(&str, Step)] = &[
             ("append", |s| Box::pin(s.append())),
             ("load", |s| Box::pin(s.load())),
             ("replay", |s| Box::pin(s.replay())),
@@ -2060,8 +2154,9 @@ fn main() -> Result<()> {
             ("feed", |s| Box::pin(s.feed())),
             ("import", |s| Box::pin(s.import())),
             ("hostile", |s| Box::pin(s.hostile())),
+            ("emit_replay", |s| Box::pin(s.emit_replay())),
         ];
-        for (name, step) in steps {
+        for &(name, step) in steps {
             if suite.wants(name) {
                 eprintln!("bench: {name}");
                 step(&mut suite)

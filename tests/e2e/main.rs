@@ -15,6 +15,7 @@ mod dashboard;
 mod deploys;
 mod dev_loop;
 mod durability;
+mod emitted_events;
 mod event_filter;
 mod event_json;
 mod example_plugins;

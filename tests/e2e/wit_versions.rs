@@ -1,6 +1,6 @@
-//! The contract moves on, old components keep working: a component built
-//! against `prism:projection@0.1.0` loads, projects and answers queries
-//! beside components of the current version.
+//! The contract moves on, old components keep working: components built
+//! against `prism:projection@0.1.0` and `@0.2.0` load, project and answer
+//! queries beside components of the current version.
 
 use serde_json::json;
 
@@ -22,16 +22,26 @@ async fn a_component_of_the_first_contract_still_loads_and_works() {
         .append("account-2", &[("AccountOpened", json!({"owner": "bob"}))])
         .await;
     server.install_file("old", &test_plugin("old-world"));
+    server.install_file("second", &test_plugin("second-world"));
     server.install_file("bank", &example_plugin("account-balance"));
     let old = server.wait_caught_up("old").await;
+    let second = server.wait_caught_up("second").await;
     let bank = server.wait_caught_up("bank").await;
     assert_eq!(
         old["description"]["kind"],
         "wasm component, prism:projection@0.1.0"
     );
     assert_eq!(
-        bank["description"]["kind"],
+        second["description"]["kind"],
         "wasm component, prism:projection@0.2.0"
+    );
+    assert_eq!(
+        bank["description"]["kind"],
+        "wasm component, prism:projection@0.3.0"
+    );
+    assert_eq!(
+        server.get_ok("/views/second/_query/total").await,
+        json!({"total": 3})
     );
     assert_eq!(
         server.view("old", "account-1").await.unwrap(),

@@ -52,7 +52,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         state.log.head().0
     );
     let plugins = state.plugins.list();
-    let series: [PluginSeries; 5] = [
+    let series: [PluginSeries; 7] = [
         (
             "prism_plugin_position",
             "gauge",
@@ -82,6 +82,18 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             "counter",
             "Events a plugin skipped.",
             |s| s.dead_letters.to_string(),
+        ),
+        (
+            "prism_plugin_emitted_events_total",
+            "counter",
+            "Events the serving generation emitted and appended to the log since it started.",
+            |s| s.emitted.appended.to_string(),
+        ),
+        (
+            "prism_plugin_emitted_events_already_in_log_total",
+            "counter",
+            "Events the serving generation emitted again and the log already held (left out).",
+            |s| s.emitted.already_in_log.to_string(),
         ),
     ];
     for (name, kind, help, value) in series {

@@ -103,12 +103,23 @@ impl From<rocksdb::Error> for LogError {
     }
 }
 
+/// Why a projection that emits events does not run on the replicated log.
+pub const EMITS_NEED_EMBEDDED_LOG: &str = "this projection emits events, which needs the embedded \
+     log: on the JetStream log the emitted events and the view's commit cannot be stored in one \
+     atomic write, so emitting is refused there rather than risk losing or repeating events";
+
 /// One append request on its way to the writer thread.
 struct AppendRequest {
     /// Runs of events of one stream each, in the order they go in the log.
     runs: Vec<StreamEvents>,
     /// What streams must look like before the append, checked together.
     expected: Vec<(String, ExpectedVersion)>,
+    /// A projector's prepared commit to store in the same write as the
+    /// events (see `writer`).
+    commit: Option<rocksdb::WriteBatch>,
+    /// The events are a projector's emissions: those already in the log
+    /// (by id) are left out instead of refusing the append.
+    commit_of_emitted: bool,
     reply: oneshot::Sender<Result<MultiOutcome, LogError>>,
 }
 
@@ -300,6 +311,46 @@ impl EventLog {
         let request = AppendRequest {
             runs,
             expected,
+            commit: None,
+            commit_of_emitted: false,
+            reply,
+        };
+        writer
+            .tx
+            .as_ref()
+            .expect("open until dropped")
+            .send(request)
+            .await
+            .map_err(|_| LogError::ShuttingDown)?;
+        answer.await.map_err(|_| LogError::ShuttingDown)?
+    }
+
+    /// Store a projector's prepared commit (`batch`: its view writes and
+    /// checkpoint) and the events its batch emitted in one synced write.
+    /// Emitted events carry ids derived from their cause; those the log
+    /// already holds are left out, so committing the same emissions again
+    /// appends nothing (`duplicate` when nothing was new). Events are
+    /// assumed checked when they were emitted (`projector::emit`).
+    ///
+    /// The replicated log cannot store events and a node's view commit in
+    /// one write: there this is refused with [`LogError::Invalid`].
+    pub async fn commit_with_emitted(
+        &self,
+        batch: rocksdb::WriteBatch,
+        runs: Vec<StreamEvents>,
+    ) -> Result<MultiOutcome, LogError> {
+        let writer = match &self.appender {
+            Appender::Local(writer) => writer,
+            Appender::Replicated(_) => {
+                return Err(LogError::Invalid(EMITS_NEED_EMBEDDED_LOG.into()));
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            runs,
+            expected: Vec::new(),
+            commit: Some(batch),
+            commit_of_emitted: true,
             reply,
         };
         writer
@@ -740,5 +791,56 @@ mod tests {
         );
         assert_eq!(log.head(), Position(5));
         assert_eq!(log.stream_version("d").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn emitted_events_commit_with_their_batch_and_are_appended_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::open(dir.path()).unwrap();
+        let log = EventLog::open(db.clone(), 0).unwrap();
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let commit = |marker: &str| {
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put(format!("test/{marker}"), b"1");
+            batch
+        };
+        let first = log
+            .commit_with_emitted(commit("a"), vec![run("out", &ids[..2])])
+            .await
+            .unwrap();
+        assert!(!first.duplicate);
+        assert_eq!(
+            (first.first_position, first.last_position),
+            (Position(1), Position(2))
+        );
+        // Again, with one more: only the new one is appended, and the
+        // carried commit is stored all the same.
+        let again = log
+            .commit_with_emitted(commit("b"), vec![run("out", &ids)])
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.first_position, again.last_position),
+            (Position(3), Position(3))
+        );
+        let none = log
+            .commit_with_emitted(commit("c"), vec![run("out", &ids)])
+            .await
+            .unwrap();
+        assert!(none.duplicate);
+        assert_eq!(log.head(), Position(3));
+        let stored: Vec<Uuid> = log
+            .read(Position(1), 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(stored, ids);
+        for marker in ["a", "b", "c"] {
+            assert!(
+                db.get(format!("test/{marker}")).unwrap().is_some(),
+                "{marker}"
+            );
+        }
     }
 }

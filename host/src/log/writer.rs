@@ -8,7 +8,17 @@
 //! a request that fails its checks contributes nothing to the batch.
 //!
 //! A group that fails to commit changes nothing: its positions go to the
-//! next group. The writer also decides whether appends are refused for lack
+//! next group.
+//!
+//! # Appends that carry a projector's commit
+//! A projection's emitted events come with the rest of its batch's commit
+//! (view writes, checkpoint) as a prepared `WriteBatch`. Such a request is
+//! a group of its own, started from that batch: the events and the commit
+//! go to RocksDB in one synced write, so they are stored together or not at
+//! all. Its events have ids derived from their cause, and an event whose id
+//! the log already holds is left out rather than refused: handling the
+//! same cause again (a replay, a rebuild, another generation) appends
+//! nothing twice, and the commit still goes through. The writer also decides whether appends are refused for lack
 //! of disk space (see the `log` module).
 
 use std::collections::HashMap;
@@ -19,7 +29,9 @@ use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, watch};
 
 use super::space::{AppendState, Shortage};
-use super::{AppendRequest, LogError, MultiOutcome, Position, StreamVersion, stream_head};
+use super::{
+    AppendRequest, LogError, MultiOutcome, Position, StreamEvents, StreamVersion, stream_head,
+};
 use crate::storage::codec::{self, StoredEvent};
 use crate::storage::space;
 use crate::storage::{CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError};
@@ -110,10 +122,19 @@ impl Writer {
     ) {
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        while let Some(first) = self.next_request(&mut rx, &clock, &sync) {
+        let mut held: Option<AppendRequest> = None;
+        while let Some(first) = match held.take() {
+            Some(r) => Some(r),
+            None => self.next_request(&mut rx, &clock, &sync),
+        } {
             let mut requests = vec![first];
-            while requests.len() < MAX_GROUP {
+            // A request carrying a commit is a group of its own (see above).
+            while requests[0].commit.is_none() && requests.len() < MAX_GROUP {
                 match rx.try_recv() {
+                    Ok(r) if r.commit.is_some() => {
+                        held = Some(r);
+                        break;
+                    }
                     Ok(r) => requests.push(r),
                     Err(_) => break,
                 }
@@ -128,8 +149,13 @@ impl Writer {
             }
             let group_start = self.next;
             let mut group = Group::default();
+            let carried = requests[0].commit.take();
+            let carries_commit = carried.is_some();
+            if let Some(batch) = carried {
+                group.batch = batch;
+            }
             let results: Vec<_> = requests.iter().map(|r| self.plan(r, &mut group)).collect();
-            let committed = if self.next > group_start {
+            let committed = if self.next > group_start || carries_commit {
                 self.db.write_opt(group.batch, &sync)
             } else {
                 Ok(())
@@ -255,9 +281,59 @@ impl Writer {
     /// Every expectation is checked before anything is added, so a refused
     /// request contributes nothing.
     fn plan(&mut self, r: &AppendRequest, group: &mut Group) -> Result<MultiOutcome, LogError> {
+        if r.commit_of_emitted {
+            return self.plan_emitted(r, group);
+        }
         if let Some(outcome) = self.already_appended(r, group)? {
             return Ok(outcome);
         }
+        self.plan_runs(r, &r.runs, group)
+    }
+
+    /// Plan a projector's emitted events: those whose ids are new, in order;
+    /// the others are in the log already. `duplicate` when none is new.
+    fn plan_emitted(
+        &mut self,
+        r: &AppendRequest,
+        group: &mut Group,
+    ) -> Result<MultiOutcome, LogError> {
+        let db = self.db.clone();
+        let ids_cf = db.cf_handle(CF_EVENT_IDS).expect("event ids family");
+        let mut fresh: Vec<StreamEvents> = Vec::new();
+        for run in &r.runs {
+            let keys: Vec<[u8; 16]> = run.events.iter().map(|e| *e.id.as_bytes()).collect();
+            let stored = db.batched_multi_get_cf(&ids_cf, keys.iter().map(|id| &id[..]), false);
+            for ((event, id), stored) in run.events.iter().zip(&keys).zip(stored) {
+                if group.ids.contains_key(id) || stored?.is_some() {
+                    continue;
+                }
+                match fresh.last_mut() {
+                    Some(last) if last.stream == run.stream => last.events.push(event.clone()),
+                    _ => fresh.push(StreamEvents {
+                        stream: run.stream.clone(),
+                        events: vec![event.clone()],
+                    }),
+                }
+            }
+        }
+        drop(ids_cf);
+        if fresh.is_empty() {
+            return Ok(MultiOutcome {
+                first_position: self.next,
+                last_position: Position(self.next.0 - 1),
+                streams: Vec::new(),
+                duplicate: true,
+            });
+        }
+        self.plan_runs(r, &fresh, group)
+    }
+
+    fn plan_runs(
+        &mut self,
+        r: &AppendRequest,
+        runs: &[StreamEvents],
+        group: &mut Group,
+    ) -> Result<MultiOutcome, LogError> {
         for (stream, expected) in &r.expected {
             let current = self.head_of(stream, group)?;
             if !expected.admits(current) {
@@ -279,7 +355,7 @@ impl Writer {
         let first_position = self.next;
         // Each touched stream's last version, in order of first appearance.
         let mut versions: Vec<(String, StreamVersion)> = Vec::new();
-        for run in &r.runs {
+        for run in runs {
             let at = versions.iter().position(|(s, _)| *s == run.stream);
             let current = match at {
                 Some(i) => Some(versions[i].1),

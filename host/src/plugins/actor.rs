@@ -437,15 +437,15 @@ impl Actor {
         let runtime = self.shared.runtime.clone();
         let limits = self.shared.settings(&self.name).limits();
         let scratch = self.shared.views.detached("view.validation");
-        let loaded =
-            tokio::task::spawn_blocking(move || runtime.load(&bytes, log, limits, scratch))
-                .await
-                .map_err(|e| {
-                    tracing::error!(plugin = %self.name, error = %e, "loading a plugin panicked");
-                    PluginError::Internal(format!(
-                        "loading the plugin failed inside the server: {e}"
-                    ))
-                })?;
+        let name = self.name.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            runtime.load(name.as_str(), &bytes, log, limits, scratch)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(plugin = %self.name, error = %e, "loading a plugin panicked");
+            PluginError::Internal(format!("loading the plugin failed inside the server: {e}"))
+        })?;
         match loaded {
             Ok(p) => Ok(Arc::new(p)),
             Err(e) => Err(PluginError::Invalid(format!(

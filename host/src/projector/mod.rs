@@ -21,6 +21,7 @@
 //! generations can be compared after applying exactly the same events.
 
 pub mod crash;
+pub mod emit;
 mod status;
 
 use std::collections::HashSet;
@@ -30,12 +31,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use status::{ErrorReport, State, Status, StatusReport};
+pub use status::{EmittedCounts, ErrorReport, State, Status, StatusReport};
 
-use crate::log::{EventLog, Position, RecordedEvent};
+use crate::log::{EventLog, LogError, Position, RecordedEvent, StreamEvents};
 use crate::runtime::CallError;
 use crate::runtime::PluginLimits;
 use crate::runtime::bindings::{Event, HandleError};
+use crate::storage::StorageError;
 use crate::views::index::{IndexSpec, IndexWrites};
 use crate::views::{ChangeLog, Keyspace, Transaction};
 
@@ -45,7 +47,7 @@ pub struct Described {
     pub name: String,
     pub version: String,
     /// What the projection is: a component and the contract version it
-    /// implements (`prism:projection@0.2.0`), or another kind.
+    /// implements (`prism:projection@0.3.0`), or another kind.
     pub kind: String,
     /// The event types it consumes; empty for all.
     pub event_types: Vec<String>,
@@ -53,6 +55,8 @@ pub struct Described {
     pub queries: Vec<String>,
     /// Secondary indexes the host maintains over its documents.
     pub indexes: Vec<IndexSpec>,
+    /// The streams it may emit events to: names, or prefixes ending in `*`.
+    pub emits: Vec<String>,
 }
 
 /// Applies batches of events to a view. One handler serves one projector
@@ -266,6 +270,12 @@ impl Projector {
     }
 
     fn run(&mut self) {
+        if !self.ctx.projection.described().emits.is_empty() && self.ctx.log.is_replicated() {
+            return self.fail(ErrorReport::new(
+                crate::log::EMITS_NEED_EMBEDDED_LOG.to_string(),
+                None,
+            ));
+        }
         let start = match self.ctx.keyspace.checkpoint() {
             Ok(p) => p,
             Err(e) => {
@@ -445,7 +455,8 @@ impl Projector {
                         return Err(Interrupted::Failed(format!("reading for the indexes: {e}")));
                     }
                 };
-                self.commit_with(&txn, &index_writes, &[], upto)?;
+                let emitted = txn.take_emitted();
+                self.commit_with(&txn, &index_writes, &[], upto, emitted)?;
                 if self.handler.as_ref().is_some_and(|h| h.worn_out()) {
                     // Start afresh between batches instead of failing inside one.
                     tracing::debug!(plugin = %self.ctx.plugin, "replacing a worn-out handler");
@@ -571,7 +582,7 @@ impl Projector {
         dead_letters: &[(Position, String)],
         upto: Position,
     ) -> Result<(), Interrupted> {
-        self.commit_with(txn, &IndexWrites::default(), dead_letters, upto)
+        self.commit_with(txn, &IndexWrites::default(), dead_letters, upto, Vec::new())
     }
 
     fn commit_with(
@@ -580,6 +591,7 @@ impl Projector {
         index_writes: &IndexWrites,
         dead_letters: &[(Position, String)],
         upto: Position,
+        emitted: Vec<StreamEvents>,
     ) -> Result<(), Interrupted> {
         let change_log = if self.recording {
             ChangeLog::Record {
@@ -589,13 +601,14 @@ impl Projector {
             ChangeLog::Off
         };
         loop {
-            match self.ctx.keyspace.commit_indexed(
-                txn,
-                index_writes,
-                dead_letters,
-                upto,
-                change_log,
-            ) {
+            let committed = if emitted.is_empty() {
+                self.ctx
+                    .keyspace
+                    .commit_indexed(txn, index_writes, dead_letters, upto, change_log)
+            } else {
+                self.commit_emitting(txn, index_writes, dead_letters, upto, change_log, &emitted)?
+            };
+            match committed {
                 Ok(()) => break,
                 Err(crate::storage::StorageError::Full) => {
                     self.ctx.status.waiting(Some(
@@ -618,6 +631,52 @@ impl Projector {
         self.ctx.status.applied(upto);
         self.ctx.applied.send_modify(|p| p.position = upto);
         Ok(())
+    }
+}
+
+impl Projector {
+    /// Commit the batch and the events it emitted in one write through the
+    /// log (see `emit`). The outer error stops the projector; the inner one
+    /// is a storage error the caller may wait out.
+    fn commit_emitting(
+        &mut self,
+        txn: &Transaction,
+        index_writes: &IndexWrites,
+        dead_letters: &[(Position, String)],
+        upto: Position,
+        change_log: ChangeLog,
+        emitted: &[StreamEvents],
+    ) -> Result<Result<(), StorageError>, Interrupted> {
+        let (batch, written) = match self.ctx.keyspace.prepare_commit(
+            txn,
+            index_writes,
+            dead_letters,
+            upto,
+            change_log,
+        ) {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(Err(e)),
+        };
+        let total: u64 = emitted.iter().map(|r| r.events.len() as u64).sum();
+        let outcome = self
+            .rt
+            .block_on(self.ctx.log.commit_with_emitted(batch, emitted.to_vec()));
+        match outcome {
+            Ok(outcome) => {
+                self.ctx.keyspace.written(written);
+                let appended = if outcome.duplicate {
+                    0
+                } else {
+                    outcome.last_position.0 + 1 - outcome.first_position.0
+                };
+                self.ctx.status.emitted(appended, total - appended);
+                Ok(Ok(()))
+            }
+            Err(LogError::Storage(e)) => Ok(Err(e)),
+            Err(e) => Err(Interrupted::Failed(format!(
+                "committing the batch with its emitted events: {e}"
+            ))),
+        }
     }
 }
 
@@ -746,6 +805,7 @@ mod tests {
                     event_types: vec![],
                     queries: vec![],
                     indexes: vec![],
+                    emits: vec![],
                 },
                 with_index,
                 calls: calls.clone(),

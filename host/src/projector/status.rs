@@ -106,6 +106,7 @@ struct Inner {
     /// When `position` last moved; for stall detection.
     last_progress: Instant,
     dead_letters: u64,
+    emitted: EmittedCounts,
     /// What the projector is waiting for, if anything (e.g. disk space).
     waiting: Option<&'static str>,
 }
@@ -133,6 +134,15 @@ pub struct Status {
     batch_latency: Histogram,
 }
 
+/// Counts of a generation's emitted events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EmittedCounts {
+    /// Appended to the log by this generation.
+    pub appended: u64,
+    /// Emitted again and left out: the log already held their ids.
+    pub already_in_log: u64,
+}
+
 /// A point-in-time copy of a status, with derived figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -149,6 +159,9 @@ pub struct StatusReport {
     pub replay_eta_seconds: Option<f64>,
     pub last_error: Option<ErrorReport>,
     pub dead_letters: u64,
+    /// Events this generation emitted since it started: appended, or found
+    /// in the log already (emitted before, by a replay or another generation).
+    pub emitted: EmittedCounts,
     /// Events this generation has processed (applied or filtered out) since it started.
     pub events_processed: u64,
     /// What the projector is waiting for, if anything (e.g. disk space).
@@ -167,6 +180,7 @@ impl Status {
                 processed: 0,
                 last_progress: Instant::now(),
                 dead_letters: 0,
+                emitted: EmittedCounts::default(),
                 waiting: None,
             }),
             batch_latency: Histogram::default(),
@@ -234,6 +248,13 @@ impl Status {
         &self.batch_latency
     }
 
+    /// A batch's emitted events were committed: `appended` new, `known` already in the log.
+    pub fn emitted(&self, appended: u64, known: u64) {
+        let mut s = self.lock();
+        s.emitted.appended += appended;
+        s.emitted.already_in_log += known;
+    }
+
     pub fn dead_lettered(&self) {
         self.lock().dead_letters += 1;
     }
@@ -297,6 +318,7 @@ impl Status {
             replay_eta_seconds: replay_eta_seconds.map(|e| (e * 10.0).round() / 10.0),
             last_error: s.last_error.clone(),
             dead_letters: s.dead_letters,
+            emitted: s.emitted,
             events_processed: s.processed,
             waiting_for: s.waiting.map(str::to_string),
         }

@@ -1,9 +1,10 @@
 //! The `bindgen!`s of Prism's WIT worlds; everything else imports from here.
 //!
-//! Two versions of the `projector` world are served: `prism:projection@0.2.0`
-//! (`wit/`, the current one: descriptions declare indexes) and
-//! `prism:projection@0.1.0` (`wit/0.1.0/`, frozen), so components built
-//! against the older contract keep loading unchanged. The host works with
+//! Three versions of the `projector` world are served:
+//! `prism:projection@0.3.0` (`wit/`, the current one: projections emit
+//! events), `prism:projection@0.2.0` (`wit/0.2.0/`, frozen: descriptions
+//! declare indexes) and `prism:projection@0.1.0` (`wit/0.1.0/`, frozen), so
+//! components built against an older contract keep loading unchanged. The host works with
 //! the current version's types; an older instance's calls are translated at
 //! the edge (`instance.rs`, `view/host.rs`).
 //!
@@ -25,8 +26,18 @@ pub mod v0_1 {
     });
 }
 
-/// `prism:projection@0.2.0`, the current contract.
+/// `prism:projection@0.2.0`: no emitted events.
 pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        world: "projector",
+        path: "../wit/0.2.0",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+/// `prism:projection@0.3.0`, the current contract.
+pub mod v0_3 {
     wasmtime::component::bindgen!({
         world: "projector",
         path: "../wit",
@@ -35,9 +46,10 @@ pub mod v0_2 {
     });
 }
 
-pub use v0_2::exports::prism::projection::projection::{
+pub use v0_3::exports::prism::projection::projection::{
     Description, Event, HandleError, QueryError,
 };
-pub use v0_2::prism::projection::logging::Level;
-pub use v0_2::prism::projection::types::{FieldKind, Index, IndexField};
-pub use v0_2::prism::projection::view::{Entry, ViewError, Write};
+pub use v0_3::prism::projection::emit::EmitError;
+pub use v0_3::prism::projection::logging::Level;
+pub use v0_3::prism::projection::types::{FieldKind, Index, IndexField};
+pub use v0_3::prism::projection::view::{Entry, ViewError, Write};

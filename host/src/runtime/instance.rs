@@ -12,7 +12,7 @@ use std::time::Instant;
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::Pre;
-use super::bindings::{Description, Event, HandleError, QueryError, v0_1, v0_2};
+use super::bindings::{Description, Event, HandleError, QueryError, v0_1, v0_2, v0_3};
 use super::logging::PluginLog;
 use super::state::PluginState;
 use super::view::ViewAccess;
@@ -34,6 +34,7 @@ enum Cut {
 
 /// The instance's exports, by the version of the contract it implements.
 enum Exports {
+    V0_3(v0_3::Projector),
     V0_2(v0_2::Projector),
     V0_1(v0_1::Projector),
 }
@@ -72,6 +73,7 @@ impl PluginInstance {
         store.data_mut().arm(limits.call_timeout);
         let instantiated = rt.block_on(within(limits.call_timeout, async {
             Ok(match pre {
+                Pre::V0_3(pre) => Exports::V0_3(pre.instantiate_async(&mut store).await?),
                 Pre::V0_2(pre) => Exports::V0_2(pre.instantiate_async(&mut store).await?),
                 Pre::V0_1(pre) => Exports::V0_1(pre.instantiate_async(&mut store).await?),
             })
@@ -86,6 +88,11 @@ impl PluginInstance {
         })
     }
 
+    /// Let `handle` emit events by these rules.
+    pub fn allow_emits(&mut self, rules: Arc<crate::projector::emit::EmitRules>) {
+        self.store.data_mut().emit.set_rules(rules);
+    }
+
     fn arm(&mut self) {
         self.store.data_mut().arm(self.limits.call_timeout);
         self.store.set_epoch_deadline(1);
@@ -96,7 +103,18 @@ impl PluginInstance {
         let store = &mut self.store;
         let call = async {
             Ok(match &self.exports {
-                Exports::V0_2(e) => e.prism_projection_projection().call_describe(store).await?,
+                Exports::V0_3(e) => e.prism_projection_projection().call_describe(store).await?,
+                Exports::V0_2(e) => {
+                    let d = e.prism_projection_projection().call_describe(store).await?;
+                    Description {
+                        name: d.name,
+                        version: d.version,
+                        event_types: d.event_types,
+                        queries: d.queries,
+                        indexes: d.indexes.into_iter().map(index_of_0_2).collect(),
+                        emits: Vec::new(),
+                    }
+                }
                 Exports::V0_1(e) => {
                     let d = e.prism_projection_projection().call_describe(store).await?;
                     Description {
@@ -105,6 +123,7 @@ impl PluginInstance {
                         event_types: d.event_types,
                         queries: d.queries,
                         indexes: Vec::new(),
+                        emits: Vec::new(),
                     }
                 }
             })
@@ -124,13 +143,26 @@ impl PluginInstance {
         let state = self.store.data_mut();
         std::mem::swap(&mut state.view.txn, txn);
         state.view.writable = true;
+        state.emit.begin(batch);
         let store = &mut self.store;
         let call = async {
             match &self.exports {
-                Exports::V0_2(e) => {
+                Exports::V0_3(e) => {
                     e.prism_projection_projection()
                         .call_handle(store, batch)
                         .await
+                }
+                Exports::V0_2(e) => {
+                    let batch: Vec<v0_2::exports::prism::projection::projection::Event> =
+                        batch.iter().map(event_of_0_2).collect();
+                    let result = e
+                        .prism_projection_projection()
+                        .call_handle(store, &batch)
+                        .await?;
+                    Ok(result.map_err(|e| HandleError {
+                        index: e.index,
+                        message: e.message,
+                    }))
                 }
                 Exports::V0_1(e) => {
                     let batch: Vec<v0_1::exports::prism::projection::projection::Event> =
@@ -149,6 +181,7 @@ impl PluginInstance {
         let result = self.rt.block_on(within(self.limits.call_timeout, call));
         let state = self.store.data_mut();
         state.view.writable = false;
+        state.emit.end();
         std::mem::swap(&mut state.view.txn, txn);
         match result {
             Ok(Ok(())) => Ok(Ok(())),
@@ -174,10 +207,22 @@ impl PluginInstance {
         let store = &mut self.store;
         let call = async {
             match &self.exports {
-                Exports::V0_2(e) => {
+                Exports::V0_3(e) => {
                     e.prism_projection_projection()
                         .call_query(store, name, params)
                         .await
+                }
+                Exports::V0_2(e) => {
+                    use v0_2::exports::prism::projection::projection::QueryError as Old;
+                    let result = e
+                        .prism_projection_projection()
+                        .call_query(store, name, params)
+                        .await?;
+                    Ok(result.map_err(|e| match e {
+                        Old::UnknownQuery(m) => QueryError::UnknownQuery(m),
+                        Old::InvalidParams(m) => QueryError::InvalidParams(m),
+                        Old::Failed(m) => QueryError::Failed(m),
+                    }))
                 }
                 Exports::V0_1(e) => {
                     use v0_1::exports::prism::projection::projection::QueryError as Old;
@@ -206,6 +251,45 @@ impl PluginInstance {
     /// between batches rather than let it fail mid-batch.
     pub fn nearly_full(&self) -> bool {
         self.memory_bytes() > self.limits.memory_bytes / 4 * 3
+    }
+}
+
+/// An event as a component of `prism:projection@0.2.0` takes it.
+fn event_of_0_2(e: &Event) -> v0_2::exports::prism::projection::projection::Event {
+    v0_2::exports::prism::projection::projection::Event {
+        position: e.position,
+        stream_id: e.stream_id.clone(),
+        stream_version: e.stream_version,
+        event_type: e.event_type.clone(),
+        data: e.data.clone(),
+        metadata: e.metadata.clone(),
+        recorded_at: e.recorded_at,
+        id: e.id.clone(),
+    }
+}
+
+/// An index a component of `prism:projection@0.2.0` declares.
+fn index_of_0_2(index: v0_2::prism::projection::types::Index) -> super::bindings::Index {
+    use super::bindings::{FieldKind, IndexField};
+    use v0_2::prism::projection::types::FieldKind as Old;
+    super::bindings::Index {
+        name: index.name,
+        fields: index
+            .fields
+            .into_iter()
+            .map(|f| IndexField {
+                path: f.path,
+                kind: match f.kind {
+                    Old::Number => FieldKind::Number,
+                    Old::String => FieldKind::String,
+                    Old::Boolean => FieldKind::Boolean,
+                    Old::Timestamp => FieldKind::Timestamp,
+                    Old::Any => FieldKind::Any,
+                },
+            })
+            .collect(),
+        unique: index.unique,
+        prefix: index.prefix,
     }
 }
 

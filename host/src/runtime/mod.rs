@@ -3,11 +3,12 @@
 //!
 //! # Layout
 //! - `bindings`: the generated bindings of the `projector` world.
-//! - `view/`, `logging/`: the host side of the two imports a plugin gets.
+//! - `view/`, `logging/`, `emit`: the host side of the imports a plugin gets.
 //! - `state`: what a plugin's `Store` holds (WASI granting nothing).
 //! - `instance`: one instantiated plugin and the calls into it.
 
 pub mod bindings;
+mod emit;
 mod instance;
 pub mod logging;
 mod projection;
@@ -29,7 +30,7 @@ pub use instance::{CallError, PluginInstance};
 pub use logging::PluginLog;
 pub use projection::WasmProjection;
 
-use bindings::{v0_1, v0_2};
+use bindings::{v0_1, v0_2, v0_3};
 use state::PluginState;
 
 /// How often the epoch advances; the granularity of call deadlines.
@@ -68,7 +69,7 @@ impl Default for PluginLimits {
 pub enum RuntimeError {
     #[error("not a WebAssembly component: {0}")]
     Compile(String),
-    #[error("does not implement the prism:projection projector world (0.2.0 or 0.1.0): {0}")]
+    #[error("does not implement the prism:projection projector world (0.3.0, 0.2.0 or 0.1.0): {0}")]
     WrongWorld(String),
     #[error("failed to start: {0}")]
     Instantiate(String),
@@ -87,6 +88,7 @@ pub struct CompiledPlugin {
 /// A linked component of one version of the contract.
 #[derive(Clone)]
 pub(crate) enum Pre {
+    V0_3(v0_3::ProjectorPre<PluginState>),
     V0_2(v0_2::ProjectorPre<PluginState>),
     V0_1(v0_1::ProjectorPre<PluginState>),
 }
@@ -95,6 +97,7 @@ impl CompiledPlugin {
     /// The version of the contract the component implements.
     pub fn contract(&self) -> &'static str {
         match self.pre {
+            Pre::V0_3(_) => "prism:projection@0.3.0",
             Pre::V0_2(_) => "prism:projection@0.2.0",
             Pre::V0_1(_) => "prism:projection@0.1.0",
         }
@@ -124,6 +127,7 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        v0_3::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_2::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_1::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         std::fs::create_dir_all(cache_dir)?;
@@ -209,11 +213,14 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
-        let pre = match v0_2::ProjectorPre::new(instance_pre.clone()) {
-            Ok(pre) => Pre::V0_2(pre),
-            Err(current) => match v0_1::ProjectorPre::new(instance_pre) {
-                Ok(pre) => Pre::V0_1(pre),
-                Err(_) => return Err(RuntimeError::WrongWorld(format!("{current:#}"))),
+        let pre = match v0_3::ProjectorPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::V0_3(pre),
+            Err(current) => match v0_2::ProjectorPre::new(instance_pre.clone()) {
+                Ok(pre) => Pre::V0_2(pre),
+                Err(_) => match v0_1::ProjectorPre::new(instance_pre) {
+                    Ok(pre) => Pre::V0_1(pre),
+                    Err(_) => return Err(RuntimeError::WrongWorld(format!("{current:#}"))),
+                },
             },
         };
         Ok(CompiledPlugin { pre, from_cache })
@@ -221,9 +228,11 @@ impl Runtime {
 
     /// Compile, instantiate and describe: everything that can fail before a
     /// generation gets a keyspace. `scratch` is a keyspace that finds
-    /// nothing, for the instance that describes the plugin.
+    /// nothing, for the instance that describes the plugin; `plugin` is the
+    /// plugin's name, which the ids of its emitted events derive from.
     pub fn load(
         &self,
+        plugin: &str,
         bytes: &[u8],
         log: Arc<PluginLog>,
         limits: PluginLimits,
@@ -243,6 +252,15 @@ impl Runtime {
         if let Some(problem) = indexes.iter().find_map(IndexSpec::problem) {
             return Err(RuntimeError::Instantiate(format!("describe: {problem}")));
         }
+        if let Some(problem) = crate::projector::emit::streams_problem(&description.emits) {
+            return Err(RuntimeError::Instantiate(format!("describe: {problem}")));
+        }
+        let emit_rules = (!description.emits.is_empty()).then(|| {
+            Arc::new(crate::projector::emit::EmitRules::new(
+                plugin,
+                &description.emits,
+            ))
+        });
         let described = crate::projector::Described {
             name: description.name,
             version: description.version,
@@ -250,6 +268,7 @@ impl Runtime {
             event_types: description.event_types,
             queries: description.queries,
             indexes,
+            emits: description.emits,
         };
         Ok(WasmProjection::new(
             self.clone(),
@@ -257,6 +276,7 @@ impl Runtime {
             log,
             limits,
             described,
+            emit_rules,
         ))
     }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use super::bindings::{Event, HandleError, QueryError};
 use super::view::ViewAccess;
 use super::{CallError, CompiledPlugin, PluginInstance, PluginLimits, PluginLog, Runtime};
+use crate::projector::emit::EmitRules;
 use crate::projector::{Described, Handler, Projection, QueryFailure};
 use crate::views::{Keyspace, Transaction};
 
@@ -16,6 +17,8 @@ pub struct WasmProjection {
     log: Arc<PluginLog>,
     limits: PluginLimits,
     described: Described,
+    /// What its handlers may emit; `None` when it declares no stream.
+    emit_rules: Option<Arc<EmitRules>>,
     /// Query instances between calls. How many run at once is bounded by
     /// the generation; this only keeps them warm.
     idle: Mutex<Vec<PluginInstance>>,
@@ -28,6 +31,7 @@ impl WasmProjection {
         log: Arc<PluginLog>,
         limits: PluginLimits,
         described: Described,
+        emit_rules: Option<Arc<EmitRules>>,
     ) -> Self {
         WasmProjection {
             runtime,
@@ -35,6 +39,7 @@ impl WasmProjection {
             log,
             limits,
             described,
+            emit_rules,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -78,7 +83,11 @@ impl Projection for WasmProjection {
     }
 
     fn handler(&self, keyspace: &Keyspace) -> Result<Box<dyn Handler>, String> {
-        Ok(Box::new(WasmHandler(self.instance(keyspace)?)))
+        let mut instance = self.instance(keyspace)?;
+        if let Some(rules) = &self.emit_rules {
+            instance.allow_emits(rules.clone());
+        }
+        Ok(Box::new(WasmHandler(instance)))
     }
 
     fn query(&self, keyspace: &Keyspace, name: &str, params: &str) -> Result<String, QueryFailure> {

@@ -9,6 +9,7 @@ use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::PluginLimits;
+use super::emit::EmitState;
 use super::logging::PluginLog;
 use super::logging::stdio::LogOutput;
 use super::view::ViewAccess;
@@ -20,6 +21,8 @@ pub struct PluginState {
     pub(crate) limits: MeteredLimits,
     pub(crate) view: ViewAccess,
     pub(crate) log: Arc<PluginLog>,
+    /// The batch in flight and the rules of its emitted events.
+    pub(crate) emit: EmitState,
     /// When the call in progress must end (checked at every epoch tick).
     pub(crate) deadline: Instant,
 }
@@ -47,6 +50,7 @@ impl PluginState {
             },
             view,
             log,
+            emit: EmitState::default(),
             deadline: Instant::now(),
         }
     }

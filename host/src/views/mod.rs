@@ -313,9 +313,19 @@ fn dead_letter_key(family: &str, position: Position) -> Vec<u8> {
     key
 }
 
+/// What storing a prepared commit changes in a keyspace's bookkeeping.
+#[derive(Debug)]
+pub struct Written {
+    /// The largest document written, if larger than any before.
+    largest: Option<usize>,
+    /// Bytes written.
+    bytes: u64,
+}
+
 /// One plugin generation's keys and checkpoint. Clones share one guard:
 /// the keyspace lives as long as any of them.
 #[derive(Clone)]
+
 pub struct Keyspace {
     db: Arc<Rocks>,
     /// The column family (looked up per operation because a RocksDB handle
@@ -587,6 +597,56 @@ impl Keyspace {
         checkpoint: Position,
         change_log: ChangeLog,
     ) -> Result<(), StorageError> {
+        let (batch, written) =
+            self.prepare_batch(txn, index_writes, dead_letters, checkpoint, change_log)?;
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        self.db.write_opt(batch, &opts)?;
+        self.written(written);
+        Ok(())
+    }
+
+    /// Everything [`Keyspace::commit_indexed`] writes, as a `WriteBatch` for
+    /// the log to store together with the events the batch emitted
+    /// ([`crate::log::EventLog::commit_with_emitted`]); once it is stored,
+    /// pass the [`Written`] to [`Keyspace::written`].
+    pub fn prepare_commit(
+        &self,
+        txn: &Transaction,
+        index_writes: &index::IndexWrites,
+        dead_letters: &[(Position, String)],
+        checkpoint: Position,
+        change_log: ChangeLog,
+    ) -> Result<(WriteBatch, Written), StorageError> {
+        self.prepare_batch(
+            txn,
+            Some(index_writes),
+            dead_letters,
+            checkpoint,
+            change_log,
+        )
+    }
+
+    /// A prepared commit was stored: update what is known of the keyspace.
+    pub fn written(&self, written: Written) {
+        if let Some(largest) = written.largest {
+            self.family.largest.fetch_max(largest, Ordering::Relaxed);
+        }
+        // Until the next measurement, count what was just written (an
+        // overwrite or delete may in fact free space: this errs high).
+        if let Some((_, bytes)) = self.family.size.lock().expect("size lock").as_mut() {
+            *bytes += written.bytes;
+        }
+    }
+
+    fn prepare_batch(
+        &self,
+        txn: &Transaction,
+        index_writes: Option<&index::IndexWrites>,
+        dead_letters: &[(Position, String)],
+        checkpoint: Position,
+        change_log: ChangeLog,
+    ) -> Result<(WriteBatch, Written), StorageError> {
         let cf = self.db.cf_handle(self.family()).ok_or_else(|| {
             StorageError::Corrupt(format!("keyspace {} was dropped", self.family()))
         })?;
@@ -681,18 +741,11 @@ impl Keyspace {
             checkpoint_key(self.family()),
             codec::u64_key(checkpoint.0),
         );
-        let mut opts = WriteOptions::default();
-        opts.set_sync(false);
-        self.db.write_opt(batch, &opts)?;
-        if grew {
-            self.family.largest.fetch_max(largest, Ordering::Relaxed);
-        }
-        // Until the next measurement, count what was just written (an
-        // overwrite or delete may in fact free space: this errs high).
-        if let Some((_, bytes)) = self.family.size.lock().expect("size lock").as_mut() {
-            *bytes += txn.bytes() as u64;
-        }
-        Ok(())
+        let written = Written {
+            largest: grew.then_some(largest),
+            bytes: txn.bytes() as u64,
+        };
+        Ok((batch, written))
     }
 
     /// The position from which this keyspace's change log is complete;

@@ -17,6 +17,10 @@ pub struct Transaction {
     writes: BTreeMap<String, Option<String>>,
     /// Memory the pending writes hold, for the plugin's host budget.
     bytes: usize,
+    /// Events the batch emitted, in order, to append when it commits.
+    emitted: Vec<crate::log::StreamEvents>,
+    /// Memory the emitted events hold (they go to the log, not the view).
+    emitted_bytes: usize,
 }
 
 impl Transaction {
@@ -24,6 +28,7 @@ impl Transaction {
         Self::default()
     }
 
+    /// No writes (emitted events aside).
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -34,7 +39,38 @@ impl Transaction {
 
     pub fn clear(&mut self) {
         self.writes.clear();
+        self.emitted.clear();
+        self.emitted_bytes = 0;
         self.bytes = 0;
+    }
+
+    /// Add an event the batch emitted to `stream` (checked by `projector::emit`).
+    pub fn emit(&mut self, stream: &str, event: crate::log::NewEvent) {
+        self.emitted_bytes += ENTRY_OVERHEAD + event.data.len() + event.metadata.len();
+        match self.emitted.last_mut() {
+            Some(run) if run.stream == stream => run.events.push(event),
+            _ => self.emitted.push(crate::log::StreamEvents {
+                stream: stream.to_string(),
+                events: vec![event],
+            }),
+        }
+    }
+
+    /// The events the batch emitted, as runs of one stream each, in order.
+    pub fn emitted(&self) -> &[crate::log::StreamEvents] {
+        &self.emitted
+    }
+
+    /// Take the emitted events out, for the commit.
+    pub fn take_emitted(&mut self) -> Vec<crate::log::StreamEvents> {
+        self.emitted_bytes = 0;
+        std::mem::take(&mut self.emitted)
+    }
+
+    /// Memory the batch holds in the host: its pending writes and the
+    /// events it emitted, for the plugin's host budget.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes + self.emitted_bytes
     }
 
     /// Memory the pending writes hold, in bytes (keys, values, bookkeeping).

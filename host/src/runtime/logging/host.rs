@@ -1,7 +1,7 @@
 //! The `prism:projection/logging` import.
 
-use crate::runtime::bindings::v0_2::prism::projection::logging::Host;
-use crate::runtime::bindings::{Level, v0_1, v0_2};
+use crate::runtime::bindings::v0_3::prism::projection::logging::Host;
+use crate::runtime::bindings::{Level, v0_1, v0_2, v0_3};
 use crate::runtime::state::PluginState;
 
 /// The log line that aborts the process when fault injection is on.
@@ -33,24 +33,34 @@ impl Host for PluginState {
     }
 }
 
-impl v0_1::prism::projection::logging::Host for PluginState {
-    async fn log(
-        &mut self,
-        level: v0_1::prism::projection::logging::Level,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        use v0_1::prism::projection::logging::Level as Old;
-        let level = match level {
-            Old::Trace => Level::Trace,
-            Old::Debug => Level::Debug,
-            Old::Info => Level::Info,
-            Old::Warn => Level::Warn,
-            Old::Error => Level::Error,
-        };
-        Host::log(self, level, message).await
-    }
+/// The same import for components of an older contract, whose levels are
+/// the same but for the package version in their names.
+macro_rules! old_logging {
+    ($version:ident) => {
+        impl $version::prism::projection::logging::Host for PluginState {
+            async fn log(
+                &mut self,
+                level: $version::prism::projection::logging::Level,
+                message: String,
+            ) -> wasmtime::Result<()> {
+                use $version::prism::projection::logging::Level as Old;
+                let level = match level {
+                    Old::Trace => Level::Trace,
+                    Old::Debug => Level::Debug,
+                    Old::Info => Level::Info,
+                    Old::Warn => Level::Warn,
+                    Old::Error => Level::Error,
+                };
+                Host::log(self, level, message).await
+            }
+        }
+    };
 }
 
+old_logging!(v0_1);
+old_logging!(v0_2);
+
 /// The `types` interfaces have no functions; the linker still wants their `Host`s.
+impl v0_3::prism::projection::types::Host for PluginState {}
 impl v0_2::prism::projection::types::Host for PluginState {}
 impl v0_1::prism::projection::types::Host for PluginState {}

@@ -4,8 +4,8 @@
 use serde::de::IgnoredAny;
 
 use super::{MAX_SCAN_ENTRIES, key_problem};
-use crate::runtime::bindings::v0_2::prism::projection::view::Host;
-use crate::runtime::bindings::{Entry, ViewError, Write, v0_1};
+use crate::runtime::bindings::v0_3::prism::projection::view::Host;
+use crate::runtime::bindings::{Entry, ViewError, Write, v0_1, v0_2};
 use crate::runtime::state::PluginState;
 
 fn json_problem(key: &str, value: &str) -> Option<ViewError> {
@@ -90,67 +90,80 @@ impl Host for PluginState {
     }
 }
 
-/// The same calls for components of `prism:projection@0.1.0`, whose view
+/// The same calls for components of an older contract, whose view
 /// interface is the same but for the package version in its types' names.
-mod v0_1_view {
-    use super::*;
-    use v0_1::prism::projection::view as old;
+macro_rules! old_view {
+    ($module:ident, $version:ident) => {
+        mod $module {
+            use super::*;
+            use $version::prism::projection::view as old;
 
-    fn write_of(w: old::Write) -> Write {
-        match w {
-            old::Write::Put(old::Entry { key, value }) => Write::Put(Entry { key, value }),
-            old::Write::Delete(key) => Write::Delete(key),
-        }
-    }
+            fn write_of(w: old::Write) -> Write {
+                match w {
+                    old::Write::Put(old::Entry { key, value }) => Write::Put(Entry { key, value }),
+                    old::Write::Delete(key) => Write::Delete(key),
+                }
+            }
 
-    fn error_of(e: ViewError) -> old::ViewError {
-        match e {
-            ViewError::InvalidJson(m) => old::ViewError::InvalidJson(m),
-            ViewError::InvalidKey(m) => old::ViewError::InvalidKey(m),
-            ViewError::ReadOnly => old::ViewError::ReadOnly,
-        }
-    }
+            fn error_of(e: ViewError) -> old::ViewError {
+                match e {
+                    ViewError::InvalidJson(m) => old::ViewError::InvalidJson(m),
+                    ViewError::InvalidKey(m) => old::ViewError::InvalidKey(m),
+                    ViewError::ReadOnly => old::ViewError::ReadOnly,
+                }
+            }
 
-    impl old::Host for PluginState {
-        async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-            Host::get(self, key).await
-        }
+            impl old::Host for PluginState {
+                async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+                    Host::get(self, key).await
+                }
 
-        async fn get_many(&mut self, keys: Vec<String>) -> wasmtime::Result<Vec<Option<String>>> {
-            Host::get_many(self, keys).await
-        }
+                async fn get_many(
+                    &mut self,
+                    keys: Vec<String>,
+                ) -> wasmtime::Result<Vec<Option<String>>> {
+                    Host::get_many(self, keys).await
+                }
 
-        async fn put(
-            &mut self,
-            key: String,
-            value: String,
-        ) -> wasmtime::Result<Result<(), old::ViewError>> {
-            Ok(Host::put(self, key, value).await?.map_err(error_of))
-        }
+                async fn put(
+                    &mut self,
+                    key: String,
+                    value: String,
+                ) -> wasmtime::Result<Result<(), old::ViewError>> {
+                    Ok(Host::put(self, key, value).await?.map_err(error_of))
+                }
 
-        async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), old::ViewError>> {
-            Ok(Host::delete(self, key).await?.map_err(error_of))
-        }
+                async fn delete(
+                    &mut self,
+                    key: String,
+                ) -> wasmtime::Result<Result<(), old::ViewError>> {
+                    Ok(Host::delete(self, key).await?.map_err(error_of))
+                }
 
-        async fn write_many(
-            &mut self,
-            writes: Vec<old::Write>,
-        ) -> wasmtime::Result<Result<(), old::ViewError>> {
-            let writes = writes.into_iter().map(write_of).collect();
-            Ok(Host::write_many(self, writes).await?.map_err(error_of))
-        }
+                async fn write_many(
+                    &mut self,
+                    writes: Vec<old::Write>,
+                ) -> wasmtime::Result<Result<(), old::ViewError>> {
+                    let writes = writes.into_iter().map(write_of).collect();
+                    Ok(Host::write_many(self, writes).await?.map_err(error_of))
+                }
 
-        async fn scan(
-            &mut self,
-            start: String,
-            end: Option<String>,
-            limit: u32,
-        ) -> wasmtime::Result<Vec<old::Entry>> {
-            Ok(Host::scan(self, start, end, limit)
-                .await?
-                .into_iter()
-                .map(|Entry { key, value }| old::Entry { key, value })
-                .collect())
+                async fn scan(
+                    &mut self,
+                    start: String,
+                    end: Option<String>,
+                    limit: u32,
+                ) -> wasmtime::Result<Vec<old::Entry>> {
+                    Ok(Host::scan(self, start, end, limit)
+                        .await?
+                        .into_iter()
+                        .map(|Entry { key, value }| old::Entry { key, value })
+                        .collect())
+                }
+            }
         }
-    }
+    };
 }
+
+old_view!(v0_1_view, v0_1);
+old_view!(v0_2_view, v0_2);

@@ -68,7 +68,7 @@ impl ViewAccess {
     }
 
     fn spent(&self) -> usize {
-        self.read_bytes + self.txn.bytes()
+        self.read_bytes + self.txn.held_bytes()
     }
 
     /// Stop the call: `what` would take the host past the plugin's budget.
@@ -187,10 +187,15 @@ impl ViewAccess {
     /// After writes joined the batch: are they within the budget?
     pub(crate) fn check_pending(&mut self) -> wasmtime::Result<()> {
         if self.spent() > self.budget {
-            let pending = self.txn.bytes();
+            let pending = self.txn.held_bytes();
             return Err(self.over(format!(
-                "the batch's {} pending writes hold {}",
+                "the batch's {} pending writes and {} emitted events hold {}",
                 self.txn.len(),
+                self.txn
+                    .emitted()
+                    .iter()
+                    .map(|r| r.events.len())
+                    .sum::<usize>(),
                 mebibytes(pending)
             )));
         }

@@ -1,0 +1,94 @@
+//! The `prism:projection/emit` import: events a projection emits while it
+//! handles a batch. The rules (declared streams, ids, metadata, the depth
+//! bound) are `projector::emit`'s; this side knows the batch in flight,
+//! counts each cause's emissions, and adds the events to the batch's
+//! transaction, which commits them with the view writes and checkpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::projector::emit::{Cause, EmitRules, Refusal};
+use crate::runtime::bindings::v0_3::prism::projection::emit::Host;
+use crate::runtime::bindings::{EmitError, Event};
+use crate::runtime::state::PluginState;
+
+/// What the instance's emissions need: the plugin's rules and the batch in flight.
+#[derive(Default)]
+pub struct EmitState {
+    /// `None`: the projection declares no stream to emit to.
+    rules: Option<Arc<EmitRules>>,
+    /// The batch being handled, by position; empty outside `handle`.
+    causes: Vec<Cause>,
+    /// Emissions so far of each cause (by position) in this call.
+    counts: HashMap<u64, u32>,
+}
+
+impl EmitState {
+    pub(crate) fn set_rules(&mut self, rules: Arc<EmitRules>) {
+        self.rules = Some(rules);
+    }
+
+    /// A `handle` call starts with `batch`.
+    pub(crate) fn begin(&mut self, batch: &[Event]) {
+        self.counts.clear();
+        self.causes.clear();
+        if self.rules.is_some() {
+            self.causes.extend(batch.iter().map(|e| Cause {
+                position: e.position,
+                id: e.id.clone(),
+                metadata: e.metadata.clone(),
+            }));
+        }
+    }
+
+    /// The call is over: no batch is in flight.
+    pub(crate) fn end(&mut self) {
+        self.causes.clear();
+        self.counts.clear();
+    }
+}
+
+impl Host for PluginState {
+    async fn append(
+        &mut self,
+        cause: u64,
+        stream_id: String,
+        event_type: String,
+        data: String,
+        metadata: String,
+    ) -> wasmtime::Result<Result<(), EmitError>> {
+        let Some(rules) = self.emit.rules.clone() else {
+            return Ok(Err(EmitError::UndeclaredStream(format!(
+                "stream {stream_id:?}: this projection declares no stream to emit to"
+            ))));
+        };
+        let found = self
+            .emit
+            .causes
+            .binary_search_by_key(&cause, |c| c.position);
+        let (Ok(at), true) = (found, self.view.writable) else {
+            return Ok(Err(EmitError::UnknownCause(cause)));
+        };
+        let index = self.emit.counts.get(&cause).copied().unwrap_or(0);
+        let emitted = rules.emission(
+            &self.emit.causes[at],
+            index,
+            &stream_id,
+            &event_type,
+            &data,
+            &metadata,
+        );
+        match emitted {
+            Ok(event) => {
+                self.emit.counts.insert(cause, index + 1);
+                self.view.txn.emit(&stream_id, event);
+                self.view.check_pending()?;
+                Ok(Ok(()))
+            }
+            Err(Refusal::UndeclaredStream(m)) => Ok(Err(EmitError::UndeclaredStream(m))),
+            Err(Refusal::UnknownCause(p)) => Ok(Err(EmitError::UnknownCause(p))),
+            Err(Refusal::Invalid(m)) => Ok(Err(EmitError::Invalid(m))),
+            Err(Refusal::TooDeep(m)) => Ok(Err(EmitError::TooDeep(m))),
+        }
+    }
+}
