@@ -34,5 +34,6 @@ mod reserved_keys;
 mod sandbox_limits;
 mod security;
 mod slow_clients;
+mod view_files;
 mod view_reads;
 mod wit_versions;

@@ -18,9 +18,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::generation::Generation;
 use super::lifecycle::{Effect, InstallDecision, Refused, Transition};
-use super::names::PluginName;
+use super::names::{self, PluginName};
 use super::record::{ContentHash, GenRecord, PluginRecord, Purpose};
 use super::{InstallOutcome, PluginError, Shared, Snapshot};
+use crate::declarative::{Kind, ViewProjection};
 use crate::projector::{ErrorReport, Projection, ProjectorEvent};
 use crate::runtime::PluginLog;
 
@@ -421,8 +422,9 @@ impl Actor {
             .send(Msg::Projector(keyspace, ProjectorEvent::Failed(report)));
     }
 
-    /// Compile, instantiate and describe, off the async workers, a few at a
-    /// time for the whole server.
+    /// Load a plugin's content: a component is compiled, instantiated and
+    /// described off the async workers, a few at a time for the whole
+    /// server; a view file is read and checked.
     async fn load(
         &self,
         bytes: Vec<u8>,
@@ -434,8 +436,16 @@ impl Actor {
             .acquire()
             .await
             .expect("never closed");
-        let runtime = self.shared.runtime.clone();
         let limits = self.shared.settings(&self.name).limits();
+        let file = self.name.file_name(&bytes);
+        if Kind::of(&bytes) == Kind::ViewFile {
+            // A view file is read and checked, not compiled: it is quick.
+            return match ViewProjection::compile(&bytes, limits) {
+                Ok(p) => Ok(Arc::new(p)),
+                Err(e) => Err(PluginError::Invalid(format!("{file}: {e}"))),
+            };
+        }
+        let runtime = self.shared.runtime.clone();
         let scratch = self.shared.views.detached("view.validation");
         let loaded =
             tokio::task::spawn_blocking(move || runtime.load(&bytes, log, limits, scratch))
@@ -448,10 +458,7 @@ impl Actor {
                 })?;
         match loaded {
             Ok(p) => Ok(Arc::new(p)),
-            Err(e) => Err(PluginError::Invalid(format!(
-                "{}: {e}",
-                self.name.file_name()
-            ))),
+            Err(e) => Err(PluginError::Invalid(format!("{file}: {e}"))),
         }
     }
 
@@ -467,8 +474,12 @@ impl Actor {
 
     /// Bring the plugin in line with its file.
     async fn file_changed(&mut self) -> Result<(), PluginError> {
-        let path = self.shared.config.dir.join(self.name.file_name());
-        let bytes = match tokio::fs::read(&path).await {
+        let file = names::file_of(&self.shared.config.dir, &self.name);
+        let read = match file {
+            Some(path) => tokio::fs::read(&path).await,
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !self.record.is_empty() {
@@ -594,12 +605,7 @@ impl Actor {
     async fn remove(&mut self, delete_file: bool) -> Result<(), PluginError> {
         self.exists()?;
         if delete_file {
-            let path = self.shared.config.dir.join(self.name.file_name());
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.remove_files_except(None).await?;
         }
         self.transition(Transition::Removed).await?;
         self.serving = None;
@@ -649,12 +655,29 @@ impl Actor {
         self.log_refusal(result);
     }
 
-    /// Write `bytes` as the plugin file, atomically.
+    /// Remove the files that stand for this plugin, but `keep`.
+    async fn remove_files_except(&self, keep: Option<&str>) -> Result<(), PluginError> {
+        for file in self.name.file_names() {
+            if Some(file.as_str()) == keep {
+                continue;
+            }
+            match tokio::fs::remove_file(self.shared.config.dir.join(&file)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Write `bytes` as the plugin file, atomically, named after their kind;
+    /// a file of another kind for the same plugin is removed.
     async fn write_file(&self, bytes: &[u8]) -> Result<(), PluginError> {
         let dir = self.shared.config.dir.clone();
-        let path = dir.join(self.name.file_name());
+        let file = self.name.file_name(bytes);
+        let path = dir.join(&file);
         if tokio::fs::read(&path).await.is_ok_and(|b| b == bytes) {
-            return Ok(());
+            return self.remove_files_except(Some(&file)).await;
         }
         let bytes = bytes.to_vec();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -670,7 +693,7 @@ impl Actor {
         })
         .await
         .map_err(|e| PluginError::Internal(e.to_string()))??;
-        Ok(())
+        self.remove_files_except(Some(&file)).await
     }
 
     async fn write_file_from_store(&self, hash: &ContentHash) -> Result<(), PluginError> {

@@ -538,7 +538,7 @@ impl PluginManager {
     /// A record of the older format names its serving keyspace and content
     /// hash but kept no bytes: adopt the file's, if it is that content.
     fn migrate(&self, name: &PluginName, v1: RecordV1) -> Result<PluginRecord, PluginError> {
-        let file = std::fs::read(self.dir().join(name.file_name())).ok();
+        let file = std::fs::read(self.dir().join(format!("{name}.wasm"))).ok();
         let hash = ContentHash::parse(&v1.generation);
         match (file, hash) {
             (Some(bytes), Some(hash)) if ContentHash::of(&bytes) == hash => {

@@ -45,10 +45,10 @@ pub fn watch(manager: PluginManager) -> notify::Result<notify::RecommendedWatche
     Ok(watcher)
 }
 
+/// The size of the file that stands for `name`, if there is one.
 fn size_of(dir: &Path, name: &PluginName) -> Option<u64> {
-    std::fs::metadata(dir.join(name.file_name()))
-        .ok()
-        .map(|m| m.len())
+    let path = names::file_of(dir, name)?;
+    std::fs::metadata(path).ok().map(|m| m.len())
 }
 
 async fn debounce(manager: PluginManager, mut rx: mpsc::UnboundedReceiver<PluginName>) {
