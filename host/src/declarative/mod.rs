@@ -36,34 +36,70 @@ pub use spec::{SpecError, ViewSpec};
 /// What kind of plugin some content is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A WebAssembly component (starts with the `\0asm` magic).
+    /// A WebAssembly component (`NAME.wasm`).
     Component,
-    /// A view file: YAML, or JSON (YAML reads JSON too).
+    /// A view file (`NAME.view.yaml`, or JSON, which YAML reads too).
     ViewFile,
 }
 
+/// The first line of `text` that is neither blank nor a comment.
+fn first_line(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
 impl Kind {
-    /// The kind of `bytes`, by their first bytes: the WebAssembly magic, or
-    /// text.
+    /// The kind of content that comes without a file name (an upload, the
+    /// store): a view file is text that opens a mapping (`key: …`, `{`,
+    /// `---`); anything else is taken for a component, and the runtime
+    /// says what is wrong with it if it is not one.
     pub fn of(bytes: &[u8]) -> Kind {
-        if bytes.starts_with(b"\0asm") || std::str::from_utf8(bytes).is_err() {
-            Kind::Component
-        } else {
+        if bytes.starts_with(b"\0asm") {
+            return Kind::Component;
+        }
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Kind::Component;
+        };
+        let opens_a_mapping = first_line(text).is_some_and(|line| {
+            line.starts_with(['{', '%'])
+                || line.starts_with("---")
+                || line.split_once(':').is_some_and(|(key, _)| {
+                    let key = key.trim_matches(['"', '\'']);
+                    !key.is_empty()
+                        && key
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                })
+        });
+        if opens_a_mapping {
             Kind::ViewFile
+        } else {
+            Kind::Component
         }
     }
 
-    /// The extension of a plugin file of this kind holding `bytes`.
+    /// The kind a plugin file's name says (`None`: not a plugin file).
+    pub fn of_file(file_name: &str) -> Option<Kind> {
+        if file_name.ends_with(".wasm") {
+            Some(Kind::Component)
+        } else if [".view.yaml", ".view.yml", ".view.json"]
+            .iter()
+            .any(|ext| file_name.ends_with(ext))
+        {
+            Some(Kind::ViewFile)
+        } else {
+            None
+        }
+    }
+
+    /// The extension of a plugin file holding `bytes`.
     pub fn extension(bytes: &[u8]) -> &'static str {
         match Kind::of(bytes) {
             Kind::Component => "wasm",
             Kind::ViewFile => {
                 let text = String::from_utf8_lossy(bytes);
-                let first = text
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty() && !l.starts_with('#'));
-                if first.is_some_and(|l| l.starts_with('{')) {
+                if first_line(&text).is_some_and(|l| l.starts_with('{')) {
                     "view.json"
                 } else {
                     "view.yaml"

@@ -343,7 +343,11 @@ impl Actor {
                         return Ok(());
                     }
                 };
-                match self.load(bytes, generation.plugin_log().clone()).await {
+                let kind = Kind::of(&bytes);
+                match self
+                    .load(bytes, kind, generation.plugin_log().clone())
+                    .await
+                {
                     Ok(p) => p,
                     Err(e) => {
                         let report = ErrorReport::new(format!("loading failed: {e}"), None);
@@ -428,6 +432,7 @@ impl Actor {
     async fn load(
         &self,
         bytes: Vec<u8>,
+        kind: Kind,
         log: Arc<PluginLog>,
     ) -> Result<Arc<dyn Projection>, PluginError> {
         let _slot = self
@@ -437,8 +442,18 @@ impl Actor {
             .await
             .expect("never closed");
         let limits = self.shared.settings(&self.name).limits();
-        let file = self.name.file_name(&bytes);
-        if Kind::of(&bytes) == Kind::ViewFile {
+        let file = match kind {
+            Kind::Component => format!("{}.wasm", self.name),
+            Kind::ViewFile => self.name.file_name(&bytes),
+        };
+        if kind == Kind::ViewFile {
+            if Kind::of(&bytes) != Kind::ViewFile {
+                // Stored content is told apart by its first line alone.
+                return Err(PluginError::Invalid(format!(
+                    "{file}: line 1: a view file is a YAML mapping or a JSON object \
+                     (its first line opens it: `key: …`, `{{` or `---`)"
+                )));
+            }
             // A view file is read and checked, not compiled: it is quick.
             return match ViewProjection::compile(&bytes, limits) {
                 Ok(p) => Ok(Arc::new(p)),
@@ -475,6 +490,11 @@ impl Actor {
     /// Bring the plugin in line with its file.
     async fn file_changed(&mut self) -> Result<(), PluginError> {
         let file = names::file_of(&self.shared.config.dir, &self.name);
+        // A file is what its name says it is.
+        let kind = file
+            .as_ref()
+            .and_then(|p| Kind::of_file(&p.file_name()?.to_string_lossy()))
+            .unwrap_or(Kind::Component);
         let read = match file {
             Some(path) => tokio::fs::read(&path).await,
             None => Err(std::io::ErrorKind::NotFound.into()),
@@ -493,7 +513,7 @@ impl Actor {
         if self.record.desired.as_ref() == Some(&hash) {
             return Ok(());
         }
-        match self.install(bytes, hash, false, false).await {
+        match self.install(bytes, kind, hash, false, false).await {
             Ok(_) => Ok(()),
             Err(PluginError::Invalid(_)) => Ok(()),
             Err(e) => Err(e),
@@ -502,7 +522,8 @@ impl Actor {
 
     async fn put(&mut self, bytes: Vec<u8>) -> Result<InstallOutcome, PluginError> {
         let hash = ContentHash::of(&bytes);
-        self.install(bytes, hash, false, true).await
+        let kind = Kind::of(&bytes);
+        self.install(bytes, kind, hash, false, true).await
     }
 
     async fn rebuild(&mut self) -> Result<InstallOutcome, PluginError> {
@@ -514,7 +535,8 @@ impl Actor {
             .or_else(|| self.record.serving.as_ref().map(|g| g.hash.clone()))
             .ok_or_else(|| PluginError::Unknown(self.name.to_string()))?;
         let bytes = self.shared.components.get(&hash)?;
-        self.install(bytes, hash, true, false).await
+        let kind = Kind::of(&bytes);
+        self.install(bytes, kind, hash, true, false).await
     }
 
     /// Act on content the operator asked for. An upload (`upload`) that
@@ -523,6 +545,7 @@ impl Actor {
     async fn install(
         &mut self,
         bytes: Vec<u8>,
+        kind: Kind,
         hash: ContentHash,
         fresh: bool,
         upload: bool,
@@ -554,7 +577,7 @@ impl Actor {
         self.loading = Some(hash.clone());
         self.publish();
         let log = Arc::new(PluginLog::new());
-        let loaded = self.load(bytes.clone(), log.clone()).await;
+        let loaded = self.load(bytes.clone(), kind, log.clone()).await;
         self.loading = None;
         let projection = match loaded {
             Ok(p) => p,
