@@ -1,7 +1,8 @@
 //! Values in a view file: literals, and templates over the event, the
 //! document and joined documents.
 //!
-//! A string is a template: `{PATH}` is replaced by the value at `PATH`, and
+//! A string is a template (also inside lists and objects, which are built
+//! from their items): `{PATH}` is replaced by the value at `PATH`, and
 //! a string that is exactly one `{PATH}` is that value itself, of whatever
 //! JSON type (`"{data.amount}"` is a number if the amount is). `{{` and `}}`
 //! are literal braces. A path starts at a root — `data`, `metadata`,
@@ -71,6 +72,10 @@ pub enum Expr {
     Path(PathRef),
     /// Text with paths in it: always a string.
     Template(Vec<Part>),
+    /// A list with templates among its items.
+    List(Vec<Expr>),
+    /// An object with templates among its values.
+    Object(Vec<(String, Expr)>),
 }
 
 /// The names a path may start with, besides joined documents.
@@ -176,10 +181,35 @@ pub fn parse_path(text: &str, joins: &[String]) -> Result<PathRef, String> {
     })
 }
 
-/// Compile a value of the file.
+/// Compile a value of the file: strings are templates, also inside lists
+/// and objects.
 pub fn compile(value: &Value, joins: &[String]) -> Result<Expr, String> {
-    let Value::String(text) = value else {
-        return Ok(Expr::Literal(value.clone()));
+    let literal = |e: &Expr| matches!(e, Expr::Literal(_));
+    let text = match value {
+        Value::String(text) => text,
+        Value::Array(items) => {
+            let items = items
+                .iter()
+                .map(|v| compile(v, joins))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(if items.iter().all(literal) {
+                Expr::Literal(value.clone())
+            } else {
+                Expr::List(items)
+            });
+        }
+        Value::Object(map) => {
+            let fields = map
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), compile(v, joins)?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            return Ok(if fields.iter().all(|(_, e)| literal(e)) {
+                Expr::Literal(value.clone())
+            } else {
+                Expr::Object(fields)
+            });
+        }
+        _ => return Ok(Expr::Literal(value.clone())),
     };
     let mut parts = Vec::new();
     let mut literal = String::new();
@@ -231,6 +261,8 @@ impl Expr {
     pub fn paths(&self) -> Vec<&PathRef> {
         match self {
             Expr::Literal(_) => Vec::new(),
+            Expr::List(items) => items.iter().flat_map(Expr::paths).collect(),
+            Expr::Object(fields) => fields.iter().flat_map(|(_, e)| e.paths()).collect(),
             Expr::Path(p) => vec![p],
             Expr::Template(parts) => parts
                 .iter()
@@ -318,6 +350,18 @@ pub fn eval(expr: &Expr, scope: &mut dyn Scope) -> Result<Value, String> {
     match expr {
         Expr::Literal(v) => Ok(v.clone()),
         Expr::Path(p) => eval_path(p, scope),
+        Expr::List(items) => items
+            .iter()
+            .map(|e| eval(e, scope))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Expr::Object(fields) => {
+            let mut map = serde_json::Map::new();
+            for (k, e) in fields {
+                map.insert(k.clone(), eval(e, scope)?);
+            }
+            Ok(Value::Object(map))
+        }
         Expr::Template(parts) => {
             let mut out = String::new();
             for part in parts {

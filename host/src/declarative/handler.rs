@@ -234,7 +234,10 @@ fn slot_of<'d>(doc: &'d mut Value, field: &str) -> Result<&'d mut Value, String>
         let Value::Object(map) = at else {
             return Err(format!("{field}: a part of the path is not an object"));
         };
-        at = map.entry(step.to_string()).or_insert(Value::Null);
+        if !map.contains_key(step) {
+            map.insert(step.to_string(), Value::Null);
+        }
+        at = map.get_mut(step).expect("just made");
     }
     Ok(at)
 }

@@ -208,20 +208,16 @@ pub struct Update {
     pub defaults: Vec<(String, Expr)>,
     pub delete: bool,
     pub ops: Vec<Op>,
+    /// Whether a `Key` target reads nothing but the event.
+    key_reads_only_the_event: bool,
 }
 
 impl Update {
-    /// Whether the key is known before any document is read (it reads
-    /// only the event), so that it can be fetched with the batch's others.
+    /// The key, if it is known before any document is read (it reads only
+    /// the event), so that it can be fetched with the batch's others.
     pub fn key_from_event(&self) -> Option<&Expr> {
         match &self.target {
-            Target::Key(e)
-                if e.paths()
-                    .iter()
-                    .all(|p| !matches!(p.root, Root::Doc | Root::Key | Root::Join(_))) =>
-            {
-                Some(e)
-            }
+            Target::Key(e) if self.key_reads_only_the_event => Some(e),
             _ => None,
         }
     }
@@ -671,7 +667,15 @@ fn compile_update(
             ));
         }
     };
+    let key_reads_only_the_event = match &target {
+        Target::Key(e) => e
+            .paths()
+            .iter()
+            .all(|p| !matches!(p.root, Root::Doc | Root::Key | Root::Join(_))),
+        Target::Each { .. } => false,
+    };
     Ok(Update {
+        key_reads_only_the_event,
         label: label.to_string(),
         joins: join_exprs,
         target,
