@@ -285,3 +285,248 @@ async fn events_a_view_file_cannot_apply_halt_it_or_are_dead_lettered() {
         "{letters:?}"
     );
 }
+
+#[tokio::test]
+async fn products_by_stock_equals_the_product_stock_component_and_answers_find() {
+    let server = TestServer::start().await;
+    for i in 0..40u64 {
+        let sku = format!("p{i}");
+        server
+            .append(
+                &format!("product-{sku}"),
+                &[
+                    (
+                        "ProductAdded",
+                        json!({"sku": sku, "name": format!("thing {i}"), "stock": i % 17 + 2}),
+                    ),
+                    ("StockReceived", json!({"sku": sku, "quantity": i % 5})),
+                    ("StockRemoved", json!({"sku": sku, "quantity": i % 3})),
+                ],
+            )
+            .await;
+    }
+    // Stock for a product never added: its name is null.
+    server
+        .append(
+            "product-x",
+            &[("StockReceived", json!({"sku": "x", "quantity": 4}))],
+        )
+        .await;
+    server.install_file("rust", &example_plugin("product-stock"));
+    drop_view(
+        &server,
+        "declared.view.yaml",
+        &std::fs::read(example_view("products-by-stock")).unwrap(),
+    );
+    server.wait_caught_up("rust").await;
+    server.wait_caught_up("declared").await;
+    let rust = server.all_docs("rust").await;
+    assert_eq!(rust.len(), 41);
+    assert_eq!(server.all_docs("declared").await, rust);
+    let find = "_find?index=by-stock&stock.lt=8&limit=1000";
+    let from_rust = server.get_ok(&format!("/views/rust/{find}")).await;
+    let from_view = server.get_ok(&format!("/views/declared/{find}")).await;
+    assert!(from_rust["items"].as_array().unwrap().len() > 5);
+    assert_eq!(from_view["items"], from_rust["items"]);
+
+    // Removing more than is in stock stops the view there, as it stops the component.
+    let poison = server
+        .append(
+            "product-p1",
+            &[("StockRemoved", json!({"sku": "p1", "quantity": 1000}))],
+        )
+        .await;
+    let poison = poison["first_position"].as_u64().unwrap();
+    for name in ["rust", "declared"] {
+        let status = server
+            .wait_plugin(name, Duration::from_secs(30), |p| p["state"] == "failed")
+            .await;
+        assert_eq!(status["last_error"]["position"], poison, "{name}: {status}");
+    }
+}
+
+#[tokio::test]
+async fn the_join_updates_every_order_of_a_customer_when_the_customer_changes() {
+    let server = TestServer::start().await;
+    drop_view(
+        &server,
+        "orders.view.yaml",
+        &std::fs::read(example_view("customer-orders")).unwrap(),
+    );
+    server
+        .wait_plugin("orders", Duration::from_secs(30), |p| p["state"] == "live")
+        .await;
+    // An order placed before its customer registered, ids as numbers and text.
+    server
+        .append(
+            "order-1",
+            &[(
+                "OrderPlaced",
+                json!({"order_id": 1, "customer_id": 7, "total": 250}),
+            )],
+        )
+        .await;
+    server
+        .append(
+            "customer-7",
+            &[(
+                "CustomerRegistered",
+                json!({"customer_id": "7", "name": "Ann"}),
+            )],
+        )
+        .await;
+    for o in 2..=5 {
+        server
+            .append(
+                &format!("order-{o}"),
+                &[(
+                    "OrderPlaced",
+                    json!({"order_id": o, "customer_id": "7", "total": o * 10}),
+                )],
+            )
+            .await;
+    }
+    server
+        .append(
+            "order-9",
+            &[(
+                "OrderPlaced",
+                json!({"order_id": 9, "customer_id": 8, "total": 1}),
+            )],
+        )
+        .await;
+    // Placed again: the first placement stands. Shipping an unknown order changes nothing.
+    server
+        .append(
+            "order-2",
+            &[(
+                "OrderPlaced",
+                json!({"order_id": 2, "customer_id": 8, "total": 5}),
+            )],
+        )
+        .await;
+    server
+        .append("order-2", &[("OrderShipped", json!({"order_id": 2}))])
+        .await;
+    server
+        .append("order-404", &[("OrderShipped", json!({"order_id": 404}))])
+        .await;
+    server.wait_caught_up("orders").await;
+    assert_eq!(
+        server.view("orders", "order-2").await.unwrap(),
+        json!({"order_id": "2", "customer_id": "7", "customer_name": "Ann", "total": 20, "shipped": true})
+    );
+    assert_eq!(server.view("orders", "order-404").await, None);
+    assert_eq!(
+        server.view("orders", "order-9").await.unwrap()["customer_name"],
+        Value::Null
+    );
+
+    let renamed = server
+        .append(
+            "customer-7",
+            &[(
+                "CustomerRenamed",
+                json!({"customer_id": 7, "name": "Ann Lee"}),
+            )],
+        )
+        .await;
+    let at = renamed["last_position"].as_u64().unwrap();
+    let found = server
+        .get_ok(&format!(
+            "/views/orders/_find?index=by-customer&customer_id.eq=7&limit=100&min_position={at}"
+        ))
+        .await;
+    let names: Vec<(&str, &Value)> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["key"].as_str().unwrap(), &i["value"]["customer_name"]))
+        .collect();
+    let ann_lee = json!("Ann Lee");
+    assert_eq!(
+        names,
+        ["order-1", "order-2", "order-3", "order-4", "order-5"]
+            .into_iter()
+            .map(|k| (k, &ann_lee))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        server.view("orders", "order-9").await.unwrap()["customer_name"],
+        Value::Null
+    );
+    assert_eq!(
+        server.view("orders", "customer-7").await.unwrap(),
+        json!({"customer_id": "7", "name": "Ann Lee"})
+    );
+}
+
+#[tokio::test]
+async fn revenue_by_day_groups_sales_per_product_and_day() {
+    let server = TestServer::start().await;
+    let sales = [
+        ("a1", 2, 3000),
+        ("a1", 1, 1500),
+        ("b2", 5, 500),
+        ("a1", 3, 4500),
+    ];
+    for (i, (sku, quantity, amount)) in sales.iter().enumerate() {
+        server
+            .append(
+                &format!("shop-{i}"),
+                &[(
+                    "ProductSold",
+                    json!({"sku": sku, "quantity": quantity, "amount": amount}),
+                )],
+            )
+            .await;
+    }
+    // Not a shop stream: not counted.
+    server
+        .append(
+            "test-1",
+            &[(
+                "ProductSold",
+                json!({"sku": "a1", "quantity": 1, "amount": 1}),
+            )],
+        )
+        .await;
+    let events = server.all_events().await;
+    // The UTC day each was recorded on (`recorded_at` is RFC 3339 in UTC).
+    let days: Vec<String> = events
+        .iter()
+        .map(|e| e["recorded_at"].as_str().unwrap()[..10].to_string())
+        .collect();
+    drop_view(
+        &server,
+        "revenue.view.yaml",
+        &std::fs::read(example_view("revenue-by-day")).unwrap(),
+    );
+    server.wait_caught_up("revenue").await;
+    let docs = server.all_docs("revenue").await;
+    if days[..4].iter().all(|d| *d == days[0]) {
+        let today = &days[0];
+        assert_eq!(
+            docs,
+            vec![
+                (
+                    format!("a1/{today}"),
+                    json!({"sku": "a1", "day": today, "sales": 3, "units": 6, "revenue": 9000,
+                           "sale": {"count": 3, "sum": 9000, "mean": 3000.0}, "largest_sale": 4500})
+                ),
+                (
+                    format!("b2/{today}"),
+                    json!({"sku": "b2", "day": today, "sales": 1, "units": 5, "revenue": 500,
+                           "sale": {"count": 1, "sum": 500, "mean": 500.0}, "largest_sale": 500})
+                ),
+            ]
+        );
+    } else {
+        // The sales straddled midnight: the totals still add up.
+        let revenue: i64 = docs
+            .iter()
+            .map(|(_, d)| d["revenue"].as_i64().unwrap())
+            .sum();
+        assert_eq!(revenue, 9500);
+    }
+}
