@@ -15,7 +15,10 @@
 //! working one exists.
 //!
 //! This is the seam every kind of projection and every way of delivering
-//! one goes through: a new kind implements [`crate::projector::Projection`];
+//! one goes through: components (`NAME.wasm`) and view files
+//! (`NAME.view.yaml`, [`crate::declarative`]) share it, told apart by the
+//! file's name or, for uploads and stored content, by its first bytes; a
+//! new kind implements [`crate::projector::Projection`];
 //! a new source of plugins (another node of a cluster) sends the same
 //! messages as the directory watcher and the HTTP API.
 //!
