@@ -88,6 +88,19 @@ async fn the_account_balances_view_file_equals_the_rust_component() {
         .collect();
     assert_eq!(kinds[0], ("declared".into(), "view file".into()));
     assert!(kinds[1].1.starts_with("wasm component"), "{kinds:?}");
+
+    // A view file dropped beside the component of the same name replaces it
+    // (the file modified last counts); removing the old file then changes nothing.
+    let component = server.plugin("rust").await;
+    drop_view(&server, "rust.view.yaml", &account_balances());
+    let swapped = wait_swapped(&server, "rust", &component["generation"]).await;
+    assert_eq!(swapped["description"]["kind"], "view file");
+    assert_eq!(server.all_docs("rust").await, rust);
+    std::fs::remove_file(server.plugins_dir().join("rust.wasm")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = server.plugin("rust").await;
+    assert_eq!(after["generation"], swapped["generation"]);
+    assert!(after["candidate"].is_null(), "{after}");
 }
 
 #[tokio::test]
