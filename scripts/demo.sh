@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job: build Prism and the example plugins, start the server with
-# them (embedded RocksDB in target/demo/data), append a few events and show
-# the views answering. The server keeps running until Ctrl-C; with
-# DEMO_EXIT=1 it stops after the demonstration.
+# The main job: build Prism and the example plugins (components and view
+# files), start the server with them (embedded RocksDB in target/demo/data),
+# append a few events and show the views answering. The server keeps running
+# until Ctrl-C; with DEMO_EXIT=1 it stops after the demonstration.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -15,6 +15,7 @@ demo="$root/target/demo"
 rm -rf "$demo/data"
 mkdir -p "$demo/plugins"
 cp "$root"/target/plugins/*.wasm "$demo/plugins/"
+cp "$root"/plugins/views/*.view.yaml "$demo/plugins/"
 
 listen="${PRISM_LISTEN:-127.0.0.1:7070}"
 base="http://$listen"
@@ -70,10 +71,27 @@ last=$(curl -s -X POST "$base/streams/product-b2/events" -H 'content-type: appli
 show -s "$base/views/product-stock/_find?index=by-stock&stock.lt=10&min_position=$last"
 show -s "$base/views/product-stock/_query/low-stock?below=10&min_position=$last"
 
+say "View files (plugins/views/*.view.yaml: no code to compile) answering from the same log:"
+show -s "$base/views/account-balances/account-1?min_position=$last"
+show -s "$base/views/products-by-stock/_find?index=by-stock&stock.lt=10&min_position=$last"
+post() {
+    curl -s -X POST "$base/streams/$1/events" -H 'content-type: application/json' -d "$2" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["last_position"])'
+}
+post customer-c1 '{"events":[{"type":"CustomerRegistered","data":{"customer_id":"c1","name":"Ann"}}]}' >/dev/null
+post order-o1 '{"events":[{"type":"OrderPlaced","data":{"order_id":"o1","customer_id":"c1","total":250}}]}' >/dev/null
+post order-o2 '{"events":[{"type":"OrderPlaced","data":{"order_id":"o2","customer_id":"c1","total":90}}]}' >/dev/null
+last=$(post customer-c1 '{"events":[{"type":"CustomerRenamed","data":{"customer_id":"c1","name":"Ann Lee"}}]}')
+echo "(customer c1 renamed at position $last: the join renames her in every order)"
+show -s "$base/views/customer-orders/_find?index=by-customer&customer_id.eq=c1&min_position=$last"
+post shop-1 '{"events":[{"type":"ProductSold","data":{"sku":"a1","quantity":2,"amount":3000}}]}' >/dev/null
+last=$(post shop-2 '{"events":[{"type":"ProductSold","data":{"sku":"a1","quantity":1,"amount":1500}}]}')
+show -s "$base/views/revenue-by-day?min_position=$last"
+
 say "Prism is serving on $base (data in $demo/data, plugins in $demo/plugins)."
 echo "Dashboard: $base/ui"
 if [ "${DEMO_EXIT:-0}" = "1" ]; then
     exit 0
 fi
-echo "Drop a .wasm into $demo/plugins to add or replace a projection. Ctrl-C stops the server."
+echo "Drop a .wasm or a .view.yaml into $demo/plugins to add or replace a projection. Ctrl-C stops the server."
 wait $server

@@ -1874,6 +1874,85 @@ impl Suite {
         Ok(())
     }
 
+    /// A view file against the component it mirrors: the Rust
+    /// `account-balance` component and the `account-balances` view file
+    /// (the same documents), replayed over the same log in one run.
+    async fn view_replay(&mut self) -> Result<()> {
+        let Some(component) = self.plugin("account-balance") else {
+            eprintln!("  account-balance not built; skipped");
+            return Ok(());
+        };
+        let view_file = self.root.join("plugins/views/account-balances.view.yaml");
+        let n = self.scale(1_000_000, 100_000);
+        let data = self.work.path().join("view-replay");
+        let plugins = self.work.path().join("view-replay-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        {
+            let (log, _) = prism::server::open_stores(&data)?;
+            fill(&log, n, SEED).await?;
+        }
+        let server = start_server(&data, &plugins).await?;
+        let http = reqwest::Client::new();
+        // Two replays each, in the order A B B A, the best of each kept, so
+        // that neither gains from going second (a warmer cache, compactions
+        // of the fill finished).
+        let mut rates = [0.0f64; 2];
+        for (which, path) in [
+            (0, &component),
+            (1, &view_file),
+            (1, &view_file),
+            (0, &component),
+        ] {
+            let name = ["component", "view-file"][which];
+            let r = http
+                .put(format!("{}/plugins/{name}", server.base))
+                .body(std::fs::read(path)?)
+                .send()
+                .await?;
+            let started = Instant::now();
+            if !r.status().is_success() {
+                bail!("installing {name}: {}", r.text().await?);
+            }
+            wait_live(&http, &server.base, name, n, None).await?;
+            let r = rate(n, started.elapsed());
+            eprintln!("  {name}: {} events/s", human(r));
+            rates[which] = rates[which].max(r);
+            http.delete(format!("{}/plugins/{name}", server.base))
+                .send()
+                .await?;
+        }
+        server.stop().await?;
+        self.figure(
+            "View files",
+            "view_replay",
+            "Replay through account balances as a view file (native)",
+            format!("{} events/s", human(rates[1])),
+            "≥ 1 M events/s",
+            Some(rates[1] >= 1_000_000.0),
+            format!("{n} bank events from RocksDB into the view, checkpoints included, best of 2"),
+        );
+        self.figure(
+            "View files",
+            "view_replay",
+            "Replay through the Rust account-balance component (WASM), same run",
+            format!("{} events/s", human(rates[0])),
+            "(baseline)",
+            None,
+            format!("{n} bank events, best of 2"),
+        );
+        let ratio = rates[1] / rates[0];
+        self.figure(
+            "View files",
+            "view_replay",
+            "View file / Rust component replay ratio",
+            format!("{ratio:.2}"),
+            "≥ 1.0",
+            Some(ratio >= 1.0),
+            "same run, same events, same documents",
+        );
+        Ok(())
+    }
+
     /// A view of 100,000 documents with an index on `balance`: 100,000
     /// accounts opened, each with one deposit of 0–99,999.
     async fn indexed_view(&mut self, dir: &str) -> Result<(Server, u64)> {
@@ -2147,6 +2226,7 @@ fn main() -> Result<()> {
             ("log_read_memory", |s| Box::pin(s.log_read_memory())),
             ("scaling", |s| Box::pin(s.scaling())),
             ("index_replay", |s| Box::pin(s.index_replay())),
+            ("view_replay", |s| Box::pin(s.view_replay())),
             ("find", |s| Box::pin(s.find())),
             ("bulk_get", |s| Box::pin(s.bulk_get())),
             ("cluster", |s| Box::pin(s.cluster())),

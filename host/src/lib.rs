@@ -11,6 +11,7 @@
 //! - [`views`]: keyspaces per plugin generation, transactions, checkpoints.
 //! - [`runtime`]: wasmtime, the WIT bindings, the sandbox and its limits.
 //! - [`projector`]: log → plugin → view, batched and exactly once.
+//! - [`declarative`]: view files, projections written as a spec and run natively.
 //! - [`plugins`]: the registry of plugin generations, hot swap, the watcher.
 //! - [`api`]: the HTTP API.
 //! - [`server`]: wiring it all together; [`config`]: settings.
@@ -22,6 +23,7 @@ pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod declarative;
 pub mod histogram;
 pub mod log;
 pub mod plugins;

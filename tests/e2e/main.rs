@@ -36,5 +36,6 @@ mod reserved_keys;
 mod sandbox_limits;
 mod security;
 mod slow_clients;
+mod view_files;
 mod view_reads;
 mod wit_versions;

@@ -46,7 +46,7 @@ pub async fn put(
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_plugin",
-            "the body must be a .wasm component",
+            "the body must be a .wasm component or a view file",
         ));
     }
     let outcome = state.plugins.put(&name, bytes.to_vec()).await?;

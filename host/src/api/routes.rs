@@ -77,7 +77,7 @@ pub const ROUTES: &[Route] = &[
         "PUT",
         "/plugins/{name}",
         Scope::Admin,
-        "Install or replace a plugin (the .wasm component as the body)",
+        "Install or replace a plugin (the body: a .wasm component, or a view file in YAML or JSON)",
     ),
     route(
         "DELETE",

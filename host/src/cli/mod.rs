@@ -81,7 +81,7 @@ pub enum Command {
         /// Compile cache directory. Default <data>/cache.
         #[arg(long, env = "PRISM_CACHE")]
         cache: Option<PathBuf>,
-        /// Plugin directory, watched for NAME.wasm files. Default ./plugins.
+        /// Plugin directory, watched for NAME.wasm and NAME.view.yaml files. Default ./plugins.
         #[arg(long, env = "PRISM_PLUGINS")]
         plugins: Option<PathBuf>,
         /// Listen address. Default 127.0.0.1:7070.
@@ -230,7 +230,7 @@ pub enum PluginAction {
     List,
     /// Status of one plugin.
     Show { name: String },
-    /// Install or replace a plugin from a .wasm file.
+    /// Install or replace a plugin from a .wasm component or a view file.
     Install { name: String, file: PathBuf },
     /// Unload a plugin and drop its views.
     Remove { name: String },

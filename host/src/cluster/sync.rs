@@ -388,24 +388,45 @@ async fn install(
             bytes
         }
     };
-    let path = config.plugins_dir.join(name.file_name());
-    tokio::task::spawn_blocking(move || crate::storage::files::write_atomically(&path, &bytes))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let dir = config.plugins_dir.clone();
+    let file = name.file_name(&bytes);
+    let path = dir.join(&file);
+    let others: Vec<_> = name
+        .file_names()
+        .filter(|f| *f != file)
+        .map(|f| dir.join(f))
+        .collect();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        crate::storage::files::write_atomically(&path, &bytes)?;
+        // A file of another kind for the same plugin is replaced.
+        for other in others {
+            match std::fs::remove_file(other) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     tracing::info!(plugin = %name, hash = hash.short(), "installed from the cluster");
     Ok(())
 }
 
 async fn remove_file(config: &SyncConfig, name: &PluginName) -> Result<(), String> {
-    match tokio::fs::remove_file(config.plugins_dir.join(name.file_name())).await {
-        Ok(()) => {
-            tracing::info!(plugin = %name, "removed by the cluster");
-            Ok(())
+    let mut removed = false;
+    for file in name.file_names() {
+        match tokio::fs::remove_file(config.plugins_dir.join(file)).await {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.to_string()),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.to_string()),
     }
+    if removed {
+        tracing::info!(plugin = %name, "removed by the cluster");
+    }
+    Ok(())
 }
 
 /// A KV key for a node name (keys take letters, digits, `-`, `_`, `=`, `.`, `/`).

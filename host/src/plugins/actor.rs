@@ -18,9 +18,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::generation::Generation;
 use super::lifecycle::{Effect, InstallDecision, Refused, Transition};
-use super::names::PluginName;
+use super::names::{self, PluginName};
 use super::record::{ContentHash, GenRecord, PluginRecord, Purpose};
 use super::{InstallOutcome, PluginError, Shared, Snapshot};
+use crate::declarative::{Kind, ViewProjection};
 use crate::projector::{ErrorReport, Projection, ProjectorEvent};
 use crate::runtime::PluginLog;
 
@@ -342,7 +343,11 @@ impl Actor {
                         return Ok(());
                     }
                 };
-                match self.load(bytes, generation.plugin_log().clone()).await {
+                let kind = Kind::of(&bytes);
+                match self
+                    .load(bytes, kind, generation.plugin_log().clone())
+                    .await
+                {
                     Ok(p) => p,
                     Err(e) => {
                         let report = ErrorReport::new(format!("loading failed: {e}"), None);
@@ -421,11 +426,13 @@ impl Actor {
             .send(Msg::Projector(keyspace, ProjectorEvent::Failed(report)));
     }
 
-    /// Compile, instantiate and describe, off the async workers, a few at a
-    /// time for the whole server.
+    /// Load a plugin's content: a component is compiled, instantiated and
+    /// described off the async workers, a few at a time for the whole
+    /// server; a view file is read and checked.
     async fn load(
         &self,
         bytes: Vec<u8>,
+        kind: Kind,
         log: Arc<PluginLog>,
     ) -> Result<Arc<dyn Projection>, PluginError> {
         let _slot = self
@@ -434,8 +441,26 @@ impl Actor {
             .acquire()
             .await
             .expect("never closed");
-        let runtime = self.shared.runtime.clone();
         let limits = self.shared.settings(&self.name).limits();
+        let file = match kind {
+            Kind::Component => format!("{}.wasm", self.name),
+            Kind::ViewFile => self.name.file_name(&bytes),
+        };
+        if kind == Kind::ViewFile {
+            if Kind::of(&bytes) != Kind::ViewFile {
+                // Stored content is told apart by its first line alone.
+                return Err(PluginError::Invalid(format!(
+                    "{file}: line 1: a view file is a YAML mapping or a JSON object \
+                     (its first line opens it: `key: …`, `{{` or `---`)"
+                )));
+            }
+            // A view file is read and checked, not compiled: it is quick.
+            return match ViewProjection::compile(&bytes, limits) {
+                Ok(p) => Ok(Arc::new(p)),
+                Err(e) => Err(PluginError::Invalid(format!("{file}: {e}"))),
+            };
+        }
+        let runtime = self.shared.runtime.clone();
         let scratch = self.shared.views.detached("view.validation");
         let name = self.name.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -448,10 +473,7 @@ impl Actor {
         })?;
         match loaded {
             Ok(p) => Ok(Arc::new(p)),
-            Err(e) => Err(PluginError::Invalid(format!(
-                "{}: {e}",
-                self.name.file_name()
-            ))),
+            Err(e) => Err(PluginError::Invalid(format!("{file}: {e}"))),
         }
     }
 
@@ -467,8 +489,17 @@ impl Actor {
 
     /// Bring the plugin in line with its file.
     async fn file_changed(&mut self) -> Result<(), PluginError> {
-        let path = self.shared.config.dir.join(self.name.file_name());
-        let bytes = match tokio::fs::read(&path).await {
+        let file = names::file_of(&self.shared.config.dir, &self.name);
+        // A file is what its name says it is.
+        let kind = file
+            .as_ref()
+            .and_then(|p| Kind::of_file(&p.file_name()?.to_string_lossy()))
+            .unwrap_or(Kind::Component);
+        let read = match file {
+            Some(path) => tokio::fs::read(&path).await,
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !self.record.is_empty() {
@@ -482,7 +513,7 @@ impl Actor {
         if self.record.desired.as_ref() == Some(&hash) {
             return Ok(());
         }
-        match self.install(bytes, hash, false, false).await {
+        match self.install(bytes, kind, hash, false, false).await {
             Ok(_) => Ok(()),
             Err(PluginError::Invalid(_)) => Ok(()),
             Err(e) => Err(e),
@@ -491,7 +522,8 @@ impl Actor {
 
     async fn put(&mut self, bytes: Vec<u8>) -> Result<InstallOutcome, PluginError> {
         let hash = ContentHash::of(&bytes);
-        self.install(bytes, hash, false, true).await
+        let kind = Kind::of(&bytes);
+        self.install(bytes, kind, hash, false, true).await
     }
 
     async fn rebuild(&mut self) -> Result<InstallOutcome, PluginError> {
@@ -503,7 +535,8 @@ impl Actor {
             .or_else(|| self.record.serving.as_ref().map(|g| g.hash.clone()))
             .ok_or_else(|| PluginError::Unknown(self.name.to_string()))?;
         let bytes = self.shared.components.get(&hash)?;
-        self.install(bytes, hash, true, false).await
+        let kind = Kind::of(&bytes);
+        self.install(bytes, kind, hash, true, false).await
     }
 
     /// Act on content the operator asked for. An upload (`upload`) that
@@ -512,6 +545,7 @@ impl Actor {
     async fn install(
         &mut self,
         bytes: Vec<u8>,
+        kind: Kind,
         hash: ContentHash,
         fresh: bool,
         upload: bool,
@@ -543,7 +577,7 @@ impl Actor {
         self.loading = Some(hash.clone());
         self.publish();
         let log = Arc::new(PluginLog::new());
-        let loaded = self.load(bytes.clone(), log.clone()).await;
+        let loaded = self.load(bytes.clone(), kind, log.clone()).await;
         self.loading = None;
         let projection = match loaded {
             Ok(p) => p,
@@ -594,12 +628,7 @@ impl Actor {
     async fn remove(&mut self, delete_file: bool) -> Result<(), PluginError> {
         self.exists()?;
         if delete_file {
-            let path = self.shared.config.dir.join(self.name.file_name());
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.remove_files_except(None).await?;
         }
         self.transition(Transition::Removed).await?;
         self.serving = None;
@@ -649,18 +678,35 @@ impl Actor {
         self.log_refusal(result);
     }
 
-    /// Write `bytes` as the plugin file, atomically.
+    /// Remove the files that stand for this plugin, but `keep`.
+    async fn remove_files_except(&self, keep: Option<&str>) -> Result<(), PluginError> {
+        for file in self.name.file_names() {
+            if Some(file.as_str()) == keep {
+                continue;
+            }
+            match tokio::fs::remove_file(self.shared.config.dir.join(&file)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Write `bytes` as the plugin file, atomically, named after their kind;
+    /// a file of another kind for the same plugin is removed.
     async fn write_file(&self, bytes: &[u8]) -> Result<(), PluginError> {
         let dir = self.shared.config.dir.clone();
-        let path = dir.join(self.name.file_name());
+        let file = self.name.file_name(bytes);
+        let path = dir.join(&file);
         if tokio::fs::read(&path).await.is_ok_and(|b| b == bytes) {
-            return Ok(());
+            return self.remove_files_except(Some(&file)).await;
         }
         let bytes = bytes.to_vec();
         tokio::task::spawn_blocking(move || crate::storage::files::write_atomically(&path, &bytes))
             .await
             .map_err(|e| PluginError::Internal(e.to_string()))??;
-        Ok(())
+        self.remove_files_except(Some(&file)).await
     }
 
     async fn write_file_from_store(&self, hash: &ContentHash) -> Result<(), PluginError> {

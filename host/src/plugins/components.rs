@@ -1,5 +1,6 @@
 //! The component store: the bytes of every plugin generation the server
-//! may have to run again, by content hash, in `<data>/components/`.
+//! may have to run again (components and view files), by content hash, in
+//! `<data>/components/`.
 //!
 //! The plugin directory says what the operator wants; this store holds what
 //! the server is running. After a restart the serving generation is loaded
@@ -12,6 +13,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::record::ContentHash;
+use crate::declarative::Kind;
 
 /// Component bytes by content hash.
 #[derive(Debug, Clone)]
@@ -28,13 +30,15 @@ impl ComponentStore {
         })
     }
 
-    fn path(&self, hash: &ContentHash) -> PathBuf {
-        self.dir.join(format!("{hash}.wasm"))
+    /// Where the bytes of `hash` are kept, by kind: `HASH.wasm` for a
+    /// component, `HASH.view` for a view file.
+    fn path(&self, hash: &ContentHash, kind: Kind) -> PathBuf {
+        self.dir.join(format!("{hash}.{}", suffix(kind)))
     }
 
     /// Keep `bytes` under `hash` durably. Storing bytes already kept is free.
     pub fn put(&self, hash: &ContentHash, bytes: &[u8]) -> std::io::Result<()> {
-        let path = self.path(hash);
+        let path = self.path(hash, Kind::of(bytes));
         if path.exists() {
             return Ok(());
         }
@@ -43,7 +47,12 @@ impl ComponentStore {
 
     /// The bytes kept under `hash`.
     pub fn get(&self, hash: &ContentHash) -> std::io::Result<Vec<u8>> {
-        std::fs::read(self.path(hash))
+        match std::fs::read(self.path(hash, Kind::Component)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::read(self.path(hash, Kind::ViewFile))
+            }
+            read => read,
+        }
     }
 
     /// Delete every component not in `keep`, and leftovers of interrupted writes.
@@ -52,8 +61,9 @@ impl ComponentStore {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let wanted = name
-                .strip_suffix(".wasm")
+            let wanted = [Kind::Component, Kind::ViewFile]
+                .iter()
+                .find_map(|k| name.strip_suffix(suffix(*k))?.strip_suffix('.'))
                 .and_then(ContentHash::parse)
                 .is_some_and(|h| keep.contains(&h));
             if !wanted {
@@ -61,6 +71,13 @@ impl ComponentStore {
             }
         }
         Ok(())
+    }
+}
+
+fn suffix(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Component => "wasm",
+        Kind::ViewFile => "view",
     }
 }
 
@@ -74,14 +91,20 @@ mod tests {
         let store = ComponentStore::open(dir.path()).unwrap();
         let a = ContentHash::of(b"a");
         let b = ContentHash::of(b"b");
+        let c = ContentHash::of(b"\0asm");
         store.put(&a, b"a").unwrap();
         store.put(&b, b"b").unwrap();
+        store.put(&c, b"\0asm").unwrap();
         store.put(&a, b"a").unwrap();
         std::fs::write(dir.path().join(".incoming-x.tmp"), b"half").unwrap();
         assert_eq!(store.get(&a).unwrap(), b"a");
-        store.retain(&HashSet::from([b.clone()])).unwrap();
+        assert_eq!(store.get(&c).unwrap(), b"\0asm");
+        store
+            .retain(&HashSet::from([b.clone(), c.clone()]))
+            .unwrap();
         assert!(store.get(&a).is_err());
         assert_eq!(store.get(&b).unwrap(), b"b");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(store.get(&c).unwrap(), b"\0asm");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

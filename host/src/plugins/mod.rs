@@ -15,7 +15,10 @@
 //! working one exists.
 //!
 //! This is the seam every kind of projection and every way of delivering
-//! one goes through: a new kind implements [`crate::projector::Projection`];
+//! one goes through: components (`NAME.wasm`) and view files
+//! (`NAME.view.yaml`, [`crate::declarative`]) share it, told apart by the
+//! file's name or, for uploads and stored content, by its first bytes; a
+//! new kind implements [`crate::projector::Projection`];
 //! a new source of plugins (another node of a cluster) sends the same
 //! messages as the directory watcher and the HTTP API.
 //!
@@ -538,7 +541,7 @@ impl PluginManager {
     /// A record of the older format names its serving keyspace and content
     /// hash but kept no bytes: adopt the file's, if it is that content.
     fn migrate(&self, name: &PluginName, v1: RecordV1) -> Result<PluginRecord, PluginError> {
-        let file = std::fs::read(self.dir().join(name.file_name())).ok();
+        let file = std::fs::read(self.dir().join(format!("{name}.wasm"))).ok();
         let hash = ContentHash::parse(&v1.generation);
         match (file, hash) {
             (Some(bytes), Some(hash)) if ContentHash::of(&bytes) == hash => {

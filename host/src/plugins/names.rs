@@ -1,12 +1,16 @@
-//! Plugin names and which files in the plugin directory are plugins.
+//! Plugin names and which files in the plugin directory are plugins:
+//! `NAME.wasm` (a component) and `NAME.view.yaml` / `.view.json` (a view file).
 //!
 //! A name is parsed once into a [`PluginName`]; everything past the edge of
 //! the server (HTTP paths, file names, the store) takes that type, so no
 //! other module checks names again.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::declarative::Kind;
 
 /// Longest plugin name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -44,10 +48,39 @@ impl PluginName {
         &self.0
     }
 
-    /// The file that stands for this plugin in the plugin directory.
-    pub fn file_name(&self) -> String {
-        format!("{}.wasm", self.0)
+    /// The file that stands for this plugin in the plugin directory when
+    /// its content is `bytes`: `NAME.wasm` for a component, `NAME.view.yaml`
+    /// or `NAME.view.json` for a view file.
+    pub fn file_name(&self, bytes: &[u8]) -> String {
+        format!("{}.{}", self.0, Kind::extension(bytes))
     }
+
+    /// Every file name that may stand for this plugin.
+    pub fn file_names(&self) -> impl DoubleEndedIterator<Item = String> + '_ {
+        EXTENSIONS
+            .iter()
+            .map(move |ext| format!("{}.{ext}", self.0))
+    }
+}
+
+/// The extensions of plugin files: components, then view files.
+pub const EXTENSIONS: &[&str] = &["wasm", "view.yaml", "view.yml", "view.json"];
+
+/// The file in `dir` that stands for plugin `name`, if any. When several
+/// do (`orders.wasm` and a new `orders.view.yaml`, say), the one modified
+/// last counts, so that dropping a file of another kind replaces the
+/// plugin whether or not the old file is removed first.
+pub fn file_of(dir: &Path, name: &PluginName) -> Option<PathBuf> {
+    name.file_names()
+        .filter_map(|f| {
+            let path = dir.join(f);
+            let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+            Some((modified, path))
+        })
+        // Ties go to the first extension listed.
+        .rev()
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, path)| path)
 }
 
 impl fmt::Display for PluginName {
@@ -63,10 +96,14 @@ impl<'de> Deserialize<'de> for PluginName {
     }
 }
 
-/// The plugin a directory entry stands for: `NAME.wasm` with a valid name.
-/// Dotfiles, editor temp files and other extensions are not plugins.
+/// The plugin a directory entry stands for: `NAME.wasm`, `NAME.view.yaml`,
+/// `NAME.view.yml` or `NAME.view.json` with a valid name. Dotfiles, editor
+/// temp files and other extensions are not plugins.
 pub fn plugin_of_file(file_name: &str) -> Option<PluginName> {
-    PluginName::parse(file_name.strip_suffix(".wasm")?).ok()
+    EXTENSIONS.iter().find_map(|ext| {
+        let stem = file_name.strip_suffix(ext)?.strip_suffix('.')?;
+        PluginName::parse(stem).ok()
+    })
 }
 
 #[cfg(test)]
@@ -84,6 +121,20 @@ mod tests {
         assert_eq!(of("orders.wasm~"), None);
         assert_eq!(of(".orders.wasm"), None);
         assert_eq!(of("Orders.wasm"), None);
+        assert_eq!(of("orders.view.yaml").as_deref(), Some("orders"));
+        assert_eq!(of("orders.view.yml").as_deref(), Some("orders"));
+        assert_eq!(of("orders.view.json").as_deref(), Some("orders"));
+        assert_eq!(of("orders.yaml"), None);
+        assert_eq!(of("orders.view.yaml.swp"), None);
+        assert_eq!(of(".view.yaml"), None);
+    }
+
+    #[test]
+    fn a_file_is_named_after_its_kind() {
+        let name = PluginName::parse("orders").unwrap();
+        assert_eq!(name.file_name(b"\0asm\x0d\0\x01\0"), "orders.wasm");
+        assert_eq!(name.file_name(b"key: x\n"), "orders.view.yaml");
+        assert_eq!(name.file_name(b"\n  {\"key\": 1}"), "orders.view.json");
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! has been quiet for `QUIET` and its size has stopped changing, so a slow
 //! `cp` is loaded once, complete. Editor temp files and dotfiles are not
 //! plugin names and are ignored. (`cp x.wasm dir/.x.tmp && mv dir/.x.tmp
-//! dir/NAME.wasm` is still the safe way: the rename is atomic.) A settled
-//! file is handed to its plugin's task without waiting for the task, so a
-//! slow compile of one plugin never delays another's file.
+//! dir/NAME.wasm` is still the safe way: the rename is atomic; likewise for
+//! `NAME.view.yaml`.) A plugin whose file is replaced by one of another
+//! kind (`NAME.wasm` by `NAME.view.yaml`) gets events for both names, and
+//! acts once both have settled, on the file modified last. A settled file
+//! is handed to its plugin's task without waiting for the task, so a slow
+//! compile of one plugin never delays another's file.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -45,10 +48,10 @@ pub fn watch(manager: PluginManager) -> notify::Result<notify::RecommendedWatche
     Ok(watcher)
 }
 
+/// The size of the file that stands for `name`, if there is one.
 fn size_of(dir: &Path, name: &PluginName) -> Option<u64> {
-    std::fs::metadata(dir.join(name.file_name()))
-        .ok()
-        .map(|m| m.len())
+    let path = names::file_of(dir, name)?;
+    std::fs::metadata(path).ok().map(|m| m.len())
 }
 
 async fn debounce(manager: PluginManager, mut rx: mpsc::UnboundedReceiver<PluginName>) {

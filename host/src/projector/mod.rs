@@ -13,8 +13,9 @@
 //!
 //! # The seam every kind of projection goes through
 //! A projector does not know what a plugin is made of. It asks a
-//! [`Projection`] (a compiled WebAssembly component today; any later kind
-//! of projection implements the same trait) for a [`Handler`], hands it
+//! [`Projection`] (a compiled WebAssembly component, or a view file run
+//! natively by [`crate::declarative`]; any later kind of projection
+//! implements the same trait) for a [`Handler`], hands it
 //! batches, and commits what the handler wrote. It tells whoever started it
 //! when it has caught up with the head or failed ([`ProjectorEvent`]), and
 //! can be held at a position ([`ProjectorContext::hold`]) so that two
