@@ -50,8 +50,10 @@ pub const JS_BUILD: &[File] = embed!("guest-sdk/js":
     "package-lock.json",
 );
 
-/// The WIT package components are built against (the newest version).
-pub const WIT: &[File] = embed!("wit": "projection.wit");
+/// The WIT package Python and JavaScript projections are built against:
+/// `prism:projection@0.2.0`, the version their SDKs implement (they cannot
+/// emit events yet; 0.3.0 adds that).
+pub const WIT: &[File] = embed!("wit/0.2.0": "projection.wit");
 
 /// The componentize-py version the Python SDK pins (its `build` extra).
 pub fn componentize_py_version() -> &'static str {
