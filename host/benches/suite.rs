@@ -517,11 +517,22 @@ fn prism_binary(root: &Path) -> PathBuf {
 /// Start `bin serve` on a loopback port as a child process; it and its
 /// base URL once it listens.
 fn spawn_prism(bin: &Path, data: &Path, plugins: &Path) -> Result<(std::process::Child, String)> {
+    spawn_prism_with(bin, data, plugins, &[])
+}
+
+/// [`spawn_prism`] with more arguments (`--config FILE`, …).
+fn spawn_prism_with(
+    bin: &Path,
+    data: &Path,
+    plugins: &Path,
+    more: &[&std::ffi::OsStr],
+) -> Result<(std::process::Child, String)> {
     let mut child = std::process::Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .arg("--plugins")
         .arg(plugins)
+        .args(more)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -822,26 +833,31 @@ impl Suite {
             std::fs::copy(path, plugins.join(format!("{name}.wasm")))?;
         }
         let http = reqwest::Client::new();
-        let config = |cutover| prism::config::Config {
-            data: data.clone(),
-            plugins: plugins.clone(),
-            plugin_defaults: prism::plugins::settings::PluginSettings {
-                cutover: Some(cutover),
-                ..Default::default()
-            },
-            ..Default::default()
+        // Processes of the release binary: a restart is a new process.
+        let bin = prism_binary(&self.root);
+        let manual_config = self.work.path().join("deploys-manual.toml");
+        std::fs::write(&manual_config, "[plugin_defaults]\ncutover = \"manual\"\n")?;
+        let start = |config: Option<&Path>| -> Result<(std::process::Child, String)> {
+            match config {
+                None => spawn_prism(&bin, &data, &plugins),
+                Some(c) => {
+                    spawn_prism_with(&bin, &data, &plugins, &["--config".as_ref(), c.as_os_str()])
+                }
+            }
         };
-        let auto = prism::plugins::lifecycle::Cutover::Auto;
-        let manual = prism::plugins::lifecycle::Cutover::Manual;
+        let stop = |mut child: std::process::Child| {
+            let _ = child.kill();
+            let _ = child.wait();
+        };
         let mut took = Vec::new();
         for _ in 0..2 {
             let started = Instant::now();
-            let server = start_server_with(config(auto)).await?;
+            let (child, base) = start(None)?;
             for name in names {
-                wait_live(&http, &server.base, name, n, None).await?;
+                wait_live(&http, &base, name, n, None).await?;
             }
             took.push(started.elapsed());
-            server.stop().await?;
+            stop(child);
         }
         self.figure(
             "Deploys",
@@ -858,29 +874,29 @@ impl Suite {
         );
 
         // Rollback after a cutover and 10,000 appends.
-        let server = start_server_with(config(auto)).await?;
+        let (child, base) = start(None)?;
         let bank = plugins.join("account-balance.wasm");
         let bytes = std::fs::read(&bank)?;
-        let old = wait_live(&http, &server.base, "account-balance", n, None).await?;
+        let old = wait_live(&http, &base, "account-balance", n, None).await?;
         let old_gen = old["generation"].as_str().unwrap_or_default().to_string();
         let put = http
-            .put(format!("{}/plugins/account-balance", server.base))
+            .put(format!("{}/plugins/account-balance", base))
             .body(with_marker(&bytes, "v2"))
             .send()
             .await?;
         check_success(put).await?;
-        let new = wait_live(&http, &server.base, "account-balance", n, Some(&old_gen)).await?;
+        let new = wait_live(&http, &base, "account-balance", n, Some(&old_gen)).await?;
         let new_gen = new["generation"].as_str().unwrap_or_default().to_string();
         let more = 10_000;
-        batched_appends(&server.base, more, "after-cutover").await?;
-        let head = head_of(&http, &server.base).await?;
+        batched_appends(&base, more, "after-cutover").await?;
+        let head = head_of(&http, &base).await?;
         let started = Instant::now();
         let rollback = http
-            .post(format!("{}/plugins/account-balance/rollback", server.base))
+            .post(format!("{}/plugins/account-balance/rollback", base))
             .send()
             .await?;
         check_success(rollback).await?;
-        let back = wait_live(&http, &server.base, "account-balance", head, Some(&new_gen)).await?;
+        let back = wait_live(&http, &base, "account-balance", head, Some(&new_gen)).await?;
         let rollback_took = started.elapsed();
         if back["generation"] != old_gen.as_str() {
             bail!(
@@ -888,7 +904,6 @@ impl Suite {
                 back["generation"]
             );
         }
-        server.stop().await?;
         self.figure(
             "Deploys",
             "deploys",
@@ -901,22 +916,23 @@ impl Suite {
 
         // What a caught-up manual candidate costs: the serving generation
         // applying the same appends alone and with a candidate following.
-        let server = start_server_with(config(manual)).await?;
-        let head = head_of(&http, &server.base).await?;
-        wait_live(&http, &server.base, "account-balance", head, None).await?;
+        stop(child);
+        let (child, base) = start(Some(&manual_config))?;
+        let head = head_of(&http, &base).await?;
+        wait_live(&http, &base, "account-balance", head, None).await?;
         let appended = self.scale(200_000, 20_000);
         let mut rates = Vec::new();
         for with_candidate in [false, true] {
             if with_candidate {
                 let put = http
-                    .put(format!("{}/plugins/account-balance", server.base))
+                    .put(format!("{}/plugins/account-balance", base))
                     .body(with_marker(&bytes, "candidate"))
                     .send()
                     .await?;
                 check_success(put).await?;
                 let deadline = Instant::now() + Duration::from_secs(1800);
                 loop {
-                    let s = plugin_status(&http, &server.base, "account-balance").await?;
+                    let s = plugin_status(&http, &base, "account-balance").await?;
                     if s["candidate"]["state"] == "ready"
                         || s["candidate"]["position"].as_u64() >= Some(head)
                     {
@@ -930,15 +946,15 @@ impl Suite {
             }
             let started = Instant::now();
             batched_appends(
-                &server.base,
+                &base,
                 appended,
                 if with_candidate { "with" } else { "alone" },
             )
             .await?;
-            let head = head_of(&http, &server.base).await?;
+            let head = head_of(&http, &base).await?;
             let deadline = Instant::now() + Duration::from_secs(1800);
             loop {
-                let s = plugin_status(&http, &server.base, "account-balance").await?;
+                let s = plugin_status(&http, &base, "account-balance").await?;
                 let candidate_done =
                     !with_candidate || s["candidate"]["position"].as_u64() >= Some(head);
                 if s["position"].as_u64() >= Some(head) && candidate_done {
@@ -951,7 +967,7 @@ impl Suite {
             }
             rates.push(rate(appended, started.elapsed()));
         }
-        server.stop().await?;
+        stop(child);
         self.figure(
             "Deploys",
             "deploys",
