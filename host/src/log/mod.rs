@@ -115,10 +115,11 @@ struct AppendRequest {
     /// What streams must look like before the append, checked together.
     expected: Vec<(String, ExpectedVersion)>,
     /// A projector's prepared commit to store in the same write as the
-    /// events (see `writer`).
+    /// events (see `writer`, which takes it out of the request).
     commit: Option<rocksdb::WriteBatch>,
-    /// The events are a projector's emissions: those already in the log
-    /// (by id) are left out instead of refusing the append.
+    /// The request came with a commit: its events are that projector's
+    /// emissions, and those already in the log (by id) are left out
+    /// instead of refusing the append.
     commit_of_emitted: bool,
     reply: oneshot::Sender<Result<MultiOutcome, LogError>>,
 }
@@ -128,6 +129,32 @@ struct AppendRequest {
 struct WriterHandle {
     tx: Option<mpsc::Sender<AppendRequest>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriterHandle {
+    /// Hand a request to the writer thread and wait for its answer.
+    async fn request(
+        &self,
+        runs: Vec<StreamEvents>,
+        expected: Vec<(String, ExpectedVersion)>,
+        commit: Option<rocksdb::WriteBatch>,
+    ) -> Result<MultiOutcome, LogError> {
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            runs,
+            expected,
+            commit_of_emitted: commit.is_some(),
+            commit,
+            reply,
+        };
+        self.tx
+            .as_ref()
+            .expect("open until dropped")
+            .send(request)
+            .await
+            .map_err(|_| LogError::ShuttingDown)?;
+        answer.await.map_err(|_| LogError::ShuttingDown)?
+    }
 }
 
 impl Drop for WriterHandle {
@@ -307,22 +334,7 @@ impl EventLog {
                 return self.append_replicated(replication, runs, expected).await;
             }
         };
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            runs,
-            expected,
-            commit: None,
-            commit_of_emitted: false,
-            reply,
-        };
-        writer
-            .tx
-            .as_ref()
-            .expect("open until dropped")
-            .send(request)
-            .await
-            .map_err(|_| LogError::ShuttingDown)?;
-        answer.await.map_err(|_| LogError::ShuttingDown)?
+        writer.request(runs, expected, None).await
     }
 
     /// Store a projector's prepared commit (`batch`: its view writes and
@@ -345,22 +357,7 @@ impl EventLog {
                 return Err(LogError::Invalid(EMITS_NEED_EMBEDDED_LOG.into()));
             }
         };
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            runs,
-            expected: Vec::new(),
-            commit: Some(batch),
-            commit_of_emitted: true,
-            reply,
-        };
-        writer
-            .tx
-            .as_ref()
-            .expect("open until dropped")
-            .send(request)
-            .await
-            .map_err(|_| LogError::ShuttingDown)?;
-        answer.await.map_err(|_| LogError::ShuttingDown)?
+        writer.request(runs, Vec::new(), Some(batch)).await
     }
 
     /// An append through the replicated log, answered once this node's copy
