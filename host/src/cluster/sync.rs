@@ -389,27 +389,11 @@ async fn install(
         }
     };
     let dir = config.plugins_dir.clone();
-    let file = name.file_name(&bytes);
-    let path = dir.join(&file);
-    let others: Vec<_> = name
-        .file_names()
-        .filter(|f| *f != file)
-        .map(|f| dir.join(f))
-        .collect();
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        crate::storage::files::write_atomically(&path, &bytes)?;
-        // A file of another kind for the same plugin is replaced.
-        for other in others {
-            match std::fs::remove_file(other) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    let plugin = name.clone();
+    tokio::task::spawn_blocking(move || plugin.install_file(&dir, &bytes))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     tracing::info!(plugin = %name, hash = hash.short(), "installed from the cluster");
     Ok(())
 }

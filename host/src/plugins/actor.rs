@@ -680,33 +680,23 @@ impl Actor {
 
     /// Remove the files that stand for this plugin, but `keep`.
     async fn remove_files_except(&self, keep: Option<&str>) -> Result<(), PluginError> {
-        for file in self.name.file_names() {
-            if Some(file.as_str()) == keep {
-                continue;
-            }
-            match tokio::fs::remove_file(self.shared.config.dir.join(&file)).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let (name, dir) = (self.name.clone(), self.shared.config.dir.clone());
+        let keep = keep.map(str::to_owned);
+        tokio::task::spawn_blocking(move || name.remove_files(&dir, keep.as_deref()))
+            .await
+            .map_err(|e| PluginError::Internal(e.to_string()))??;
         Ok(())
     }
 
     /// Write `bytes` as the plugin file, atomically, named after their kind;
     /// a file of another kind for the same plugin is removed.
     async fn write_file(&self, bytes: &[u8]) -> Result<(), PluginError> {
-        let dir = self.shared.config.dir.clone();
-        let file = self.name.file_name(bytes);
-        let path = dir.join(&file);
-        if tokio::fs::read(&path).await.is_ok_and(|b| b == bytes) {
-            return self.remove_files_except(Some(&file)).await;
-        }
+        let (name, dir) = (self.name.clone(), self.shared.config.dir.clone());
         let bytes = bytes.to_vec();
-        tokio::task::spawn_blocking(move || crate::storage::files::write_atomically(&path, &bytes))
+        tokio::task::spawn_blocking(move || name.install_file(&dir, &bytes))
             .await
             .map_err(|e| PluginError::Internal(e.to_string()))??;
-        self.remove_files_except(Some(&file)).await
+        Ok(())
     }
 
     async fn write_file_from_store(&self, hash: &ContentHash) -> Result<(), PluginError> {

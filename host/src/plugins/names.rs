@@ -61,6 +61,33 @@ impl PluginName {
             .iter()
             .map(move |ext| format!("{}.{ext}", self.0))
     }
+
+    /// Remove the files in `dir` that stand for this plugin, but `keep`.
+    pub fn remove_files(&self, dir: &Path, keep: Option<&str>) -> std::io::Result<()> {
+        for file in self.file_names() {
+            if Some(file.as_str()) == keep {
+                continue;
+            }
+            match std::fs::remove_file(dir.join(&file)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `bytes` this plugin's file in `dir`: written atomically under
+    /// the name of their kind, a file of another kind for it removed.
+    /// Blocking.
+    pub fn install_file(&self, dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let file = self.file_name(bytes);
+        let path = dir.join(&file);
+        if std::fs::read(&path).is_ok_and(|b| b == bytes) {
+            return self.remove_files(dir, Some(&file));
+        }
+        crate::storage::files::write_atomically(&path, bytes)?;
+        self.remove_files(dir, Some(&file))
+    }
 }
 
 /// The extensions of plugin files: components, then view files.
