@@ -49,7 +49,6 @@ mod writer;
 
 use std::sync::Arc;
 
-use rocksdb::{Direction, IteratorMode, ReadOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -60,7 +59,9 @@ pub use model::{
 pub use space::StorageHealth;
 
 use crate::storage::codec::{self, StoredEvent};
-use crate::storage::{CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError};
+use crate::storage::{
+    CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Reading, Seek, StorageError, Store, WriteSet,
+};
 use space::AppendState;
 
 /// Why an append or a read failed. An append that fails wrote nothing.
@@ -97,12 +98,6 @@ pub enum LogError {
     Storage(#[from] StorageError),
 }
 
-impl From<rocksdb::Error> for LogError {
-    fn from(e: rocksdb::Error) -> Self {
-        LogError::Storage(StorageError::from(e))
-    }
-}
-
 /// Why a projection that emits events does not run on the replicated log.
 pub const EMITS_NEED_EMBEDDED_LOG: &str = "this projection emits events, which needs the embedded \
      log: on the JetStream log the emitted events and the view's commit cannot be stored in one \
@@ -116,7 +111,7 @@ struct AppendRequest {
     expected: Vec<(String, ExpectedVersion)>,
     /// A projector's prepared commit to store in the same write as the
     /// events (see `writer`, which takes it out of the request).
-    commit: Option<rocksdb::WriteBatch>,
+    commit: Option<WriteSet>,
     /// The request came with a commit: its events are that projector's
     /// emissions, and those already in the log (by id) are left out
     /// instead of refusing the append.
@@ -137,7 +132,7 @@ impl WriterHandle {
         &self,
         runs: Vec<StreamEvents>,
         expected: Vec<(String, ExpectedVersion)>,
-        commit: Option<rocksdb::WriteBatch>,
+        commit: Option<WriteSet>,
     ) -> Result<MultiOutcome, LogError> {
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
@@ -169,7 +164,7 @@ impl Drop for WriterHandle {
 /// A handle to the event log; clone it freely.
 #[derive(Clone)]
 pub struct EventLog {
-    db: Arc<Rocks>,
+    store: Store,
     /// Where appends go: the single local writer (it exits when every
     /// handle is dropped), or the replicated log this node copies.
     appender: Appender,
@@ -189,18 +184,18 @@ enum Appender {
 
 impl EventLog {
     /// Open the log kept in a replicated backend (NATS JetStream): appends
-    /// go there, and this node copies the log into `db` from where its copy
+    /// go there, and this node copies the log into `store` from where its copy
     /// ends, for ever (see `replica`).
     pub(crate) fn open_replicated(
-        db: Arc<Rocks>,
+        store: Store,
         config: crate::cluster::jetstream::JetStreamConfig,
     ) -> Result<Self, LogError> {
-        let head = last_position(&db)?;
+        let head = last_position(&store)?;
         let (head_tx, head_rx) = watch::channel(head);
         let (_, appends_rx) = watch::channel(AppendState::Accepting);
-        let replication = replica::Replication::start(config, db.clone(), head, head_tx);
+        let replication = replica::Replication::start(config, store.clone(), head, head_tx);
         Ok(EventLog {
-            db,
+            store,
             appender: Appender::Replicated(replication),
             head: head_rx,
             appends: appends_rx,
@@ -240,25 +235,23 @@ impl EventLog {
         matches!(self.appender, Appender::Replicated(_))
     }
 
-    /// Open the log in `db` and start its writer thread. Appends are refused
+    /// Open the log in `store` and start its writer thread. Appends are refused
     /// while less than `min_free_bytes` is free on the database's disk.
-    pub(crate) fn open(db: Arc<Rocks>, min_free_bytes: u64) -> Result<Self, LogError> {
-        let head = last_position(&db)?;
-        let mut sync = rocksdb::WriteOptions::default();
-        sync.set_sync(true);
+    pub(crate) fn open(store: Store, min_free_bytes: u64) -> Result<Self, LogError> {
+        let head = last_position(&store)?;
         // On a disk too full for this, the server does not start (nor would
         // RocksDB have opened on a completely full one).
-        writer::mark_writable(&db, &sync)?;
+        writer::mark_writable(&store)?;
         let (head_tx, head_rx) = watch::channel(head);
         let (appends_tx, appends_rx) = watch::channel(AppendState::Accepting);
         let (tx, rx) = mpsc::channel(8192);
         let thread = writer::spawn(
-            writer::Writer::new(db.clone(), head, min_free_bytes, appends_tx),
+            writer::Writer::new(store.clone(), head, min_free_bytes, appends_tx),
             rx,
             head_tx,
         )?;
         Ok(EventLog {
-            db,
+            store,
             appender: Appender::Local(Arc::new(WriterHandle {
                 tx: Some(tx),
                 thread: Some(thread),
@@ -271,7 +264,7 @@ impl EventLog {
 
     /// Whether appends are stored, and if not why and until when.
     pub fn storage_health(&self) -> StorageHealth {
-        let free = crate::storage::space::free_bytes(self.db.path()).ok();
+        let free = self.store.free_bytes().ok();
         StorageHealth::new(*self.appends.borrow(), free, self.min_free_bytes)
     }
 
@@ -348,7 +341,7 @@ impl EventLog {
     /// one write: there this is refused with [`LogError::Invalid`].
     pub async fn commit_with_emitted(
         &self,
-        batch: rocksdb::WriteBatch,
+        batch: WriteSet,
         runs: Vec<StreamEvents>,
     ) -> Result<MultiOutcome, LogError> {
         let writer = match &self.appender {
@@ -447,13 +440,11 @@ impl EventLog {
         wants: impl Fn(&str) -> bool,
         mut visit: impl FnMut(Position, Option<RecordedEvent>) -> bool,
     ) -> Result<(), LogError> {
-        let cf = self.db.cf_handle(CF_EVENTS).expect("events family");
+        let events = self.store.fixed(CF_EVENTS);
         let start = codec::u64_key(from.0.max(1));
-        let mut opts = ReadOptions::default();
-        opts.set_readahead_size(2 << 20);
-        let iter =
-            self.db
-                .iterator_cf_opt(&cf, opts, IteratorMode::From(&start, Direction::Forward));
+        let iter = self
+            .store
+            .scan(&events, Seek::From(&start), Reading::Sequential);
         for item in iter {
             let (key, value) = item?;
             let position = Position(codec::decode_u64(&key)?);
@@ -471,7 +462,7 @@ impl EventLog {
 
     /// The last version of `stream`, or `None` if it has no events.
     pub fn stream_version(&self, stream: &str) -> Result<Option<StreamVersion>, LogError> {
-        Ok(stream_head(&self.db, stream)?)
+        Ok(stream_head(&self.store, stream)?)
     }
 
     /// Up to `limit` events of `stream` from version `from`, oldest first;
@@ -501,15 +492,13 @@ impl EventLog {
         from: Position,
         mut visit: impl FnMut(EventRef<'_>) -> bool,
     ) -> Result<(), LogError> {
-        let cf = self.db.cf_handle(CF_EVENTS).expect("events family");
+        let events = self.store.fixed(CF_EVENTS);
         // No fixed readahead (unlike `scan_where`): its buffer would hold up
         // to a page's worth of events beside the response. RocksDB's own
         // readahead still grows on sequential reads.
-        let mut opts = ReadOptions::default();
-        opts.fill_cache(false);
-        let mut iter = self.db.raw_iterator_cf_opt(&cf, opts);
+        let mut iter = self.store.cursor(&events, Reading::PassingThrough);
         iter.seek(codec::u64_key(from.0.max(1)));
-        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+        while let Some((key, value)) = iter.entry() {
             let position = Position(codec::decode_u64(key)?);
             if !visit(borrowed(position, codec::decode_event_ref(value)?)) {
                 return Ok(());
@@ -532,15 +521,13 @@ impl EventLog {
         if self.stream_version(stream)?.is_none() {
             return Ok(false);
         }
-        let streams = self.db.cf_handle(CF_STREAMS).expect("streams family");
-        let events = self.db.cf_handle(CF_EVENTS).expect("events family");
+        let streams = self.store.fixed(CF_STREAMS);
+        let events = self.store.fixed(CF_EVENTS);
         let start = codec::stream_key(stream, from.0);
         let prefix_len = stream.len() + 1;
-        let mut uncached = ReadOptions::default();
-        uncached.fill_cache(false);
-        let mut index = self.db.raw_iterator_cf(&streams);
+        let mut index = self.store.cursor(&streams, Reading::Cached);
         index.seek(&start);
-        while let (Some(key), Some(value)) = (index.key(), index.value()) {
+        while let Some((key, value)) = index.entry() {
             if key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
                 break;
             }
@@ -548,8 +535,8 @@ impl EventLog {
             // One event at a time: a page of big events is never in memory
             // all at once.
             let bytes = self
-                .db
-                .get_pinned_cf_opt(&events, codec::u64_key(position), &uncached)?
+                .store
+                .get_reading(&events, codec::u64_key(position), Reading::PassingThrough)?
                 .ok_or_else(|| {
                     StorageError::Corrupt(format!(
                         "stream index points at missing position {position}"
@@ -610,17 +597,17 @@ fn borrowed(position: Position, e: StoredEvent<&str>) -> EventRef<'_> {
     }
 }
 
-fn last_position(db: &Rocks) -> Result<Position, StorageError> {
-    let cf = db.cf_handle(CF_EVENTS).expect("events family");
-    match db.iterator_cf(&cf, IteratorMode::End).next() {
+fn last_position(store: &Store) -> Result<Position, StorageError> {
+    let events = store.fixed(CF_EVENTS);
+    match store.scan(&events, Seek::Last, Reading::Cached).next() {
         Some(item) => Ok(Position(codec::decode_u64(&item?.0)?)),
         None => Ok(Position::ZERO),
     }
 }
 
-fn stream_head(db: &Rocks, stream: &str) -> Result<Option<StreamVersion>, StorageError> {
-    let cf = db.cf_handle(CF_STREAM_HEADS).expect("stream heads family");
-    match db.get_pinned_cf(&cf, stream.as_bytes())? {
+fn stream_head(store: &Store, stream: &str) -> Result<Option<StreamVersion>, StorageError> {
+    let heads = store.fixed(CF_STREAM_HEADS);
+    match store.get(&heads, stream.as_bytes())? {
         Some(v) => Ok(Some(StreamVersion(codec::decode_u64(&v)?))),
         None => Ok(None),
     }
@@ -797,8 +784,12 @@ mod tests {
         let log = EventLog::open(db.clone(), 0).unwrap();
         let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
         let commit = |marker: &str| {
-            let mut batch = rocksdb::WriteBatch::default();
-            batch.put(format!("test/{marker}"), b"1");
+            let mut batch = WriteSet::default();
+            batch.put(
+                &db.fixed(crate::storage::CF_META),
+                format!("test/{marker}"),
+                b"1",
+            );
             batch
         };
         let first = log
@@ -835,7 +826,9 @@ mod tests {
         assert_eq!(stored, ids);
         for marker in ["a", "b", "c"] {
             assert!(
-                db.get(format!("test/{marker}")).unwrap().is_some(),
+                db.get(&db.fixed(crate::storage::CF_META), format!("test/{marker}"))
+                    .unwrap()
+                    .is_some(),
                 "{marker}"
             );
         }

@@ -18,13 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, watch};
 
 use super::{LogError, Position};
 use crate::cluster::jetstream::{self, JetStreamConfig, JetStreamLog};
 use crate::storage::codec;
-use crate::storage::{CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError};
+use crate::storage::{
+    CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Durability, StorageError, Store, WriteSet,
+};
 
 /// Events stored locally in one write.
 const INGEST_BATCH: usize = 2048;
@@ -62,10 +63,10 @@ impl Drop for Replication {
 
 impl Replication {
     /// Connect (retrying until the cluster answers) and copy the log from
-    /// after `head` into `db`, moving `head_tx`.
+    /// after `head` into `local`, moving `head_tx`.
     pub(crate) fn start(
         config: JetStreamConfig,
-        db: Arc<Rocks>,
+        local: Store,
         head: Position,
         head_tx: watch::Sender<Position>,
     ) -> Arc<Replication> {
@@ -94,7 +95,7 @@ impl Replication {
         }));
         replication
             .tasks
-            .push(tokio::spawn(store(db, events_rx, head_tx)));
+            .push(tokio::spawn(store(local, events_rx, head_tx)));
         Arc::new(replication)
     }
 
@@ -220,7 +221,7 @@ fn unavailable(state: &watch::Sender<ReplicaState>, e: &LogError) {
 
 /// Store what the follower receives, in batches, and move the head.
 async fn store(
-    db: Arc<Rocks>,
+    db: Store,
     mut events: mpsc::Receiver<(Position, Bytes)>,
     head: watch::Sender<Position>,
 ) {
@@ -255,13 +256,13 @@ async fn store(
 
 /// Store `events` (contiguous, after the local head) in one write; the new
 /// head, or `None` if every one was there already.
-fn store_batch(db: &Rocks, events: &[(Position, Bytes)]) -> Result<Option<Position>, LogError> {
-    let events_cf = db.cf_handle(CF_EVENTS).expect("events family");
-    let streams_cf = db.cf_handle(CF_STREAMS).expect("streams family");
-    let ids_cf = db.cf_handle(CF_EVENT_IDS).expect("event ids family");
-    let heads_cf = db.cf_handle(CF_STREAM_HEADS).expect("stream heads family");
+fn store_batch(db: &Store, events: &[(Position, Bytes)]) -> Result<Option<Position>, LogError> {
+    let events_cf = db.fixed(CF_EVENTS);
+    let streams_cf = db.fixed(CF_STREAMS);
+    let ids_cf = db.fixed(CF_EVENT_IDS);
+    let heads_cf = db.fixed(CF_STREAM_HEADS);
     let local = super::last_position(db)?;
-    let mut batch = WriteBatch::default();
+    let mut batch = WriteSet::default();
     let mut heads: Vec<(String, u64)> = Vec::new();
     let mut last = None;
     let mut expected = local.next();
@@ -277,15 +278,15 @@ fn store_batch(db: &Rocks, events: &[(Position, Bytes)]) -> Result<Option<Positi
         }
         let event = codec::decode_event(bytes)?;
         let key = codec::u64_key(position.0);
-        batch.put_cf(&events_cf, key, bytes);
-        batch.put_cf(
+        batch.put(&events_cf, key, bytes);
+        batch.put(
             &streams_cf,
             codec::stream_key(&event.stream, event.stream_version),
             key,
         );
         // Every id is kept: a retry from any client, on any node, after the
         // replicated log's own de-duplication window, is still recognised.
-        batch.put_cf(&ids_cf, event.id, key);
+        batch.put(&ids_cf, event.id, key);
         match heads.iter_mut().find(|(s, _)| *s == event.stream) {
             Some((_, v)) => *v = event.stream_version,
             None => heads.push((event.stream, event.stream_version)),
@@ -294,12 +295,10 @@ fn store_batch(db: &Rocks, events: &[(Position, Bytes)]) -> Result<Option<Positi
         expected = position.next();
     }
     for (stream, version) in &heads {
-        batch.put_cf(&heads_cf, stream.as_bytes(), codec::u64_key(*version));
+        batch.put(&heads_cf, stream.as_bytes(), codec::u64_key(*version));
     }
     if last.is_some() {
-        let mut opts = WriteOptions::default();
-        opts.set_sync(false);
-        db.write_opt(batch, &opts)?;
+        db.write(batch, Durability::Buffered)?;
     }
     Ok(last)
 }

@@ -3,7 +3,7 @@
 //! Requests queue on a channel while the previous group's WAL sync is in
 //! flight; the writer then takes everything queued as the next group, checks
 //! each request against the stream heads (including the group's own earlier
-//! requests), and commits the whole group with one synced `WriteBatch`. So
+//! requests), and commits the whole group with one synced write. So
 //! many concurrent appends share one fsync, and each append is still atomic:
 //! a request that fails its checks contributes nothing to the batch.
 //!
@@ -12,7 +12,7 @@
 //!
 //! # Appends that carry a projector's commit
 //! A projection's emitted events come with the rest of its batch's commit
-//! (view writes, checkpoint) as a prepared `WriteBatch`. Such a request is
+//! (view writes, checkpoint) as a prepared `WriteSet`. Such a request is
 //! a group of its own, started from that batch: the events and the commit
 //! go to RocksDB in one synced write, so they are stored together or not at
 //! all. Its events have ids derived from their cause, and an event whose id
@@ -22,10 +22,8 @@
 //! of disk space (see the `log` module).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, watch};
 
 use super::space::{AppendState, Shortage};
@@ -33,8 +31,9 @@ use super::{
     AppendRequest, LogError, MultiOutcome, Position, StreamEvents, StreamVersion, stream_head,
 };
 use crate::storage::codec::{self, StoredEvent};
-use crate::storage::space;
-use crate::storage::{CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Rocks, StorageError};
+use crate::storage::{
+    CF_EVENT_IDS, CF_EVENTS, CF_STREAM_HEADS, CF_STREAMS, Durability, StorageError, Store, WriteSet,
+};
 
 /// Most requests committed in one group; bounds the latency of the first one.
 const MAX_GROUP: usize = 2048;
@@ -55,8 +54,12 @@ const WRITABLE_KEY: &[u8] = b"log/writable-at-ms";
 /// again) that aborts the process in Debian's build. Every memtable is
 /// empty after opening and after each resume, so this is written on
 /// opening and is what the writer's probe writes.
-pub(super) fn mark_writable(db: &Rocks, sync: &WriteOptions) -> Result<(), rocksdb::Error> {
-    db.put_opt(WRITABLE_KEY, crate::clock::now_ms().to_be_bytes(), sync)
+pub(super) fn mark_writable(store: &Store) -> Result<(), StorageError> {
+    store.put_default(
+        WRITABLE_KEY,
+        crate::clock::now_ms().to_be_bytes(),
+        Durability::Synced,
+    )
 }
 
 pub(super) fn spawn(
@@ -74,7 +77,7 @@ pub(super) fn spawn(
 }
 
 pub(super) struct Writer {
-    db: Arc<Rocks>,
+    store: Store,
     /// The position the next appended event gets.
     next: Position,
     /// Free bytes below which groups are refused before RocksDB sees them (0: never).
@@ -94,20 +97,20 @@ struct IdEntry {
 /// State of the group being assembled, seen by its later requests.
 #[derive(Default)]
 struct Group {
-    batch: WriteBatch,
+    batch: WriteSet,
     heads: HashMap<String, StreamVersion>,
     ids: HashMap<[u8; 16], IdEntry>,
 }
 
 impl Writer {
     pub(super) fn new(
-        db: Arc<Rocks>,
+        store: Store,
         last: Position,
         min_free_bytes: u64,
         appends: watch::Sender<AppendState>,
     ) -> Self {
         Writer {
-            db,
+            store,
             next: last.next(),
             min_free_bytes,
             appends,
@@ -120,12 +123,10 @@ impl Writer {
         head: watch::Sender<Position>,
         clock: tokio::runtime::Runtime,
     ) {
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
         let mut held: Option<AppendRequest> = None;
         while let Some(first) = match held.take() {
             Some(r) => Some(r),
-            None => self.next_request(&mut rx, &clock, &sync),
+            None => self.next_request(&mut rx, &clock),
         } {
             let mut requests = vec![first];
             // A request carrying a commit is a group of its own (see above).
@@ -156,7 +157,7 @@ impl Writer {
             }
             let results: Vec<_> = requests.iter().map(|r| self.plan(r, &mut group)).collect();
             let committed = if self.next > group_start || carries_commit {
-                self.db.write_opt(group.batch, &sync)
+                self.store.write(group.batch, Durability::Synced)
             } else {
                 Ok(())
             };
@@ -173,13 +174,13 @@ impl Writer {
                 Err(e) => {
                     // Nothing of the group was applied: its positions go to the next one.
                     self.next = group_start;
-                    if space::is_out_of_space(&e) {
+                    if matches!(e, StorageError::Full) {
                         self.refusing(Shortage::DiskFull, &e);
                     } else {
                         tracing::error!(error = %e, "append group failed to commit");
                     }
                     for request in requests {
-                        let _ = request.reply.send(Err(LogError::from(e.clone())));
+                        let _ = request.reply.send(Err(LogError::Storage(e.clone())));
                     }
                 }
             }
@@ -192,7 +193,6 @@ impl Writer {
         &mut self,
         rx: &mut mpsc::Receiver<AppendRequest>,
         clock: &tokio::runtime::Runtime,
-        sync: &WriteOptions,
     ) -> Option<AppendRequest> {
         loop {
             let state = *self.appends.borrow();
@@ -203,20 +203,20 @@ impl Writer {
                 clock.block_on(async { tokio::time::timeout(PROBE_EVERY, rx.recv()).await });
             match waited {
                 Ok(request) => return request,
-                Err(_) => self.probe(sync),
+                Err(_) => self.probe(),
             }
         }
     }
 
     /// Whether a write could be stored now: enough free space, and RocksDB
     /// taking writes again (which a write of the marker tells).
-    fn probe(&mut self, sync: &WriteOptions) {
+    fn probe(&mut self) {
         if !self.has_room() {
             return;
         }
-        match mark_writable(&self.db, sync) {
+        match mark_writable(&self.store) {
             Ok(()) => self.accepting(),
-            Err(e) if space::is_out_of_space(&e) => self.refusing(Shortage::DiskFull, &e),
+            Err(e @ StorageError::Full) => self.refusing(Shortage::DiskFull, &e),
             Err(e) => tracing::warn!(error = %e, "probing whether the database takes writes"),
         }
     }
@@ -227,7 +227,7 @@ impl Writer {
         if self.min_free_bytes == 0 {
             return true;
         }
-        match space::free_bytes(self.db.path()) {
+        match self.store.free_bytes() {
             Ok(free) if free < self.min_free_bytes => {
                 self.refusing(Shortage::BelowMinimum, &format!("{free} bytes free"));
                 false
@@ -273,7 +273,7 @@ impl Writer {
     fn head_of(&self, stream: &str, group: &Group) -> Result<Option<StreamVersion>, LogError> {
         match group.heads.get(stream) {
             Some(v) => Ok(Some(*v)),
-            None => Ok(stream_head(&self.db, stream)?),
+            None => Ok(stream_head(&self.store, stream)?),
         }
     }
 
@@ -297,14 +297,14 @@ impl Writer {
         r: &AppendRequest,
         group: &mut Group,
     ) -> Result<MultiOutcome, LogError> {
-        let db = self.db.clone();
-        let ids_cf = db.cf_handle(CF_EVENT_IDS).expect("event ids family");
+        let store = self.store.clone();
+        let ids_family = store.fixed(CF_EVENT_IDS);
         let mut fresh: Vec<StreamEvents> = Vec::new();
         for run in &r.runs {
             let keys: Vec<[u8; 16]> = run.events.iter().map(|e| *e.id.as_bytes()).collect();
-            let stored = db.batched_multi_get_cf(&ids_cf, keys.iter().map(|id| &id[..]), false);
+            let stored = store.get_many(&ids_family, keys.iter().map(|id| &id[..]))?;
             for ((event, id), stored) in run.events.iter().zip(&keys).zip(stored) {
-                if group.ids.contains_key(id) || stored?.is_some() {
+                if group.ids.contains_key(id) || stored.is_some() {
                     continue;
                 }
                 match fresh.last_mut() {
@@ -316,7 +316,7 @@ impl Writer {
                 }
             }
         }
-        drop(ids_cf);
+        drop(ids_family);
         if fresh.is_empty() {
             return Ok(MultiOutcome {
                 first_position: self.next,
@@ -345,13 +345,11 @@ impl Writer {
             }
         }
         let recorded_at_ms = crate::clock::now_ms();
-        let events_cf = self.db.cf_handle(CF_EVENTS).expect("events family");
-        let streams_cf = self.db.cf_handle(CF_STREAMS).expect("streams family");
-        let ids_cf = self.db.cf_handle(CF_EVENT_IDS).expect("event ids family");
-        let heads_cf = self
-            .db
-            .cf_handle(CF_STREAM_HEADS)
-            .expect("stream heads family");
+        let store = self.store.clone();
+        let events_cf = store.fixed(CF_EVENTS);
+        let streams_cf = store.fixed(CF_STREAMS);
+        let ids_cf = store.fixed(CF_EVENT_IDS);
+        let heads_cf = store.fixed(CF_STREAM_HEADS);
         let first_position = self.next;
         // Each touched stream's last version, in order of first appearance.
         let mut versions: Vec<(String, StreamVersion)> = Vec::new();
@@ -376,8 +374,8 @@ impl Writer {
                 let pos_key = codec::u64_key(position.0);
                 group
                     .batch
-                    .put_cf(&events_cf, pos_key, codec::encode_event(&stored));
-                group.batch.put_cf(
+                    .put(&events_cf, pos_key, codec::encode_event(&stored));
+                group.batch.put(
                     &streams_cf,
                     codec::stream_key(&run.stream, version),
                     pos_key,
@@ -385,7 +383,7 @@ impl Writer {
                 // Only ids a client chose can come back in a retry; a server
                 // generated id has no one to resend it, so it is not indexed.
                 if event.client_id {
-                    group.batch.put_cf(&ids_cf, stored.id, pos_key);
+                    group.batch.put(&ids_cf, stored.id, pos_key);
                     group.ids.insert(
                         stored.id,
                         IdEntry {
@@ -407,7 +405,7 @@ impl Writer {
         for (stream, last) in &versions {
             group
                 .batch
-                .put_cf(&heads_cf, stream.as_bytes(), codec::u64_key(last.0));
+                .put(&heads_cf, stream.as_bytes(), codec::u64_key(last.0));
             group.heads.insert(stream.clone(), *last);
         }
         Ok(MultiOutcome {
@@ -436,16 +434,14 @@ impl Writer {
         if !events().any(|(_, e)| e.client_id) {
             return Ok(None);
         }
-        let ids_cf = self.db.cf_handle(CF_EVENT_IDS).expect("event ids family");
+        let ids_cf = self.store.fixed(CF_EVENT_IDS);
         let ids: Vec<[u8; 16]> = events().map(|(_, e)| *e.id.as_bytes()).collect();
-        let stored = self
-            .db
-            .batched_multi_get_cf(&ids_cf, ids.iter().map(|id| &id[..]), false);
+        let stored = self.store.get_many(&ids_cf, ids.iter().map(|id| &id[..]))?;
         let mut found = Vec::with_capacity(ids.len());
         for (id, stored) in ids.iter().zip(stored) {
             if let Some(entry) = group.ids.get(id) {
                 found.push(Some(entry.clone()));
-            } else if let Some(pos) = stored? {
+            } else if let Some(pos) = stored {
                 found.push(Some(self.id_entry(Position(codec::decode_u64(&pos)?))?));
             } else {
                 found.push(None);
@@ -482,10 +478,10 @@ impl Writer {
     }
 
     fn id_entry(&self, position: Position) -> Result<IdEntry, LogError> {
-        let cf = self.db.cf_handle(CF_EVENTS).expect("events family");
+        let events = self.store.fixed(CF_EVENTS);
         let bytes = self
-            .db
-            .get_pinned_cf(&cf, codec::u64_key(position.0))?
+            .store
+            .get(&events, codec::u64_key(position.0))?
             .ok_or_else(|| {
                 crate::storage::StorageError::Corrupt(format!(
                     "event id points at missing position {position}"

@@ -4,7 +4,7 @@
 //! Each generation has its own thread. It reads from its checkpoint, drops
 //! events of types the plugin did not ask for (their positions still count),
 //! calls `handle` with the rest, and commits the view writes with the new
-//! checkpoint in one `WriteBatch`. Batches are as large as the lag allows, up
+//! checkpoint in one atomic write. Batches are as large as the lag allows, up
 //! to a cap: big while replaying, one or a few events when live. When caught
 //! up it sleeps on the log's head notification. A failing batch is bisected
 //! to find the exact poison event, so the good events around it are applied

@@ -2,23 +2,27 @@
 //!
 //! The event log and every view keyspace live in one database so that a
 //! projector can commit a batch's view writes *and* its checkpoint in a single
-//! atomic `WriteBatch`. This module owns opening the database and the names of
-//! its fixed column families; the log (`crate::log`) and the view store
-//! (`crate::views`) are the only other modules that touch RocksDB types.
-//! `space` measures free disk space and recognises RocksDB running out of it;
-//! `files` writes whole files atomically.
+//! atomic write. This module owns opening the database and the names of its
+//! fixed column families; `store` holds the operations the log (`crate::log`)
+//! and the view store (`crate::views`) perform on it, so that no RocksDB type
+//! is named outside this module. `space` measures free disk space and
+//! recognises RocksDB running out of it; `files` writes whole files atomically.
 
 pub(crate) mod codec;
 pub mod files;
 pub mod space;
+mod store;
+
+pub use store::WriteSet;
+pub(crate) use store::{Durability, Reading, Seek, Snapshot, Store};
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options};
 
-/// The RocksDB handle shared by the log and the view store.
-pub(crate) type Rocks = DBWithThreadMode<MultiThreaded>;
+/// The RocksDB handle behind a [`Store`].
+type Rocks = DBWithThreadMode<MultiThreaded>;
 
 /// Events by global position (big-endian `u64` key, `codec` value).
 pub(crate) const CF_EVENTS: &str = "events";
@@ -54,7 +58,7 @@ const FIXED_FAMILIES: [&str; 8] = [
 pub(crate) const WRITE_BUFFER_BYTES: usize = 64 << 20;
 
 /// Why the database could not be used. The server cannot start without it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     #[error("RocksDB: {0}")]
     Rocks(rocksdb::Error),
@@ -93,7 +97,7 @@ fn family_options() -> Options {
 
 /// Open (creating if needed) the database in `dir`, with every column family
 /// that exists on disk — view keyspaces included — so that none is lost.
-pub(crate) fn open(dir: &Path) -> Result<Arc<Rocks>, StorageError> {
+pub(crate) fn open(dir: &Path) -> Result<Store, StorageError> {
     let mut opts = family_options();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -116,14 +120,14 @@ pub(crate) fn open(dir: &Path) -> Result<Arc<Rocks>, StorageError> {
         .into_iter()
         .map(|name| ColumnFamilyDescriptor::new(name, family_options()));
     let db = Rocks::open_cf_descriptors(&opts, dir, descriptors)?;
-    Ok(Arc::new(db))
+    Ok(Store::new(Arc::new(db)))
 }
 
 /// Create a column family if it does not exist yet. Refused while less
 /// than [`space::RESUME_FREE_BYTES`] is free: creating one writes the
 /// MANIFEST (whose failure would stop every write) and header lines to
 /// RocksDB's info LOG (see `open`), and a new keyspace is about to be filled.
-pub(crate) fn ensure_family(db: &Rocks, name: &str) -> Result<(), StorageError> {
+fn ensure_family(db: &Rocks, name: &str) -> Result<(), StorageError> {
     if db.cf_handle(name).is_none() {
         if space::free_bytes(db.path()).is_ok_and(|free| free < space::RESUME_FREE_BYTES) {
             return Err(StorageError::Full);
@@ -134,6 +138,6 @@ pub(crate) fn ensure_family(db: &Rocks, name: &str) -> Result<(), StorageError> 
 }
 
 /// The names of every column family of the database.
-pub(crate) fn family_names(db: &Rocks) -> Vec<String> {
+fn family_names(db: &Rocks) -> Vec<String> {
     Rocks::list_cf(&Options::default(), db.path()).unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 //! client can resume where it left off (after a disconnect, a slow spell or
 //! a server restart) instead of re-reading the whole view.
 //!
-//! Changes are written in the same `WriteBatch` as the view writes and the
+//! Changes are written in the same atomic write as the view writes and the
 //! checkpoint, so the log and the view never disagree. A generation starts
 //! recording when it first catches up with the head (a replay's millions of
 //! intermediate writes are no one's changes) and, once it has, records every

@@ -3,7 +3,7 @@
 //!
 //! A projector applies a batch through a [`Transaction`]: reads see the
 //! batch's own earlier writes, and [`Keyspace::commit`] writes the batch's
-//! changes and the new checkpoint in one atomic `WriteBatch`, so a view never
+//! changes and the new checkpoint in one atomic write, so a view never
 //! holds half a batch and never misses or repeats one (exactly-once effect).
 //!
 //! A [`Keyspace`] is a shared handle: every clone of it (a projector, a
@@ -24,15 +24,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
-
 pub use changes::{ChangeId, StoredChange};
 pub use snapshot::{MAX_WALKS, ViewSnapshot, WALK_IDLE, WALK_MAX_AGE};
 pub use transaction::Transaction;
 
 use crate::log::Position;
 use crate::storage::{
-    self, CF_CHANGES, CF_DEAD_LETTERS, CF_INDEXES, CF_META, Rocks, StorageError, codec,
+    CF_CHANGES, CF_DEAD_LETTERS, CF_INDEXES, CF_META, Durability, Reading, Seek, StorageError,
+    Store, WriteSet, codec,
 };
 
 /// Longest view key, in bytes.
@@ -46,7 +45,7 @@ pub fn family_name(plugin: &str, generation: &str) -> String {
 /// Access to every keyspace in the database.
 #[derive(Clone)]
 pub struct ViewStore {
-    db: Arc<Rocks>,
+    store: Store,
     /// Keyspaces with live handles, so that opening one twice shares its
     /// guard (and its writer lock) instead of making a second one.
     open: Arc<Mutex<HashMap<String, Weak<Family>>>>,
@@ -60,9 +59,9 @@ pub struct ViewStore {
 }
 
 impl ViewStore {
-    pub(crate) fn new(db: Arc<Rocks>) -> Self {
+    pub(crate) fn new(store: Store) -> Self {
         let (janitor, retired) = std::sync::mpsc::channel::<String>();
-        let store_db = Arc::downgrade(&db);
+        let weak = store.downgrade();
         // Dropping a column family writes the manifest: keep it off the
         // threads that happen to release the last handle. The thread ends
         // when the store and every keyspace handle are gone; it does not
@@ -71,8 +70,8 @@ impl ViewStore {
             .name("prism-janitor".into())
             .spawn(move || {
                 for family in retired {
-                    let Some(db) = store_db.upgrade() else { return };
-                    match drop_family(&db, &family) {
+                    let Some(store) = weak.upgrade() else { return };
+                    match drop_family(&store, &family) {
                         Ok(()) => tracing::info!(keyspace = %family, "dropped a retired keyspace"),
                         Err(e) => {
                             tracing::error!(keyspace = %family, error = %e, "could not drop a retired keyspace")
@@ -82,7 +81,7 @@ impl ViewStore {
             })
             .expect("janitor thread");
         ViewStore {
-            db,
+            store,
             open: Arc::default(),
             janitor,
             reserve: Arc::new(AtomicU64::new(0)),
@@ -102,13 +101,13 @@ impl ViewStore {
         let mut open = self.open.lock().expect("open keyspaces");
         if let Some(family) = open.get(&name).and_then(Weak::upgrade) {
             return Ok(Keyspace {
-                db: self.db.clone(),
+                store: self.store.clone(),
                 family,
             });
         }
-        storage::ensure_family(&self.db, &name)?;
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
-        let largest = match self.db.get_pinned_cf(&meta, largest_key(&name))? {
+        self.store.ensure_family(&name)?;
+        let meta = self.store.fixed(CF_META);
+        let largest = match self.store.get(&meta, largest_key(&name))? {
             Some(v) => codec::decode_u64(&v)? as usize,
             None => 0,
         };
@@ -125,7 +124,7 @@ impl ViewStore {
         open.retain(|_, f| f.strong_count() > 0);
         open.insert(name, Arc::downgrade(&family));
         Ok(Keyspace {
-            db: self.db.clone(),
+            store: self.store.clone(),
             family,
         })
     }
@@ -134,7 +133,7 @@ impl ViewStore {
     /// validating a plugin before it gets a keyspace of its own.
     pub fn detached(&self, name: &str) -> Keyspace {
         Keyspace {
-            db: self.db.clone(),
+            store: self.store.clone(),
             family: Arc::new(Family {
                 name: name.to_string(),
                 retired: AtomicBool::new(false),
@@ -150,12 +149,13 @@ impl ViewStore {
 
     /// Drop a keyspace nobody has open (at start: keyspaces no plugin owns).
     pub fn drop_unowned(&self, name: &str) -> Result<(), StorageError> {
-        drop_family(&self.db, name)
+        drop_family(&self.store, name)
     }
 
     /// Names of every view keyspace in the database.
     pub fn families(&self) -> Vec<String> {
-        storage::family_names(&self.db)
+        self.store
+            .family_names()
             .into_iter()
             .filter(|n| n.starts_with("view."))
             .collect()
@@ -163,8 +163,8 @@ impl ViewStore {
 
     /// The checkpoint of a keyspace, without opening it.
     pub fn checkpoint_of(&self, family: &str) -> Result<Position, StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
-        match self.db.get_pinned_cf(&meta, checkpoint_key(family))? {
+        let meta = self.store.fixed(CF_META);
+        match self.store.get(&meta, checkpoint_key(family))? {
             Some(v) => Ok(Position(codec::decode_u64(&v)?)),
             None => Ok(Position::ZERO),
         }
@@ -172,21 +172,20 @@ impl ViewStore {
 
     /// A small persistent record (plugin records), by key.
     pub fn meta_get(&self, key: &str) -> Result<Option<String>, StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
+        let meta = self.store.fixed(CF_META);
         Ok(self
-            .db
-            .get_cf(&meta, key.as_bytes())?
+            .store
+            .get(&meta, key.as_bytes())?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Every meta record whose key starts with `prefix`, in key order.
     pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, String)>, StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
+        let meta = self.store.fixed(CF_META);
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            &meta,
-            IteratorMode::From(prefix.as_bytes(), Direction::Forward),
-        );
+        let iter = self
+            .store
+            .scan(&meta, Seek::From(prefix.as_bytes()), Reading::Cached);
         for item in iter {
             let (k, v) = item?;
             if !k.starts_with(prefix.as_bytes()) {
@@ -203,43 +202,31 @@ impl ViewStore {
     /// Store a record durably (synced): lifecycle records are few and must
     /// survive a power cut as well as a crash.
     pub fn meta_put(&self, key: &str, value: &str) -> Result<(), StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        Ok(self
-            .db
-            .put_cf_opt(&meta, key.as_bytes(), value.as_bytes(), &opts)?)
+        let meta = self.store.fixed(CF_META);
+        self.store
+            .put(&meta, key.as_bytes(), value.as_bytes(), Durability::Synced)
     }
 
     pub fn meta_delete(&self, key: &str) -> Result<(), StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        Ok(self.db.delete_cf_opt(&meta, key.as_bytes(), &opts)?)
+        let meta = self.store.fixed(CF_META);
+        self.store.delete(&meta, key.as_bytes(), Durability::Synced)
     }
 }
 
 /// Drop a keyspace with its checkpoint, dead letters and change log.
-fn drop_family(db: &Rocks, family: &str) -> Result<(), StorageError> {
-    let meta = db.cf_handle(CF_META).expect("meta family");
-    db.delete_cf(&meta, checkpoint_key(family))?;
-    db.delete_cf(&meta, changes_from_key(family))?;
-    db.delete_cf(&meta, largest_key(family))?;
-    let log = db.cf_handle(CF_CHANGES).expect("changes family");
-    db.delete_range_cf(&log, changes::start_key(family), changes::end_key(family))?;
-    let indexes = db.cf_handle(CF_INDEXES).expect("indexes family");
-    db.delete_range_cf(
-        &indexes,
-        changes::start_key(family),
-        changes::end_key(family),
-    )?;
-    let dead = db.cf_handle(CF_DEAD_LETTERS).expect("dead letters family");
+fn drop_family(store: &Store, family: &str) -> Result<(), StorageError> {
+    let mut writes = WriteSet::default();
+    let meta = store.fixed(CF_META);
+    writes.delete(&meta, checkpoint_key(family));
+    writes.delete(&meta, changes_from_key(family));
+    writes.delete(&meta, largest_key(family));
+    let (start, end) = (changes::start_key(family), changes::end_key(family));
+    writes.delete_range(&store.fixed(CF_CHANGES), &start, &end);
+    writes.delete_range(&store.fixed(CF_INDEXES), &start, &end);
     let (start, end) = dead_letter_range(family);
-    db.delete_range_cf(&dead, start, end)?;
-    if db.cf_handle(family).is_some() {
-        db.drop_cf(family)?;
-    }
-    Ok(())
+    writes.delete_range(&store.fixed(CF_DEAD_LETTERS), start, end);
+    store.write(writes, Durability::Buffered)?;
+    store.drop_family(family)
 }
 
 /// One column family and the guard that drops it once retired and unused.
@@ -327,7 +314,7 @@ pub struct Written {
 #[derive(Clone)]
 
 pub struct Keyspace {
-    db: Arc<Rocks>,
+    store: Store,
     /// The column family (looked up per operation because a RocksDB handle
     /// borrows the database) and its drop guard.
     family: Arc<Family>,
@@ -359,18 +346,10 @@ impl Keyspace {
         {
             return bytes;
         }
-        let Some(cf) = self.db.cf_handle(self.family()) else {
+        let Some(cf) = self.store.family(self.family()) else {
             return 0;
         };
-        let property = |name: &str| {
-            self.db
-                .property_int_value_cf(&cf, name)
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-        };
-        let bytes =
-            property("rocksdb.total-sst-files-size") + property("rocksdb.size-all-mem-tables");
+        let bytes = self.store.stored_bytes(&cf);
         *size = Some((Instant::now(), bytes));
         bytes
     }
@@ -385,25 +364,26 @@ impl Keyspace {
 
     /// The document stored at `key`.
     pub fn get(&self, key: &str) -> Result<Option<String>, StorageError> {
-        let Some(cf) = self.db.cf_handle(self.family()) else {
+        let Some(cf) = self.store.family(self.family()) else {
             return Ok(None);
         };
         Ok(self
-            .db
-            .get_pinned_cf(&cf, key.as_bytes())?
+            .store
+            .get(&cf, key.as_bytes())?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// The documents at `keys`, in order, with one RocksDB multi-get.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, StorageError> {
-        let Some(cf) = self.db.cf_handle(self.family()) else {
+        let Some(cf) = self.store.family(self.family()) else {
             return Ok(vec![None; keys.len()]);
         };
-        self.db
-            .batched_multi_get_cf(&cf, keys.iter().map(|k| k.as_bytes()), false)
+        Ok(self
+            .store
+            .get_many(&cf, keys.iter().map(|k| k.as_bytes()))?
             .into_iter()
-            .map(|r| Ok(r?.map(|v| String::from_utf8_lossy(&v).into_owned())))
-            .collect()
+            .map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .collect())
     }
 
     /// Entries with `start <= key < end` (`end: None` means to the last key),
@@ -430,13 +410,12 @@ impl Keyspace {
         end: Option<&str>,
         mut visit: impl FnMut(&str, &str) -> bool,
     ) -> Result<(), StorageError> {
-        let Some(cf) = self.db.cf_handle(self.family()) else {
+        let Some(cf) = self.store.family(self.family()) else {
             return Ok(());
         };
-        let iter = self.db.iterator_cf(
-            &cf,
-            IteratorMode::From(start.as_bytes(), Direction::Forward),
-        );
+        let iter = self
+            .store
+            .scan(&cf, Seek::From(start.as_bytes()), Reading::Cached);
         for item in iter {
             let (k, v) = item?;
             if end.is_some_and(|end| &*k >= end.as_bytes()) {
@@ -460,13 +439,13 @@ impl Keyspace {
         mut visit: impl FnMut(&str, Option<&str>, Option<&str>) -> bool,
     ) -> Result<(), StorageError> {
         let (Some(ours), Some(theirs)) = (
-            self.db.cf_handle(self.family()),
-            other.db.cf_handle(other.family()),
+            self.store.family(self.family()),
+            other.store.family(other.family()),
         ) else {
             return Ok(());
         };
-        let mut a = self.db.iterator_cf(&ours, IteratorMode::Start);
-        let mut b = other.db.iterator_cf(&theirs, IteratorMode::Start);
+        let mut a = self.store.scan(&ours, Seek::First, Reading::Cached);
+        let mut b = other.store.scan(&theirs, Seek::First, Reading::Cached);
         let mut next_a = a.next().transpose()?;
         let mut next_b = b.next().transpose()?;
         loop {
@@ -518,11 +497,8 @@ impl Keyspace {
 
     /// The last log position whose effects this keyspace holds.
     pub fn checkpoint(&self) -> Result<Position, StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
-        match self
-            .db
-            .get_pinned_cf(&meta, checkpoint_key(self.family()))?
-        {
+        let meta = self.store.fixed(CF_META);
+        match self.store.get(&meta, checkpoint_key(self.family()))? {
             Some(v) => Ok(Position(codec::decode_u64(&v)?)),
             None => Ok(Position::ZERO),
         }
@@ -545,10 +521,10 @@ impl Keyspace {
             .zip(self.get_many(&keys)?)
             .filter_map(|(k, v)| Some((k.clone(), v?)))
             .collect();
-        let entries = self.db.cf_handle(CF_INDEXES).expect("indexes family");
+        let entries = self.store.fixed(CF_INDEXES);
         let owner = |entry: &[u8]| {
-            self.db
-                .get_pinned_cf(&entries, entry)
+            self.store
+                .get(&entries, entry)
                 .ok()
                 .flatten()
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
@@ -599,14 +575,12 @@ impl Keyspace {
     ) -> Result<(), StorageError> {
         let (batch, written) =
             self.prepare_batch(txn, index_writes, dead_letters, checkpoint, change_log)?;
-        let mut opts = WriteOptions::default();
-        opts.set_sync(false);
-        self.db.write_opt(batch, &opts)?;
+        self.store.write(batch, Durability::Buffered)?;
         self.written(written);
         Ok(())
     }
 
-    /// Everything [`Keyspace::commit_indexed`] writes, as a `WriteBatch` for
+    /// Everything [`Keyspace::commit_indexed`] writes, as a [`WriteSet`] for
     /// the log to store together with the events the batch emitted
     /// ([`crate::log::EventLog::commit_with_emitted`]); once it is stored,
     /// pass the [`Written`] to [`Keyspace::written`].
@@ -617,7 +591,7 @@ impl Keyspace {
         dead_letters: &[(Position, String)],
         checkpoint: Position,
         change_log: ChangeLog,
-    ) -> Result<(WriteBatch, Written), StorageError> {
+    ) -> Result<(WriteSet, Written), StorageError> {
         self.prepare_batch(
             txn,
             Some(index_writes),
@@ -646,43 +620,38 @@ impl Keyspace {
         dead_letters: &[(Position, String)],
         checkpoint: Position,
         change_log: ChangeLog,
-    ) -> Result<(WriteBatch, Written), StorageError> {
-        let cf = self.db.cf_handle(self.family()).ok_or_else(|| {
+    ) -> Result<(WriteSet, Written), StorageError> {
+        let cf = self.store.family(self.family()).ok_or_else(|| {
             StorageError::Corrupt(format!("keyspace {} was dropped", self.family()))
         })?;
         let reserve = self.family.reserve.load(Ordering::Relaxed);
-        if reserve > 0
-            && storage::space::free_bytes(self.db.path()).is_ok_and(|free| free < reserve)
-        {
+        if reserve > 0 && self.store.free_bytes().is_ok_and(|free| free < reserve) {
             return Err(StorageError::Full);
         }
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
-        let mut batch = WriteBatch::default();
+        let meta = self.store.fixed(CF_META);
+        let mut batch = WriteSet::default();
         let mut largest = 0;
         for (key, value) in txn.writes() {
             match value {
                 Some(v) => {
                     largest = largest.max(v.len());
-                    batch.put_cf(&cf, key.as_bytes(), v.as_bytes())
+                    batch.put(&cf, key.as_bytes(), v.as_bytes())
                 }
-                None => batch.delete_cf(&cf, key.as_bytes()),
+                None => batch.delete(&cf, key.as_bytes()),
             }
         }
         let grew = largest > self.largest_document();
         if grew {
-            batch.put_cf(
+            batch.put(
                 &meta,
                 largest_key(self.family()),
                 codec::u64_key(largest as u64),
             );
         }
         if !dead_letters.is_empty() {
-            let dead = self
-                .db
-                .cf_handle(CF_DEAD_LETTERS)
-                .expect("dead letters family");
+            let dead = self.store.fixed(CF_DEAD_LETTERS);
             for (position, record) in dead_letters {
-                batch.put_cf(
+                batch.put(
                     &dead,
                     dead_letter_key(self.family(), *position),
                     record.as_bytes(),
@@ -690,22 +659,22 @@ impl Keyspace {
             }
         }
         if let Some(index_writes) = index_writes.filter(|w| !w.entries.is_empty()) {
-            let entries = self.db.cf_handle(CF_INDEXES).expect("indexes family");
+            let entries = self.store.fixed(CF_INDEXES);
             for (entry, doc) in &index_writes.entries {
                 match doc {
-                    Some(doc) => batch.put_cf(&entries, entry, doc.as_bytes()),
-                    None => batch.delete_cf(&entries, entry),
+                    Some(doc) => batch.put(&entries, entry, doc.as_bytes()),
+                    None => batch.delete(&entries, entry),
                 }
             }
         }
         if let ChangeLog::Record { retention } = change_log {
-            let log = self.db.cf_handle(CF_CHANGES).expect("changes family");
+            let log = self.store.fixed(CF_CHANGES);
             for (index, (key, value)) in txn.writes().enumerate() {
                 let id = ChangeId {
                     position: checkpoint,
                     index: index as u32,
                 };
-                batch.put_cf(
+                batch.put(
                     &log,
                     changes::change_key(self.family(), id),
                     changes::encode(key, value.as_deref()),
@@ -717,7 +686,7 @@ impl Keyspace {
                     position: Position(checkpoint.0 - retention),
                     index: 0,
                 };
-                batch.delete_range_cf(
+                batch.delete_range(
                     &log,
                     changes::start_key(self.family()),
                     changes::change_key(self.family(), keep_from),
@@ -728,7 +697,7 @@ impl Keyspace {
                     .changes_from()?
                     .is_some_and(|from| from < complete_after)
                 {
-                    batch.put_cf(
+                    batch.put(
                         &meta,
                         changes_from_key(self.family()),
                         codec::u64_key(complete_after.0),
@@ -736,7 +705,7 @@ impl Keyspace {
                 }
             }
         }
-        batch.put_cf(
+        batch.put(
             &meta,
             checkpoint_key(self.family()),
             codec::u64_key(checkpoint.0),
@@ -751,11 +720,8 @@ impl Keyspace {
     /// The position from which this keyspace's change log is complete;
     /// `None` while it does not record.
     pub fn changes_from(&self) -> Result<Option<Position>, StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
-        match self
-            .db
-            .get_pinned_cf(&meta, changes_from_key(self.family()))?
-        {
+        let meta = self.store.fixed(CF_META);
+        match self.store.get(&meta, changes_from_key(self.family()))? {
             Some(v) => Ok(Some(Position(codec::decode_u64(&v)?))),
             None => Ok(None),
         }
@@ -763,12 +729,13 @@ impl Keyspace {
 
     /// Record every change from the commit after `position` on.
     pub fn start_change_log(&self, position: Position) -> Result<(), StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("meta family");
-        Ok(self.db.put_cf(
+        let meta = self.store.fixed(CF_META);
+        self.store.put(
             &meta,
             changes_from_key(self.family()),
             codec::u64_key(position.0),
-        )?)
+            Durability::Buffered,
+        )
     }
 
     /// The oldest change still kept: changes after this id can be replayed.
@@ -787,7 +754,7 @@ impl Keyspace {
         after: ChangeId,
         limit: usize,
     ) -> Result<Vec<StoredChange>, StorageError> {
-        let log = self.db.cf_handle(CF_CHANGES).expect("changes family");
+        let log = self.store.fixed(CF_CHANGES);
         let start = match after.index.checked_add(1) {
             Some(index) => changes::change_key(self.family(), ChangeId { index, ..after }),
             None => changes::change_key(
@@ -800,10 +767,7 @@ impl Keyspace {
         };
         let end = changes::end_key(self.family());
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(&log, IteratorMode::From(&start, Direction::Forward))
-        {
+        for item in self.store.scan(&log, Seek::From(&start), Reading::Cached) {
             let (k, v) = item?;
             if *k >= *end || out.len() >= limit {
                 break;
@@ -820,15 +784,10 @@ impl Keyspace {
 
     /// Dead letters recorded for this keyspace, oldest first, as JSON texts.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<String>, StorageError> {
-        let dead = self
-            .db
-            .cf_handle(CF_DEAD_LETTERS)
-            .expect("dead letters family");
+        let dead = self.store.fixed(CF_DEAD_LETTERS);
         let (start, end) = dead_letter_range(self.family());
         let mut out = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(&dead, IteratorMode::From(&start, Direction::Forward));
+        let iter = self.store.scan(&dead, Seek::From(&start), Reading::Cached);
         for item in iter {
             let (k, v) = item?;
             if *k >= *end || out.len() >= limit {

@@ -1,7 +1,7 @@
 //! Reads at one point of a keyspace's history, and walks that keep that
 //! point across pages.
 //!
-//! A [`ViewSnapshot`] is a RocksDB snapshot of the whole database taken
+//! A [`ViewSnapshot`] is a snapshot of the whole database taken
 //! between two commits: its documents, its index entries and its checkpoint
 //! agree, so a page read from it is the view exactly as it was at one log
 //! position (its [`ViewSnapshot::position`]). A paged query pins its
@@ -15,29 +15,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rocksdb::{Direction, IteratorMode, ReadOptions};
-use self_cell::self_cell;
-
 use super::{Keyspace, checkpoint_key};
 use crate::log::Position;
-use crate::storage::{CF_INDEXES, CF_META, Rocks, StorageError, codec};
-
-type Snap<'db> = rocksdb::SnapshotWithThreadMode<'db, Rocks>;
-
-self_cell!(
-    /// A RocksDB snapshot and the database handle it borrows.
-    struct Pinned {
-        owner: Arc<Rocks>,
-        #[covariant]
-        dependent: Snap,
-    }
-);
+use crate::storage::{CF_INDEXES, CF_META, Reading, Seek, Snapshot, StorageError, codec};
 
 /// A keyspace as it was at one commit. Clones share the snapshot.
 #[derive(Clone)]
 pub struct ViewSnapshot {
     keyspace: Keyspace,
-    pinned: Arc<Pinned>,
+    pinned: Arc<Snapshot>,
 }
 
 /// How long a walk is kept after its last page.
@@ -77,7 +63,7 @@ impl Keyspace {
     pub fn snapshot(&self) -> ViewSnapshot {
         ViewSnapshot {
             keyspace: self.clone(),
-            pinned: Arc::new(Pinned::new(self.db.clone(), |db| db.snapshot())),
+            pinned: Arc::new(self.store.snapshot()),
         }
     }
 
@@ -129,10 +115,10 @@ impl Keyspace {
         end: &[u8],
         mut visit: impl FnMut(&str) -> bool,
     ) -> Result<(), StorageError> {
-        let entries = self.db.cf_handle(CF_INDEXES).expect("indexes family");
+        let entries = self.store.fixed(CF_INDEXES);
         let iter = self
-            .db
-            .iterator_cf(&entries, IteratorMode::From(start, Direction::Forward));
+            .store
+            .scan(&entries, Seek::From(start), Reading::Cached);
         for item in iter {
             let (k, v) = item?;
             if *k >= *end || !visit(&String::from_utf8_lossy(&v)) {
@@ -144,14 +130,10 @@ impl Keyspace {
 
     /// About how many documents the keyspace holds (RocksDB's estimate).
     pub fn estimated_documents(&self) -> u64 {
-        let Some(cf) = self.db.cf_handle(self.family()) else {
+        let Some(cf) = self.store.family(self.family()) else {
             return 0;
         };
-        self.db
-            .property_int_value_cf(&cf, "rocksdb.estimate-num-keys")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
+        self.store.estimated_keys(&cf)
     }
 }
 
@@ -160,25 +142,14 @@ impl ViewSnapshot {
         &self.keyspace
     }
 
-    fn options(&self) -> ReadOptions {
-        let mut opts = ReadOptions::default();
-        opts.set_snapshot(self.pinned.borrow_dependent());
-        opts
-    }
-
-    fn db(&self) -> &Rocks {
-        self.pinned.borrow_owner()
-    }
-
     /// The log position the snapshot reflects: the checkpoint committed
     /// with its documents.
     pub fn position(&self) -> Result<Position, StorageError> {
-        let meta = self.db().cf_handle(CF_META).expect("meta family");
-        match self.db().get_pinned_cf_opt(
-            &meta,
-            checkpoint_key(self.keyspace.family()),
-            &self.options(),
-        )? {
+        let meta = self.pinned.fixed(CF_META);
+        match self
+            .pinned
+            .get(&meta, checkpoint_key(self.keyspace.family()))?
+        {
             Some(v) => Ok(Position(codec::decode_u64(&v)?)),
             None => Ok(Position::ZERO),
         }
@@ -186,19 +157,15 @@ impl ViewSnapshot {
 
     /// The documents at `keys`, in order.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, StorageError> {
-        let Some(cf) = self.db().cf_handle(self.keyspace.family()) else {
+        let Some(cf) = self.pinned.family(self.keyspace.family()) else {
             return Ok(vec![None; keys.len()]);
         };
-        self.db()
-            .batched_multi_get_cf_opt(
-                &cf,
-                keys.iter().map(|k| k.as_bytes()),
-                false,
-                &self.options(),
-            )
+        Ok(self
+            .pinned
+            .get_many(&cf, keys.iter().map(|k| k.as_bytes()))?
             .into_iter()
-            .map(|r| Ok(r?.map(|v| String::from_utf8_lossy(&v).into_owned())))
-            .collect()
+            .map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .collect())
     }
 
     /// Documents with `start <= key < end` (`end: None`: to the last key),
@@ -210,15 +177,15 @@ impl ViewSnapshot {
         descending: bool,
         mut visit: impl FnMut(&str, &str) -> bool,
     ) -> Result<(), StorageError> {
-        let Some(cf) = self.db().cf_handle(self.keyspace.family()) else {
+        let Some(cf) = self.pinned.family(self.keyspace.family()) else {
             return Ok(());
         };
-        let mode = match (descending, end) {
-            (false, _) => IteratorMode::From(start.as_bytes(), Direction::Forward),
-            (true, Some(end)) => IteratorMode::From(end.as_bytes(), Direction::Reverse),
-            (true, None) => IteratorMode::End,
+        let seek = match (descending, end) {
+            (false, _) => Seek::From(start.as_bytes()),
+            (true, Some(end)) => Seek::Back(end.as_bytes()),
+            (true, None) => Seek::Last,
         };
-        for item in self.db().iterator_cf_opt(&cf, self.options(), mode) {
+        for item in self.pinned.scan(&cf, seek) {
             let (k, v) = item?;
             if descending && end.is_some_and(|end| *k >= *end.as_bytes()) {
                 continue;
@@ -245,13 +212,13 @@ impl ViewSnapshot {
         descending: bool,
         mut visit: impl FnMut(&[u8], &str) -> bool,
     ) -> Result<(), StorageError> {
-        let entries = self.db().cf_handle(CF_INDEXES).expect("indexes family");
-        let mode = if descending {
-            IteratorMode::From(end, Direction::Reverse)
+        let entries = self.pinned.fixed(CF_INDEXES);
+        let seek = if descending {
+            Seek::Back(end)
         } else {
-            IteratorMode::From(start, Direction::Forward)
+            Seek::From(start)
         };
-        for item in self.db().iterator_cf_opt(&entries, self.options(), mode) {
+        for item in self.pinned.scan(&entries, seek) {
             let (k, v) = item?;
             if descending && *k >= *end {
                 continue;
