@@ -40,6 +40,8 @@ pub struct App {
     pub state: AppState,
     /// Keeps the plugin directory watched while the app lives.
     _watcher: notify::RecommendedWatcher,
+    /// The database, without keeping it open: [`App::close`] waits on it.
+    store: storage::WeakStore,
 }
 
 impl App {
@@ -128,12 +130,25 @@ impl App {
             router,
             state,
             _watcher: watcher,
+            store: db.downgrade(),
         })
     }
 
     /// Stop every projector and wait for them.
     pub async fn shutdown(&self) {
         self.state.plugins.shutdown().await;
+    }
+
+    /// Stop everything and wait until the database is closed, so that the
+    /// same data directory can be opened again in this process. Fails if
+    /// something still holds the database after `patience`.
+    pub async fn close(self, patience: Duration) -> anyhow::Result<()> {
+        self.shutdown().await;
+        let closed = self.store.clone();
+        drop(self);
+        tokio::time::timeout(patience, closed.closed())
+            .await
+            .map_err(|_| anyhow::anyhow!("the database is still in use after {patience:?}"))
     }
 }
 

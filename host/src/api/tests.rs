@@ -8,6 +8,8 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, Request};
 use serde_json::{Value, json};
+use std::time::Duration;
+
 use tower::ServiceExt;
 
 use crate::config::Config;
@@ -309,4 +311,58 @@ async fn the_openapi_document_lists_every_route_and_unknown_plugins_are_404() {
     );
     let (status, body) = server.get("/plugins/nobody").await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// Storage reopened in place, in one process: what was acknowledged before
+/// the app shut down (events, a view file's documents) is there after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_reopened_on_its_data_has_everything_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data: dir.path().join("data"),
+        plugins: dir.path().join("plugins"),
+        ..Default::default()
+    };
+    std::fs::create_dir_all(&config.plugins).unwrap();
+    let view = include_str!("../../../plugins/views/account-balances.view.yaml");
+    let first = Api {
+        app: App::open(&config).await.unwrap(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let (status, _, body) = first
+        .call("PUT", "/plugins/account-balances", Some(view.to_string()))
+        .await;
+    assert!(status < 300, "{status} {body}");
+    first
+        .append(
+            "acct-1",
+            &[
+                ("AccountOpened", json!({"owner": "ann"})),
+                ("Deposited", json!({"amount": 75})),
+            ],
+        )
+        .await;
+    first
+        .append("acct-2", &[("AccountOpened", json!({"owner": "bob"}))])
+        .await;
+    first
+        .get_ok("/views/account-balances/acct-2?min_position=3")
+        .await;
+    // A paged read left half way holds a snapshot of the database.
+    let page = first
+        .get_ok("/views/account-balances/_find?scan=true&limit=1")
+        .await;
+    assert!(page["cursor"].is_string(), "{page}");
+    first.app.close(Duration::from_secs(10)).await.unwrap();
+
+    let second = Api {
+        app: App::open(&config).await.unwrap(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    assert_eq!(second.head().await, 3);
+    let doc = second
+        .get_ok("/views/account-balances/acct-1?min_position=2")
+        .await;
+    assert_eq!(doc["balance"], 75, "{doc}");
+    second.app.close(Duration::from_secs(10)).await.unwrap();
 }

@@ -691,6 +691,7 @@ impl PluginManager {
                 let _ = finished.await;
             }
         }
+        self.shared.views.end_walks();
     }
 }
 

@@ -13,11 +13,10 @@ pub mod files;
 pub mod space;
 mod store;
 
-pub use store::WriteSet;
 pub(crate) use store::{Durability, Reading, Seek, Snapshot, Store};
+pub use store::{WeakStore, WriteSet};
 
 use std::path::Path;
-use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options};
 
@@ -120,7 +119,7 @@ pub(crate) fn open(dir: &Path) -> Result<Store, StorageError> {
         .into_iter()
         .map(|name| ColumnFamilyDescriptor::new(name, family_options()));
     let db = Rocks::open_cf_descriptors(&opts, dir, descriptors)?;
-    Ok(Store::new(Arc::new(db)))
+    Ok(Store::new(db))
 }
 
 /// Create a column family if it does not exist yet. Refused while less

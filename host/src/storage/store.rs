@@ -26,10 +26,26 @@ use self_cell::self_cell;
 
 use super::{Rocks, StorageError, space};
 
-/// The database. Clones share it; it closes when the last clone goes.
+/// The database. Clones share it; it closes when the last clone (or
+/// snapshot) goes.
 #[derive(Clone)]
 pub(crate) struct Store {
-    db: Arc<Rocks>,
+    db: Arc<Open>,
+}
+
+/// The open database, and the signal that it closed: fields drop in order,
+/// so the sender goes (waking [`WeakStore::closed`]) once RocksDB has
+/// closed and released its lock.
+struct Open {
+    rocks: Rocks,
+    closed: tokio::sync::watch::Sender<()>,
+}
+
+impl Deref for Open {
+    type Target = Rocks;
+    fn deref(&self) -> &Rocks {
+        &self.rocks
+    }
 }
 
 /// A column family of the store, for a run of operations.
@@ -139,23 +155,39 @@ fn iterator_mode(seek: Seek<'_>) -> IteratorMode<'_> {
 }
 
 /// A handle that does not keep the database open ([`Store::downgrade`]).
-pub(crate) struct WeakStore(std::sync::Weak<Rocks>);
+#[derive(Clone)]
+pub struct WeakStore {
+    db: std::sync::Weak<Open>,
+    closed: tokio::sync::watch::Receiver<()>,
+}
 
 impl WeakStore {
     /// The store, if it is still open.
     pub(crate) fn upgrade(&self) -> Option<Store> {
-        self.0.upgrade().map(|db| Store { db })
+        self.db.upgrade().map(|db| Store { db })
+    }
+
+    /// Wait until the database has closed (its last handle dropped, its
+    /// lock released), so that it can be opened again.
+    pub async fn closed(mut self) {
+        while self.closed.changed().await.is_ok() {}
     }
 }
 
 impl Store {
-    pub(super) fn new(db: Arc<Rocks>) -> Self {
-        Store { db }
+    pub(super) fn new(rocks: Rocks) -> Self {
+        let (closed, _) = tokio::sync::watch::channel(());
+        Store {
+            db: Arc::new(Open { rocks, closed }),
+        }
     }
 
-    /// A handle for a thread that must not keep the database open.
+    /// A handle for what must not keep the database open.
     pub(crate) fn downgrade(&self) -> WeakStore {
-        WeakStore(Arc::downgrade(&self.db))
+        WeakStore {
+            db: Arc::downgrade(&self.db),
+            closed: self.db.closed.subscribe(),
+        }
     }
 
     /// The family `name`, if it exists.
@@ -350,7 +382,7 @@ type Snap<'db> = SnapshotWithThreadMode<'db, Rocks>;
 self_cell!(
     /// A RocksDB snapshot and the database handle it borrows.
     struct Pinned {
-        owner: Arc<Rocks>,
+        owner: Arc<Open>,
         #[covariant]
         dependent: Snap,
     }

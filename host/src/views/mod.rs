@@ -89,6 +89,12 @@ impl ViewStore {
         }
     }
 
+    /// End every paged read in progress (at shutdown: a walk holds a
+    /// snapshot, which keeps the database open).
+    pub fn end_walks(&self) {
+        self.walks.lock().expect("walks lock").clear();
+    }
+
     /// Make view commits wait while the disk has less than `bytes` free,
     /// so that projections never take the space appends need.
     pub fn reserve_for_the_log(&self, bytes: u64) {

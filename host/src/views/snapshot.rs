@@ -49,6 +49,10 @@ pub(super) struct Walks {
 }
 
 impl Walks {
+    pub(super) fn clear(&mut self) {
+        self.open.clear();
+    }
+
     fn sweep(&mut self, now: Instant) {
         self.open.retain(|_, w| {
             now.duration_since(w.used) < WALK_IDLE && now.duration_since(w.started) < WALK_MAX_AGE
