@@ -314,8 +314,10 @@ impl EventLog {
                 index += 1;
             }
         }
+        let streams: std::collections::HashSet<&str> =
+            runs.iter().map(|r| r.stream.as_str()).collect();
         for (stream, _) in &expected {
-            if !runs.iter().any(|r| &r.stream == stream) {
+            if !streams.contains(stream.as_str()) {
                 return Err(LogError::Invalid(format!(
                     "an expected version for {stream:?}, which has no events in this append"
                 )));

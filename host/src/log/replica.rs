@@ -263,7 +263,7 @@ fn store_batch(db: &Store, events: &[(Position, Bytes)]) -> Result<Option<Positi
     let heads_cf = db.fixed(CF_STREAM_HEADS);
     let local = super::last_position(db)?;
     let mut batch = WriteSet::default();
-    let mut heads: Vec<(String, u64)> = Vec::new();
+    let mut heads: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut last = None;
     let mut expected = local.next();
     for (position, bytes) in events {
@@ -287,10 +287,7 @@ fn store_batch(db: &Store, events: &[(Position, Bytes)]) -> Result<Option<Positi
         // Every id is kept: a retry from any client, on any node, after the
         // replicated log's own de-duplication window, is still recognised.
         batch.put(&ids_cf, event.id, key);
-        match heads.iter_mut().find(|(s, _)| *s == event.stream) {
-            Some((_, v)) => *v = event.stream_version,
-            None => heads.push((event.stream, event.stream_version)),
-        }
+        heads.insert(event.stream, event.stream_version);
         last = Some(*position);
         expected = position.next();
     }

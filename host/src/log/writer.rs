@@ -97,9 +97,30 @@ struct IdEntry {
 /// State of the group being assembled, seen by its later requests.
 #[derive(Default)]
 struct Group {
+    /// The events (in position order) and a carried commit.
     batch: WriteSet,
+    /// The index entries, added to `batch` in key order when the group is
+    /// sealed: the streams, event ids and heads of an import are scattered
+    /// over their key spaces, and RocksDB inserts keys into a memtable far
+    /// faster in order than at random.
+    stream_keys: Vec<(Vec<u8>, [u8; 8])>,
+    id_keys: Vec<([u8; 16], [u8; 8])>,
+    head_keys: Vec<(String, [u8; 8])>,
     heads: HashMap<String, StreamVersion>,
     ids: HashMap<[u8; 16], IdEntry>,
+}
+
+impl Group {
+    /// Everything the group writes, ready to store.
+    fn seal(mut self, store: &Store) -> WriteSet {
+        self.batch
+            .put_in_order(&store.fixed(CF_STREAMS), self.stream_keys);
+        self.batch
+            .put_in_order(&store.fixed(CF_EVENT_IDS), self.id_keys);
+        self.batch
+            .put_in_order(&store.fixed(CF_STREAM_HEADS), self.head_keys);
+        self.batch
+    }
 }
 
 impl Writer {
@@ -157,7 +178,8 @@ impl Writer {
             }
             let results: Vec<_> = requests.iter().map(|r| self.plan(r, &mut group)).collect();
             let committed = if self.next > group_start || carries_commit {
-                self.store.write(group.batch, Durability::Synced)
+                self.store
+                    .write(group.seal(&self.store), Durability::Synced)
             } else {
                 Ok(())
             };
@@ -277,6 +299,42 @@ impl Writer {
         }
     }
 
+    /// The version each stream of `runs` is at, as this group sees it,
+    /// looked up together.
+    fn heads_of<'r>(
+        &self,
+        runs: &'r [StreamEvents],
+        group: &Group,
+    ) -> Result<HashMap<&'r str, Option<StreamVersion>>, LogError> {
+        let mut heads: HashMap<&str, Option<StreamVersion>> = HashMap::new();
+        let mut unknown: Vec<&str> = Vec::new();
+        for run in runs {
+            let stream = run.stream.as_str();
+            if heads.contains_key(stream) {
+                continue;
+            }
+            match group.heads.get(stream) {
+                Some(v) => {
+                    heads.insert(stream, Some(*v));
+                }
+                None => {
+                    heads.insert(stream, None);
+                    unknown.push(stream);
+                }
+            }
+        }
+        let family = self.store.fixed(CF_STREAM_HEADS);
+        let stored = self
+            .store
+            .get_many(&family, unknown.iter().map(|s| s.as_bytes()))?;
+        for (stream, stored) in unknown.into_iter().zip(stored) {
+            if let Some(v) = stored {
+                heads.insert(stream, Some(StreamVersion(codec::decode_u64(&v)?)));
+            }
+        }
+        Ok(heads)
+    }
+
     /// Check one request and add its writes to the group, or refuse it.
     /// Every expectation is checked before anything is added, so a refused
     /// request contributes nothing.
@@ -347,17 +405,18 @@ impl Writer {
         let recorded_at_ms = crate::clock::now_ms();
         let store = self.store.clone();
         let events_cf = store.fixed(CF_EVENTS);
-        let streams_cf = store.fixed(CF_STREAMS);
-        let ids_cf = store.fixed(CF_EVENT_IDS);
-        let heads_cf = store.fixed(CF_STREAM_HEADS);
         let first_position = self.next;
-        // Each touched stream's last version, in order of first appearance.
+        let mut heads = self.heads_of(runs, group)?;
+        // Each touched stream's last version, in order of first appearance,
+        // and where each stream is in it (an import interleaves thousands
+        // of streams in one request).
         let mut versions: Vec<(String, StreamVersion)> = Vec::new();
+        let mut places: HashMap<&str, usize> = HashMap::new();
         for run in runs {
-            let at = versions.iter().position(|(s, _)| *s == run.stream);
+            let at = places.get(run.stream.as_str()).copied();
             let current = match at {
                 Some(i) => Some(versions[i].1),
-                None => self.head_of(&run.stream, group)?,
+                None => heads.remove(run.stream.as_str()).flatten(),
             };
             let mut version = current.map_or(0, |v| v.0 + 1);
             for event in &run.events {
@@ -375,15 +434,13 @@ impl Writer {
                 group
                     .batch
                     .put(&events_cf, pos_key, codec::encode_event(&stored));
-                group.batch.put(
-                    &streams_cf,
-                    codec::stream_key(&run.stream, version),
-                    pos_key,
-                );
+                group
+                    .stream_keys
+                    .push((codec::stream_key(&run.stream, version), pos_key));
                 // Only ids a client chose can come back in a retry; a server
                 // generated id has no one to resend it, so it is not indexed.
                 if event.client_id {
-                    group.batch.put(&ids_cf, stored.id, pos_key);
+                    group.id_keys.push((stored.id, pos_key));
                     group.ids.insert(
                         stored.id,
                         IdEntry {
@@ -399,13 +456,16 @@ impl Writer {
             let last = StreamVersion(version - 1);
             match at {
                 Some(i) => versions[i].1 = last,
-                None => versions.push((run.stream.clone(), last)),
+                None => {
+                    places.insert(&run.stream, versions.len());
+                    versions.push((run.stream.clone(), last));
+                }
             }
         }
         for (stream, last) in &versions {
             group
-                .batch
-                .put(&heads_cf, stream.as_bytes(), codec::u64_key(last.0));
+                .head_keys
+                .push((stream.clone(), codec::u64_key(last.0)));
             group.heads.insert(stream.clone(), *last);
         }
         Ok(MultiOutcome {
@@ -463,10 +523,14 @@ impl Writer {
         }
         let found: Vec<IdEntry> = found.into_iter().flatten().collect();
         let mut streams: Vec<(String, StreamVersion)> = Vec::new();
+        let mut places: HashMap<&str, usize> = HashMap::new();
         for entry in &found {
-            match streams.iter_mut().find(|(s, _)| *s == entry.stream) {
-                Some((_, v)) => *v = (*v).max(entry.version),
-                None => streams.push((entry.stream.clone(), entry.version)),
+            match places.get(entry.stream.as_str()) {
+                Some(&i) => streams[i].1 = streams[i].1.max(entry.version),
+                None => {
+                    places.insert(&entry.stream, streams.len());
+                    streams.push((entry.stream.clone(), entry.version));
+                }
             }
         }
         Ok(Some(MultiOutcome {

@@ -79,10 +79,18 @@ impl From<rocksdb::Error> for StorageError {
     }
 }
 
-/// Options for every column family: views and the log are both read by
-/// ordered scans and point lookups, so one tuning serves both.
-fn family_options() -> Options {
+/// Options for a column family: views and the log are both read by
+/// ordered scans and point lookups, so one tuning serves both — except
+/// that the event ids and the stream heads are mostly asked for keys they
+/// do not hold (every new event's id, every new stream), so their
+/// memtables get a whole-key bloom filter that answers such a miss without
+/// searching the memtable.
+fn family_options(name: &str) -> Options {
     let mut opts = Options::default();
+    if name == CF_EVENT_IDS || name == CF_STREAM_HEADS {
+        opts.set_memtable_prefix_bloom_ratio(0.1);
+        opts.set_memtable_whole_key_filtering(true);
+    }
     opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     // Point lookups (event ids, stream heads, view keys) mostly miss or hit
@@ -97,7 +105,7 @@ fn family_options() -> Options {
 /// Open (creating if needed) the database in `dir`, with every column family
 /// that exists on disk — view keyspaces included — so that none is lost.
 pub(crate) fn open(dir: &Path) -> Result<Store, StorageError> {
-    let mut opts = family_options();
+    let mut opts = family_options("default");
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.increase_parallelism(2);
@@ -115,9 +123,10 @@ pub(crate) fn open(dir: &Path) -> Result<Store, StorageError> {
             names.push(fixed.to_string());
         }
     }
-    let descriptors = names
-        .into_iter()
-        .map(|name| ColumnFamilyDescriptor::new(name, family_options()));
+    let descriptors = names.into_iter().map(|name| {
+        let opts = family_options(&name);
+        ColumnFamilyDescriptor::new(name, opts)
+    });
     let db = Rocks::open_cf_descriptors(&opts, dir, descriptors)?;
     Ok(Store::new(db))
 }
@@ -131,7 +140,7 @@ fn ensure_family(db: &Rocks, name: &str) -> Result<(), StorageError> {
         if space::free_bytes(db.path()).is_ok_and(|free| free < space::RESUME_FREE_BYTES) {
             return Err(StorageError::Full);
         }
-        db.create_cf(name, &family_options())?;
+        db.create_cf(name, &family_options(name))?;
     }
     Ok(())
 }

@@ -117,6 +117,20 @@ impl WriteSet {
         self.0.delete_cf(&family.0, key);
     }
 
+    /// Put `entries` in key order (for equal keys, the later one wins as
+    /// with [`WriteSet::put`]): RocksDB inserts ordered keys into a memtable
+    /// much faster than scattered ones.
+    pub(crate) fn put_in_order<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        family: &Family<'_>,
+        mut entries: Vec<(K, V)>,
+    ) {
+        entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        for (key, value) in entries {
+            self.put(family, key, value);
+        }
+    }
+
     /// Delete every key from `start` (inclusive) to `end` (exclusive).
     pub(crate) fn delete_range(
         &mut self,
