@@ -1010,9 +1010,12 @@ impl Suite {
                             break;
                         };
                         carry.extend_from_slice(&chunk?);
-                        while let Some(end) = carry.windows(2).position(|w| w == b"\n\n") {
-                            let event: Vec<u8> = carry.drain(..end + 2).collect();
-                            let text = String::from_utf8_lossy(&event);
+                        // Every complete message of the buffer, then drop
+                        // them at once (draining one at a time would copy
+                        // the rest of the buffer per message).
+                        let mut start = 0;
+                        while let Some(end) = carry[start..].windows(2).position(|w| w == b"\n\n") {
+                            let text = String::from_utf8_lossy(&carry[start..start + end]);
                             if text.contains("event: change") {
                                 seen += 1;
                                 if let Some(id) = text.lines().find_map(|l| l.strip_prefix("id: "))
@@ -1024,7 +1027,9 @@ impl Suite {
                                         .unwrap_or(last_position);
                                 }
                             }
+                            start += end + 2;
                         }
+                        carry.drain(..start);
                     }
                     Ok::<_, anyhow::Error>(seen)
                 })
