@@ -3,8 +3,9 @@
 //! The event log and every view keyspace live in one database so that a
 //! projector can commit a batch's view writes *and* its checkpoint in a single
 //! atomic `WriteBatch`. This module owns opening the database and the names of
-//! its fixed column families; the log (`crate::log`) and the view store
-//! (`crate::views`) are the only other modules that touch RocksDB types.
+//! its fixed column families; the log (`crate::log`), the view store
+//! (`crate::views`) and the outbox's store (`crate::outbox::store`) are the
+//! only other modules that touch RocksDB types.
 //! `space` measures free disk space and recognises RocksDB running out of it;
 //! `files` writes whole files atomically.
 
@@ -36,8 +37,10 @@ pub(crate) const CF_DEAD_LETTERS: &str = "dead_letters";
 pub(crate) const CF_CHANGES: &str = "changes";
 /// Entries of the secondary indexes projections declare (see `views::index`).
 pub(crate) const CF_INDEXES: &str = "indexes";
+/// Side-effect requests of every plugin and their delivery (see `crate::outbox`).
+pub(crate) const CF_OUTBOX: &str = "outbox";
 
-const FIXED_FAMILIES: [&str; 8] = [
+const FIXED_FAMILIES: [&str; 9] = [
     CF_EVENTS,
     CF_STREAMS,
     CF_STREAM_HEADS,
@@ -46,6 +49,7 @@ const FIXED_FAMILIES: [&str; 8] = [
     CF_DEAD_LETTERS,
     CF_CHANGES,
     CF_INDEXES,
+    CF_OUTBOX,
 ];
 
 /// Size of every memtable. Big write buffers make replays and imports
