@@ -5,7 +5,8 @@
 //! ordering key, no more than once beyond a send the kill interrupted; a
 //! rebuild and a hot swap send nothing again; a request that keeps failing
 //! goes dead and lets its key move on, and an operator retries or drops it
-//! over HTTP; a request to an undeclared target fails its event.
+//! over HTTP; a request to an undeclared target fails its event; on the
+//! JetStream log such a projection fails at once, saying why.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -503,4 +504,41 @@ async fn a_failing_request_goes_dead_lets_its_key_move_on_and_is_retried_or_drop
     let page = server.get_ok("/plugins/outboxer/outbox").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 3, "{page}");
     assert_eq!(page["targets"].as_array().unwrap().len(), 1, "{page}");
+}
+
+#[tokio::test]
+async fn on_the_jetstream_log_a_projection_with_outbox_targets_fails_saying_why() {
+    let receiver = Receiver::start().await;
+    let nats = prism::cluster::testing::NatsCluster::start(1).await;
+    let toml = receiver.config(&format!(
+        "node = \"solo\"\n[log]\nurl = \"{}\"\nreplicas = 1\n",
+        nats.servers()
+    ));
+    let server = TestServer::start_with_env(&toml, &[("HOOK_TOKEN", SECRET)]).await;
+    // The first appends wait for the JetStream stream to be ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let id = "6a0d6d1e-0000-4000-8000-000000000002"; // retried with the same id
+        let events = json!({"events": [{"id": id, "type": "Send", "data": {"n": 1}}]});
+        let (code, body) = server.post("/streams/s/events", &events).await;
+        if code == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{code}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.install_file("outboxer", &test_plugin("outboxer"));
+    let failed = server
+        .wait_plugin("outboxer", Duration::from_secs(30), |p| {
+            p["state"] == "failed"
+        })
+        .await;
+    let message = failed["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("declares outbox targets, which needs the embedded log"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(receiver.received().is_empty(), "nothing was sent");
+    assert_eq!(server.view("outboxer", "s").await, None);
 }
