@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::common::{TestServer, test_plugin, with_custom_section};
+use crate::common::{TestServer, output_within, prism_command, test_plugin, with_custom_section};
 
 /// One request the receiver got, and how it answered.
 #[derive(Debug, Clone)]
@@ -418,6 +418,25 @@ async fn a_failing_request_goes_dead_lets_its_key_move_on_and_is_retried_or_drop
         );
         assert!(entry["next_attempt_at_ms"].is_null());
     }
+    let cli = output_within(
+        prism_command(server.dir.path()).args([
+            "plugins",
+            "outbox",
+            "outboxer",
+            "--state",
+            "dead",
+            "--server",
+            &server.base,
+        ]),
+        Duration::from_secs(30),
+    );
+    let shown = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "{shown}");
+    assert!(
+        shown.contains("hook: 0 pending, 1 delivered, 2 dead, 0 dropped"),
+        "{shown}"
+    );
+    assert_eq!(shown.matches(" dead ").count(), 2, "{shown}");
     let metrics = server.get_text("/metrics").await.1;
     assert!(
         metrics.contains("prism_outbox_dead{plugin=\"outboxer\",target=\"hook\"} 2"),
