@@ -14,7 +14,7 @@ use super::AppState;
 use super::body::{Params, Path, page_limit};
 use super::error::ApiError;
 use super::views::plugin_name;
-use crate::outbox::{Entry, EntryState, OutboxError};
+use crate::outbox::{Entry, EntryState, Outbox, OutboxError};
 
 /// Default and largest page of outbox requests.
 pub const DEFAULT_OUTBOX_LIMIT: usize = 100;
@@ -38,7 +38,7 @@ impl From<OutboxError> for ApiError {
 }
 
 /// A request as the API shows it: the payload as JSON, times as numbers.
-fn shown(entry: &Entry) -> Value {
+fn shown(outbox: &Outbox, entry: &Entry) -> Value {
     json!({
         "id": entry.id.hyphenated().to_string(),
         "sequence": entry.sequence,
@@ -47,6 +47,7 @@ fn shown(entry: &Entry) -> Value {
         "attempts": entry.attempts,
         "last_error": entry.last_error,
         "next_attempt_at_ms": entry.next_attempt_at_ms,
+        "waiting_for": outbox.waiting_for(entry),
         "enqueued_at_ms": entry.enqueued_at_ms,
         "finished_at_ms": entry.finished_at_ms,
         "ordering_key": entry.ordering_key,
@@ -109,7 +110,7 @@ pub async fn list(
     let mut body = json!({
         "plugin": name.as_str(),
         "targets": targets,
-        "items": page.entries.iter().map(shown).collect::<Vec<_>>(),
+        "items": page.entries.iter().map(|e| shown(&state.outbox, e)).collect::<Vec<_>>(),
     });
     if let Some(cursor) = page.cursor {
         body["cursor"] = json!(cursor.to_string());
@@ -123,7 +124,7 @@ pub async fn retry(
 ) -> Result<Json<Value>, ApiError> {
     let name = plugin_name(&name)?;
     let entry = state.outbox.retry(name.as_str(), request_id(&id)?).await?;
-    Ok(Json(shown(&entry)))
+    Ok(Json(shown(&state.outbox, &entry)))
 }
 
 pub async fn drop_request(
@@ -135,5 +136,5 @@ pub async fn drop_request(
         .outbox
         .drop_request(name.as_str(), request_id(&id)?)
         .await?;
-    Ok(Json(shown(&entry)))
+    Ok(Json(shown(&state.outbox, &entry)))
 }

@@ -113,6 +113,9 @@ pub fn outbox(page: &Value) -> String {
             let wait = at.saturating_sub(prism::clock::now_ms());
             let _ = write!(out, ", next in {:.1} s", wait as f64 / 1000.0);
         }
+        if let Some(waiting) = r["waiting_for"].as_str() {
+            let _ = write!(out, ", waiting: {waiting}");
+        }
         if let Some(error) = r["last_error"].as_str() {
             let _ = write!(out, ", last error: {error}");
         }

@@ -16,8 +16,8 @@
 //! and the queue moves on to the next.
 //!
 //! A request to a target `prism.toml` does not configure waits, and holds
-//! its queue, with `last_error` saying so, until the server restarts with
-//! the target configured.
+//! its queue, until the server restarts with the target configured; the
+//! API says so ([`Outbox::waiting_for`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -131,6 +131,8 @@ pub struct Outbox {
     store: OutboxStore,
     commands: mpsc::Sender<Command>,
     stats: Arc<Mutex<Stats>>,
+    /// The targets `prism.toml` configures, to say why a request waits.
+    configured: Arc<HashSet<String>>,
 }
 
 enum Command {
@@ -165,6 +167,7 @@ impl Outbox {
         targets: &HashMap<String, TargetConfig>,
     ) -> Result<Outbox, String> {
         let resolved = resolve_targets(targets, &config, |name| std::env::var(name).ok())?;
+        let configured = Arc::new(resolved.keys().cloned().collect());
         let (commands, mailbox) = mpsc::channel(64);
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (results_tx, results) = mpsc::channel(1024);
@@ -187,7 +190,21 @@ impl Outbox {
             store,
             commands,
             stats,
+            configured,
         })
+    }
+
+    /// What a pending request waits for beyond its turn, if anything: a
+    /// target `prism.toml` does not configure.
+    pub fn waiting_for(&self, entry: &Entry) -> Option<String> {
+        (entry.state == EntryState::Pending && !self.configured.contains(&entry.target)).then(
+            || {
+                format!(
+                    "no [targets.{}] in prism.toml: the request waits until the server runs with it",
+                    entry.target
+                )
+            },
+        )
     }
 
     /// Counts per target of `plugin`'s requests.
@@ -461,17 +478,7 @@ impl Delivery {
     }
 
     /// Put a pending request in its queue.
-    fn queue(&mut self, mut entry: Entry) {
-        if !self.targets.contains_key(&entry.target) {
-            let waiting = format!(
-                "no [targets.{}] in prism.toml: the request waits until the server runs with it",
-                entry.target
-            );
-            if entry.last_error.as_deref() != Some(waiting.as_str()) {
-                entry.last_error = Some(waiting);
-                self.update(&entry);
-            }
-        }
+    fn queue(&mut self, entry: Entry) {
         let queue = (entry.plugin.clone(), entry.ordering_key.clone());
         self.queues
             .entry(queue.clone())
