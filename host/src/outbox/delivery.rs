@@ -261,15 +261,9 @@ impl Outbox {
         })
     }
 
-    /// One of `plugin`'s requests (blocking).
-    pub fn get(&self, plugin: &str, id: &Uuid) -> Result<Option<Entry>, StorageError> {
-        Ok(match self.store.find(id)? {
-            Some(Found::Entry(entry)) if entry.plugin == plugin => Some(*entry),
-            _ => None,
-        })
-    }
-
-    /// Send a dead or pending request again now, with a fresh budget of attempts.
+    /// Send a dead or pending request again now, with a fresh budget of
+    /// attempts: as soon as its key has no other request in flight, and
+    /// before the later requests of its key.
     pub async fn retry(&self, plugin: &str, id: Uuid) -> Result<Entry, OutboxError> {
         let (reply, answer) = oneshot::channel();
         self.ask(Command::Retry {
