@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,10 @@ struct Behaviour {
     failing_keys: Mutex<HashSet<String>>,
     /// Take this long over every answer, in ms.
     delay_ms: AtomicU64,
+    /// The first request with this payload (`key`, `n`) takes a second to
+    /// answer, and `slow_started` says when it has arrived.
+    slow: Mutex<Option<(String, i64)>>,
+    slow_started: AtomicBool,
 }
 
 /// An HTTP endpoint on loopback that records what it is sent, and can fail,
@@ -65,10 +69,6 @@ async fn receive(
             .to_string()
     };
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    let delay = behaviour.delay_ms.load(Ordering::Relaxed);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
     let key = body["key"].as_str().unwrap_or_default().to_string();
     let answer = if behaviour.failing_keys.lock().unwrap().contains(&key) {
         StatusCode::INTERNAL_SERVER_ERROR
@@ -81,6 +81,10 @@ async fn receive(
     } else {
         StatusCode::OK
     };
+    let slow = behaviour.slow.lock().unwrap().as_ref()
+        == Some(&(key, body["n"].as_i64().unwrap_or(-1)))
+        && !behaviour.slow_started.swap(true, Ordering::SeqCst);
+    // Recorded on arrival: a sender killed meanwhile never sees the answer.
     behaviour.log.lock().unwrap().push(Received {
         idempotency_key: header("idempotency-key"),
         outbox_id: header("prism-outbox-id"),
@@ -89,6 +93,14 @@ async fn receive(
         body,
         answered: answer.as_u16(),
     });
+    let delay = if slow {
+        1000
+    } else {
+        behaviour.delay_ms.load(Ordering::Relaxed)
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     answer
 }
 
@@ -201,6 +213,7 @@ async fn every_request_is_delivered_in_order_per_key_across_failures_an_outage_a
     let mut receiver = Receiver::start().await;
     receiver.behaviour.fail_next.store(25, Ordering::SeqCst);
     receiver.behaviour.delay_ms.store(3, Ordering::SeqCst);
+    *receiver.behaviour.slow.lock().unwrap() = Some(("k1".into(), 100));
     // Small batches make a replay long enough to be killed in.
     let outbox = "[plugin_defaults]\nmax_batch_events = 10\n\
                   [outbox]\nmax_attempts = 100\nbackoff_initial_ms = 20\nbackoff_max_ms = 150\n";
@@ -237,18 +250,22 @@ async fn every_request_is_delivered_in_order_per_key_across_failures_an_outage_a
         }
     }
     eprintln!("killed {kills} times during the replay");
-    // And during delivery, once some requests are through.
-    wait_for("some deliveries", Duration::from_secs(60), async || {
-        (receiver.delivered().len() as u64 > total / 4).then_some(())
-    })
+    // And during delivery, while a request is in flight: the receiver has
+    // it, the server never learns.
+    wait_for(
+        "the slow request in flight",
+        Duration::from_secs(60),
+        async || {
+            receiver
+                .behaviour
+                .slow_started
+                .load(Ordering::SeqCst)
+                .then_some(())
+        },
+    )
     .await;
-    let before_kill = receiver.delivered().len() as u64;
     server.kill();
     kills += 1;
-    assert!(
-        before_kill < total,
-        "delivery was over before the kill; slow the receiver down"
-    );
     server.restart().await;
 
     // The receiver goes away for a while, comes back on the same port, and
@@ -300,9 +317,19 @@ async fn every_request_is_delivered_in_order_per_key_across_failures_an_outage_a
         assert_eq!(r.authorization, format!("Bearer {SECRET}"));
         assert!(r.attempt >= 1);
     }
+    // The request in flight at the kill is sent again, with the same
+    // idempotency key (after attempts the outage refused).
+    let slow: Vec<&Received> = received
+        .iter()
+        .filter(|r| r.body["key"] == "k1" && r.body["n"] == 100)
+        .collect();
+    assert_eq!(slow.len(), 2, "{slow:?}");
+    assert_eq!(slow[0].idempotency_key, slow[1].idempotency_key);
+    assert_eq!(slow[0].attempt, 1);
     // Delivered twice only where a kill cut a send short: at most one send
     // in flight per key when each kill landed.
     let repeats: usize = delivered.values().map(|n| n - 1).sum();
+    assert!(repeats >= 1);
     assert!(
         repeats as u64 <= kills * KEYS,
         "{repeats} repeats after {kills} kills"
