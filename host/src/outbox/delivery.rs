@@ -849,4 +849,68 @@ mod tests {
             "{unset}"
         );
     }
+
+    #[tokio::test]
+    async fn finished_requests_past_their_retention_are_purged_and_never_enqueued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::open(dir.path()).unwrap();
+        let log = crate::log::EventLog::open(db.clone(), 0).unwrap();
+        let rules = crate::outbox::OutboxRules::new("p", &["t".into()]);
+        let entries: Vec<_> = (0..2)
+            .map(|index| {
+                let cause = crate::projector::emit::Cause {
+                    position: 1,
+                    id: "c".into(),
+                    metadata: "{}".into(),
+                };
+                let request = crate::outbox::Request {
+                    target: "t".into(),
+                    payload: "{}".into(),
+                    ..Default::default()
+                };
+                rules.entry(&cause, index, request).unwrap()
+            })
+            .collect();
+        let commit = |entries: Vec<_>| {
+            log.commit_with_reactions(rocksdb::WriteBatch::default(), Vec::new(), entries)
+        };
+        assert_eq!(commit(entries.clone()).await.unwrap().enqueued, 2);
+        let store = OutboxStore::new(db.clone());
+        let Some(Found::Entry(mut delivered)) = store.find(&entries[0].id).unwrap() else {
+            panic!("enqueued")
+        };
+        delivered.state = EntryState::Delivered;
+        delivered.finished_at_ms = Some(1);
+        store.update(&delivered).unwrap();
+        // No target is configured: the other request waits, unsent.
+        let config = OutboxConfig {
+            delivered_retention_hours: 1,
+            ..OutboxConfig::default()
+        };
+        let outbox = Outbox::start(
+            store.clone(),
+            log.outbox_enqueued(),
+            config,
+            &HashMap::new(),
+        )
+        .unwrap();
+        let mut purged = false;
+        for _ in 0..100 {
+            if matches!(store.find(&entries[0].id).unwrap(), Some(Found::Purged)) {
+                purged = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(purged, "the delivered record was purged");
+        let report = outbox.report("p");
+        assert_eq!(
+            (report[0].counts.delivered, report[0].counts.pending),
+            (0, 1)
+        );
+        assert_eq!(commit(entries).await.unwrap().enqueued, 0);
+        let page = outbox.page("p", None, 0, 10).unwrap();
+        assert_eq!(page.entries.len(), 1);
+        assert!(outbox.waiting_for(&page.entries[0]).is_some());
+    }
 }
