@@ -3,7 +3,7 @@
 # BENCHMARKS.md. `--quick` for a smoke run; `--only NAME` (append, load,
 # replay, live, query, swap, memory, log_read_memory, scaling, index_replay,
 # find, bulk_get, cluster, deploys, feed, import, hostile, emit_replay,
-# view_replay) for one figure,
+# outbox_replay, view_replay) for one figure,
 # written to target/BENCHMARKS-partial.md. PRISM_BENCH_BINARY=PATH runs the
 # process-level figures (memory, log_read_memory) against another build.
 set -euo pipefail

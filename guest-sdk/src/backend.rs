@@ -10,7 +10,7 @@ use std::ops::Bound;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::{EmitError, Error, ViewError};
+use crate::{EmitError, Error, OutboxError, ViewError};
 
 /// The longest key, in bytes, the host accepts.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -39,6 +39,73 @@ pub trait Backend {
             "stream {:?}: this backend takes no emitted events",
             emission.stream_id
         )))
+    }
+
+    /// Puts a side-effect request in the outbox, enqueued when the batch
+    /// commits. A backend without an outbox refuses every request.
+    fn enqueue(&mut self, request: OutboxRequest) -> Result<(), OutboxError> {
+        Err(OutboxError::UndeclaredTarget(format!(
+            "target {:?}: this backend has no outbox",
+            request.target
+        )))
+    }
+}
+
+/// A side effect a projection asks the host to perform after the batch
+/// commits: `payload` sent to the endpoint the operator configured for
+/// `target`. Build one with [`OutboxRequest::new`] and hand it to
+/// [`View::enqueue_request`](crate::View::enqueue_request).
+///
+/// ```
+/// use prism_guest::OutboxRequest;
+/// use serde_json::json;
+///
+/// let request = OutboxRequest::new("email", &json!({"to": "ann@example.com"}))
+///     .unwrap()
+///     .ordering_key("customer-ann")
+///     .idempotency_key("welcome-ann");
+/// assert_eq!(request.ordering_key.as_deref(), Some("customer-ann"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRequest {
+    /// The log position of the batch's event that caused it (set by
+    /// [`View::enqueue_request`](crate::View::enqueue_request)).
+    pub cause: u64,
+    /// A target the description declares.
+    pub target: String,
+    /// The body to send, a JSON document.
+    pub payload: String,
+    /// Sent as the `Idempotency-Key` header; `None`: the request's id, which
+    /// the host derives from the projection, the cause and the request's
+    /// place among the cause's requests.
+    pub idempotency_key: Option<String>,
+    /// Requests with the same ordering key are delivered one at a time, in
+    /// order; `None`: the target's name (one queue per target).
+    pub ordering_key: Option<String>,
+}
+
+impl OutboxRequest {
+    /// A request to `target` with `payload` as its JSON body, default keys.
+    pub fn new<T: serde::Serialize + ?Sized>(target: &str, payload: &T) -> Result<Self, Error> {
+        Ok(Self {
+            cause: 0,
+            target: target.to_string(),
+            payload: serde_json::to_string(payload)?,
+            idempotency_key: None,
+            ordering_key: None,
+        })
+    }
+
+    /// Deliver in order with the other requests of this key (instead of the target's queue).
+    pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
+        self.ordering_key = Some(key.into());
+        self
+    }
+
+    /// Send this as the `Idempotency-Key` header (instead of the derived id).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
     }
 }
 
@@ -119,6 +186,9 @@ pub struct MemoryBackend {
     /// The streams emissions may go to, as [`Description::emits`](crate::Description::emits) declares them.
     emits: Vec<String>,
     emitted: Vec<Emission>,
+    /// The targets outbox requests may go to, as [`Description::targets`](crate::Description::targets) declares them.
+    targets: Vec<String>,
+    outbox: Vec<OutboxRequest>,
 }
 
 impl MemoryBackend {
@@ -148,6 +218,18 @@ impl MemoryBackend {
     pub fn emitting_to(mut self, streams: &[String]) -> Self {
         self.emits = streams.to_vec();
         self
+    }
+
+    /// Takes outbox requests to these targets, as the host does for a
+    /// projection that declares them; by default every request is refused.
+    pub fn sending_to(mut self, targets: &[String]) -> Self {
+        self.targets = targets.to_vec();
+        self
+    }
+
+    /// The outbox requests made so far, in order.
+    pub fn outbox(&self) -> &[OutboxRequest] {
+        &self.outbox
     }
 
     /// The events emitted so far, in order.
@@ -222,6 +304,33 @@ impl Backend for MemoryBackend {
             return Err(EmitError::Invalid("metadata must be a JSON object".into()));
         }
         self.emitted.push(emission);
+        Ok(())
+    }
+
+    /// Keeps the request, after checking it as the host does.
+    fn enqueue(&mut self, request: OutboxRequest) -> Result<(), OutboxError> {
+        if !self.targets.contains(&request.target) {
+            return Err(OutboxError::UndeclaredTarget(format!(
+                "target {:?} is not among the targets this projection declares",
+                request.target
+            )));
+        }
+        check_json(&request.payload).map_err(|e| OutboxError::Invalid(format!("payload: {e}")))?;
+        if let Some(key) = &request.idempotency_key
+            && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(OutboxError::Invalid(
+                "the idempotency key must be 1 to 255 visible ASCII characters".into(),
+            ));
+        }
+        if let Some(key) = &request.ordering_key
+            && (key.is_empty() || key.len() > 1024)
+        {
+            return Err(OutboxError::Invalid(
+                "the ordering key must be 1 to 1024 bytes long".into(),
+            ));
+        }
+        self.outbox.push(request);
         Ok(())
     }
 }

@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 
 use crate::{
-    Backend, Description, Emission, EmitError, Entry, Event, FieldKind, HandleError, Level, Params,
-    Projection, QueryError, ViewError, Write,
+    Backend, Description, Emission, EmitError, Entry, Event, FieldKind, HandleError, Level,
+    OutboxError, OutboxRequest, Params, Projection, QueryError, ViewError, Write,
 };
 
 /// Bindings for the `projector` world. Public because the export macro
@@ -25,7 +25,7 @@ pub mod bindings {
 }
 
 use bindings::exports::prism::projection::projection as export;
-use bindings::prism::projection::{emit, logging, view};
+use bindings::prism::projection::{emit, logging, outbox, view};
 
 /// The host's keyspace for this plugin, through the `view` imports.
 struct HostBackend;
@@ -74,6 +74,29 @@ impl Backend for HostBackend {
             },
         )
     }
+
+    fn enqueue(&mut self, request: OutboxRequest) -> Result<(), OutboxError> {
+        let OutboxRequest {
+            cause,
+            target,
+            payload,
+            idempotency_key,
+            ordering_key,
+        } = request;
+        let request = outbox::Request {
+            target,
+            payload,
+            idempotency_key,
+            ordering_key,
+        };
+        outbox::enqueue(cause, &request).map_err(|error| match error {
+            outbox::OutboxError::UndeclaredTarget(message) => {
+                OutboxError::UndeclaredTarget(message)
+            }
+            outbox::OutboxError::UnknownCause(position) => OutboxError::UnknownCause(position),
+            outbox::OutboxError::Invalid(message) => OutboxError::Invalid(message),
+        })
+    }
 }
 
 pub(crate) fn log(level: Level, message: &str) {
@@ -96,6 +119,7 @@ pub fn describe<P: Projection>() -> export::Description {
         event_types,
         indexes,
         emits,
+        targets,
     } = P::describe();
     let queries = P::queries().names().map(str::to_owned).collect();
     let indexes = indexes
@@ -127,6 +151,7 @@ pub fn describe<P: Projection>() -> export::Description {
         queries,
         indexes,
         emits,
+        targets,
     }
 }
 

@@ -162,6 +162,39 @@ impl From<EmitError> for Error {
     }
 }
 
+/// Why the host refused an outbox request ([`View::enqueue`](crate::View::enqueue)).
+/// A refused request enqueues nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxError {
+    /// The target is not among those [`Description::targets`](crate::Description::targets) declares.
+    UndeclaredTarget(String),
+    /// The cause is not an event of the batch being handled (or this is a query).
+    UnknownCause(u64),
+    /// The payload is not JSON, or a key is empty or too long.
+    Invalid(String),
+}
+
+impl fmt::Display for OutboxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UndeclaredTarget(message) => write!(f, "undeclared target: {message}"),
+            Self::UnknownCause(position) => write!(
+                f,
+                "the cause at position {position} is not an event of the batch being handled"
+            ),
+            Self::Invalid(message) => write!(f, "invalid outbox request: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for OutboxError {}
+
+impl From<OutboxError> for Error {
+    fn from(error: OutboxError) -> Self {
+        Self::new(error.to_string())
+    }
+}
+
 /// Why the keyspace refused a write. A refused write changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewError {

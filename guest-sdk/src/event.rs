@@ -75,6 +75,10 @@ pub struct Description {
     /// The streams the projection may emit events to
     /// ([`View::emit`](crate::View::emit)): names, or prefixes ending in `*`.
     pub emits: Vec<String>,
+    /// The outbox targets the projection may send requests to
+    /// ([`View::enqueue`](crate::View::enqueue)), by name; the operator maps
+    /// each to an HTTP endpoint in `prism.toml` (`[targets.NAME]`).
+    pub targets: Vec<String>,
 }
 
 /// How an index field's values are ordered.
@@ -154,7 +158,19 @@ impl Description {
             event_types: Vec::new(),
             indexes: Vec::new(),
             emits: Vec::new(),
+            targets: Vec::new(),
         }
+    }
+
+    /// May put requests in the outbox for these targets (exact names). The
+    /// host refuses a request to any other target.
+    pub fn targets<I>(mut self, targets: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.targets = targets.into_iter().map(Into::into).collect();
+        self
     }
 
     /// May emit events to these streams: names, or prefixes ending in `*`

@@ -81,6 +81,14 @@
 //! event again (a replay, a rebuild) never appends it twice. The guide in
 //! `guest-sdk/README.md` has the whole contract.
 //!
+//! # Side effects through the outbox
+//! During `handle` a projection may also ask for side effects — an email,
+//! a webhook — with [`View::enqueue`]: a JSON payload for a target its
+//! description declares ([`Description::targets`]), which the operator maps
+//! to an HTTP endpoint. The request commits with the batch, is enqueued
+//! once by an id derived like an emitted event's, and the host delivers it
+//! at least once, in order per ordering key, with an `Idempotency-Key`.
+//!
 //! # Layout
 //! - `event`: [`Event`] and [`Description`], the records shared with the host.
 //! - `projection`: the [`Projection`] trait and the drivers [`handle_batch`]
@@ -93,7 +101,7 @@
 //! - `params`: [`Params`], typed access to a query's parameters.
 //! - `logging`: [`log`], also as [`info!`] and friends.
 //! - `error`: [`Error`], [`QueryError`], [`ViewError`], [`HandleError`],
-//!   [`EmitError`].
+//!   [`EmitError`], [`OutboxError`].
 //! - [`testing`]: the native given/when/then harness.
 //! - `component` (wasm32 only): the bindings and the glue behind
 //!   [`export_projection!`].
@@ -111,9 +119,10 @@ pub mod testing;
 mod view;
 
 pub use backend::{
-    Backend, Emission, Entry, MAX_KEY_LEN, MemoryBackend, Write, check_json, check_key,
+    Backend, Emission, Entry, MAX_KEY_LEN, MemoryBackend, OutboxRequest, Write, check_json,
+    check_key,
 };
-pub use error::{EmitError, Error, HandleError, QueryError, ViewError};
+pub use error::{EmitError, Error, HandleError, OutboxError, QueryError, ViewError};
 pub use event::{Description, Event, FieldKind, Index};
 pub use logging::{Level, log};
 pub use params::Params;

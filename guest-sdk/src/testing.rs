@@ -175,7 +175,9 @@ impl<P: Projection> Harness<P> {
         let description = P::describe();
         Self {
             projection: P::default(),
-            backend: MemoryBackend::new().emitting_to(&description.emits),
+            backend: MemoryBackend::new()
+                .emitting_to(&description.emits)
+                .sending_to(&description.targets),
             description,
             log: EventLog::new(),
             batch_size: None,
@@ -264,6 +266,12 @@ impl<P: Projection> Harness<P> {
     /// them to the log; the harness only keeps them).
     pub fn emitted(&self) -> &[crate::Emission] {
         self.backend.emitted()
+    }
+
+    /// The outbox requests the projection made, in order (the host would
+    /// enqueue and deliver them; the harness only keeps them).
+    pub fn outbox(&self) -> &[crate::OutboxRequest] {
+        self.backend.outbox()
     }
 
     /// The projection itself.

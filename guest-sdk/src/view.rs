@@ -257,6 +257,42 @@ impl<'b> View<'b> {
         Ok(self.backend.emit(emission)?)
     }
 
+    /// Puts a side effect in the outbox: `payload` (serialized to JSON) is
+    /// sent to the endpoint the operator configured for `target`, caused by
+    /// `cause` (the event being handled). The request commits with the
+    /// batch's view writes, and is enqueued only once however often the
+    /// event is handled again (a replay, a rebuild, a new version): the host
+    /// derives its id from the projection, the cause and the request's place
+    /// among the cause's requests. The host then delivers it at least once,
+    /// in order with the target's other requests, with that id as its
+    /// `Idempotency-Key`. The target must be one
+    /// [`Description::targets`](crate::Description::targets) declares.
+    ///
+    /// Pass the error on with `?`: a refused request (an undeclared target,
+    /// a payload that is not JSON) fails the event, like a refused write.
+    pub fn enqueue<T: Serialize + ?Sized>(
+        &mut self,
+        cause: &crate::Event,
+        target: &str,
+        payload: &T,
+    ) -> Result<(), Error> {
+        self.enqueue_request(cause, crate::OutboxRequest::new(target, payload)?)
+    }
+
+    /// [`View::enqueue`] with an idempotency key or an ordering key of the
+    /// projection's own ([`OutboxRequest`](crate::OutboxRequest)).
+    pub fn enqueue_request(
+        &mut self,
+        cause: &crate::Event,
+        mut request: crate::OutboxRequest,
+    ) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::new("a query cannot put requests in the outbox"));
+        }
+        request.cause = cause.position;
+        Ok(self.backend.enqueue(request)?)
+    }
+
     /// Hands the pending writes to the backend in one `write_many`, keeping
     /// the documents cached.
     pub(crate) fn flush(&mut self) -> Result<(), Error> {

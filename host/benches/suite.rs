@@ -401,6 +401,19 @@ struct Server {
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
+/// Two replays of a reacting test projection to compare (see `Suite::replay_reacting`).
+struct ReactingRuns {
+    plugin: &'static str,
+    /// The benchmark step, which names the work directories.
+    step: &'static str,
+    n: u64,
+    event_type: &'static str,
+    /// The `k`-th event's data, reacting or not.
+    data: fn(u64, bool) -> String,
+    /// What the reacting run made, read off the plugin's status.
+    made: fn(&serde_json::Value) -> u64,
+}
+
 async fn start_server(data: &Path, plugins: &Path) -> Result<Server> {
     start_server_with(prism::config::Config {
         data: data.to_path_buf(),
@@ -1834,73 +1847,26 @@ impl Suite {
     /// What emitting events costs a replay: the `emitter` test projection
     /// over `n` pings of which none asks for an echo, then over `n` pings
     /// of which every tenth does (one event emitted per ten handled, each
-    /// committed with its batch and checked against the log's ids). Each
-    /// is run twice, alternately, and the faster run counts: other work on
-    /// the machine then weighs on both alike.
+    /// committed with its batch and checked against the log's ids).
     async fn emit_replay(&mut self) -> Result<()> {
-        let Some(emitter) = self.test_plugin("emitter") else {
-            eprintln!("  emitter not built; skipped");
+        let n = self.scale(1_000_000, 100_000);
+        let Some((rates, made)) = self
+            .replay_reacting(ReactingRuns {
+                plugin: "emitter",
+                step: "emit_replay",
+                n,
+                event_type: "Ping",
+                data: |k, react| format!(r#"{{"n":{k},"emit":{}}}"#, u8::from(react)),
+                made: |status| status["emitted"]["appended"].as_u64().unwrap_or(0),
+            })
+            .await?
+        else {
             return Ok(());
         };
-        let n = self.scale(1_000_000, 100_000);
-        let mut rates = [0.0f64; 2];
-        let mut emitted = [0u64; 2];
-        let runs = [("quiet", 0u64), ("emitting", 10)];
-        for (round, (name, every)) in runs.iter().chain(runs.iter()).copied().enumerate() {
-            let which = round % 2;
-            let data = self.work.path().join(format!("emit-replay-{round}"));
-            let plugins = self
-                .work
-                .path()
-                .join(format!("emit-replay-{round}-plugins"));
-            std::fs::create_dir_all(&plugins)?;
-            {
-                let (log, _) = prism::server::open_stores(&data)?;
-                let requests: Vec<(String, Vec<NewEvent>)> = (0..n / 500)
-                    .map(|r| {
-                        let events = (0..500)
-                            .map(|i| {
-                                let k = r * 500 + i;
-                                let emit = u64::from(every > 0 && k % every == 0);
-                                NewEvent {
-                                    id: uuid::Uuid::new_v4(),
-                                    client_id: false,
-                                    event_type: "Ping".into(),
-                                    data: format!(r#"{{"n":{k},"emit":{emit}}}"#),
-                                    metadata: "{}".into(),
-                                }
-                            })
-                            .collect();
-                        (format!("pings-{}", r % 100), events)
-                    })
-                    .collect();
-                append_all(&log, requests).await?;
-            }
-            let server = start_server(&data, &plugins).await?;
-            let http = reqwest::Client::new();
-            let started = Instant::now();
-            let r = http
-                .put(format!("{}/plugins/emitter", server.base))
-                .body(std::fs::read(&emitter)?)
-                .send()
-                .await?;
-            if !r.status().is_success() {
-                bail!("installing emitter: {}", r.text().await?);
-            }
-            let status = wait_live(&http, &server.base, "emitter", n, None).await?;
-            let run_rate = rate(n, started.elapsed());
-            eprintln!("  {name}: {} events/s", human(run_rate));
-            rates[which] = rates[which].max(run_rate);
-            emitted[which] = status["emitted"]["appended"].as_u64().unwrap_or(0);
-            server.stop().await?;
-            drop(http);
-            std::fs::remove_dir_all(&data)?;
-        }
-        if emitted[1] != n / 10 {
+        if made != n / 10 {
             bail!(
-                "expected {} emitted events, the projection emitted {}",
-                n / 10,
-                emitted[1]
+                "expected {} emitted events, the projection emitted {made}",
+                n / 10
             );
         }
         self.figure(
@@ -1910,7 +1876,7 @@ impl Suite {
             format!("{} / {} events/s", human(rates[0]), human(rates[1])),
             "(reported)",
             None,
-            format!("{n} events; {} emitted, each exactly once", emitted[1]),
+            format!("{n} events; {made} emitted, each exactly once"),
         );
         let ratio = rates[1] / rates[0];
         self.figure(
@@ -1923,6 +1889,122 @@ impl Suite {
             "same projection, same number of events",
         );
         Ok(())
+    }
+
+    /// What the outbox costs a replay: the `outboxer` test projection over
+    /// `n` events of which none asks for a side effect, then over `n` of
+    /// which every tenth does (one request per ten events, each committed
+    /// with its batch and checked against the outbox's ids). No target is
+    /// configured, so nothing is sent: this is the cost of enqueueing.
+    async fn outbox_replay(&mut self) -> Result<()> {
+        let n = self.scale(1_000_000, 100_000);
+        let Some((rates, made)) = self
+            .replay_reacting(ReactingRuns {
+                plugin: "outboxer",
+                step: "outbox_replay",
+                n,
+                event_type: "Send",
+                data: |k, react| format!(r#"{{"n":{k},"requests":{}}}"#, u8::from(react)),
+                made: |status| status["outbox"]["enqueued"].as_u64().unwrap_or(0),
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        if made != n / 10 {
+            bail!(
+                "expected {} outbox requests, the projection enqueued {made}",
+                n / 10
+            );
+        }
+        self.figure(
+            "Outbox",
+            "outbox_replay",
+            "Replay through a projection enqueueing no request / one per ten events handled (Rust, WASM)",
+            format!("{} / {} events/s", human(rates[0]), human(rates[1])),
+            "(reported)",
+            None,
+            format!("{n} events; {made} requests enqueued, each exactly once"),
+        );
+        let ratio = rates[1] / rates[0];
+        self.figure(
+            "Outbox",
+            "outbox_replay",
+            "Replay rate enqueueing one request per ten / none",
+            format!("{ratio:.2}"),
+            "≥ 0.5",
+            Some(ratio >= 0.5),
+            "same projection, same number of events",
+        );
+        Ok(())
+    }
+
+    /// Replays of a reacting test projection over `n` events of which none
+    /// reacts, then `n` of which every tenth does; each is run twice,
+    /// alternately, and the faster run counts: other work on the machine
+    /// then weighs on both alike. The best rates (quiet, reacting) and what
+    /// the reacting run made; `None` when the plugin is not built.
+    async fn replay_reacting(&mut self, runs: ReactingRuns) -> Result<Option<([f64; 2], u64)>> {
+        let Some(wasm) = self.test_plugin(runs.plugin) else {
+            eprintln!("  {} not built; skipped", runs.plugin);
+            return Ok(None);
+        };
+        let n = runs.n;
+        let mut rates = [0.0f64; 2];
+        let mut made = 0;
+        let kinds = [("quiet", 0u64), ("reacting", 10)];
+        for (round, (name, every)) in kinds.iter().chain(kinds.iter()).copied().enumerate() {
+            let which = round % 2;
+            let data = self.work.path().join(format!("{}-{round}", runs.step));
+            let plugins = self
+                .work
+                .path()
+                .join(format!("{}-{round}-plugins", runs.step));
+            std::fs::create_dir_all(&plugins)?;
+            {
+                let (log, _) = prism::server::open_stores(&data)?;
+                let requests: Vec<(String, Vec<NewEvent>)> = (0..n / 500)
+                    .map(|r| {
+                        let events = (0..500)
+                            .map(|i| {
+                                let k = r * 500 + i;
+                                NewEvent {
+                                    id: uuid::Uuid::new_v4(),
+                                    client_id: false,
+                                    event_type: runs.event_type.into(),
+                                    data: (runs.data)(k, every > 0 && k % every == 0),
+                                    metadata: "{}".into(),
+                                }
+                            })
+                            .collect();
+                        (format!("stream-{}", r % 100), events)
+                    })
+                    .collect();
+                append_all(&log, requests).await?;
+            }
+            let server = start_server(&data, &plugins).await?;
+            let http = reqwest::Client::new();
+            let started = Instant::now();
+            let r = http
+                .put(format!("{}/plugins/{}", server.base, runs.plugin))
+                .body(std::fs::read(&wasm)?)
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("installing {}: {}", runs.plugin, r.text().await?);
+            }
+            let status = wait_live(&http, &server.base, runs.plugin, n, None).await?;
+            let run_rate = rate(n, started.elapsed());
+            eprintln!("  {name}: {} events/s", human(run_rate));
+            rates[which] = rates[which].max(run_rate);
+            if which == 1 {
+                made = (runs.made)(&status);
+            }
+            server.stop().await?;
+            drop(http);
+            std::fs::remove_dir_all(&data)?;
+        }
+        Ok(Some((rates, made)))
     }
 
     /// A view file against the component it mirrors: the Rust
@@ -2273,6 +2355,7 @@ fn main() -> Result<()> {
             ("import", |s| Box::pin(s.import())),
             ("hostile", |s| Box::pin(s.hostile())),
             ("emit_replay", |s| Box::pin(s.emit_replay())),
+            ("outbox_replay", |s| Box::pin(s.outbox_replay())),
         ];
         for &(name, step) in steps {
             if suite.wants(name) {

@@ -58,6 +58,11 @@ pub struct Config {
     /// Where the event log lives: the embedded RocksDB log (the default), or
     /// a NATS JetStream cluster shared by many nodes (`[log] url = ...`).
     pub log: LogConfig,
+    /// How outbox requests are retried and kept (`[outbox]`, see `crate::outbox::config`).
+    pub outbox: crate::outbox::OutboxConfig,
+    /// Where outbox requests go: `[targets.NAME]` tables with `url`,
+    /// `method`, `headers`, `timeout_ms`. None by default.
+    pub targets: HashMap<String, crate::outbox::TargetConfig>,
     /// This node's name in a cluster: on every response (`Prism-Node`) and
     /// in `GET /cluster`. Default: the host name and the listen port.
     pub node: Option<String>,
@@ -123,6 +128,8 @@ impl Default for Config {
             tokens: Vec::new(),
             client: ClientConfig::default(),
             log: LogConfig::default(),
+            outbox: crate::outbox::OutboxConfig::default(),
+            targets: HashMap::new(),
             node: None,
         }
     }

@@ -12,6 +12,8 @@
 //! - [`runtime`]: wasmtime, the WIT bindings, the sandbox and its limits.
 //! - [`projector`]: log → plugin → view, batched and exactly once.
 //! - [`declarative`]: view files, projections written as a spec and run natively.
+//! - [`outbox`]: side effects projections ask for, committed with their
+//!   batch and delivered to HTTP endpoints at least once.
 //! - [`plugins`]: the registry of plugin generations, hot swap, the watcher.
 //! - [`api`]: the HTTP API.
 //! - [`server`]: wiring it all together; [`config`]: settings.
@@ -26,6 +28,7 @@ pub mod config;
 pub mod declarative;
 pub mod histogram;
 pub mod log;
+pub mod outbox;
 pub mod plugins;
 pub mod projector;
 pub mod runtime;

@@ -234,6 +234,29 @@ async fn main() -> anyhow::Result<()> {
                         .post(&format!("/plugins/{}/skip", segment(&name)))
                         .await?
                 }
+                PluginAction::Outbox {
+                    name,
+                    state,
+                    limit,
+                    retry,
+                    drop,
+                } => {
+                    let base = format!("/plugins/{}/outbox", segment(&name));
+                    if let Some(id) = retry {
+                        client
+                            .post(&format!("{base}/{}/retry", segment(&id)))
+                            .await?
+                    } else if let Some(id) = drop {
+                        client.delete(&format!("{base}/{}", segment(&id))).await?
+                    } else {
+                        let mut path = format!("{base}?limit={limit}");
+                        if let Some(state) = state {
+                            path.push_str(&format!("&state={}", segment(&state)));
+                        }
+                        print!("{}", cli::status::outbox(&client.get(&path).await?));
+                        return Ok(());
+                    }
+                }
             };
             print(&answer);
             Ok(())

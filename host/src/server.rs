@@ -66,6 +66,13 @@ impl App {
                 log
             }
         };
+        let outbox = crate::outbox::Outbox::start(
+            crate::outbox::store::OutboxStore::new(db.clone()),
+            log.outbox_enqueued(),
+            config.outbox.clone(),
+            &config.targets,
+        )
+        .map_err(anyhow::Error::msg)?;
         let views = ViewStore::new(db.clone());
         // Projections stop writing well before appends would: the last of
         // the disk is the log's.
@@ -115,6 +122,7 @@ impl App {
             log,
             plugins,
             metrics: Arc::new(Metrics::default()),
+            outbox,
             node: node.into(),
             cluster,
         };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, example_plugin, test_plugin};
+use crate::common::{TestServer, example_plugin, test_plugin, with_custom_section};
 
 const STREAMS: u64 = 20;
 const PINGS_PER_STREAM: u64 = 1000;
@@ -212,20 +212,6 @@ async fn an_undeclared_stream_is_refused_and_appends_nothing() {
     let echoed = echoes_of(&server, "echo-a").await;
     assert_eq!(echoed, [json!({"n": 1, "k": 0}), json!({"n": 1, "k": 1})]);
     assert_eq!(server.view("emitter", "a").await, Some(json!(1)));
-}
-
-/// `wasm` with a custom section appended: a valid component that behaves
-/// the same, with another content hash (a new version to deploy).
-fn with_custom_section(wasm: &[u8], marker: &str) -> Vec<u8> {
-    let name = b"prism-test";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(marker.as_bytes());
-    let mut out = wasm.to_vec();
-    out.push(0);
-    out.push(u8::try_from(payload.len()).unwrap());
-    out.extend_from_slice(&payload);
-    out
 }
 
 async fn echoes_of(server: &TestServer, stream: &str) -> Vec<Value> {

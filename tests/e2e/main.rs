@@ -29,6 +29,7 @@ mod json_corpus;
 mod languages;
 mod log_pages;
 mod new_projects;
+mod outbox;
 mod plugin_directory;
 mod plugin_status;
 mod poison_events;

@@ -1,6 +1,6 @@
 //! The contract moves on, old components keep working: components built
-//! against `prism:projection@0.1.0` and `@0.2.0` load, project and answer
-//! queries beside components of the current version.
+//! against `prism:projection@0.1.0`, `@0.2.0` and `@0.3.0` load, project,
+//! emit and answer queries beside components of the current version.
 
 use serde_json::json;
 
@@ -23,9 +23,11 @@ async fn a_component_of_the_first_contract_still_loads_and_works() {
         .await;
     server.install_file("old", &test_plugin("old-world"));
     server.install_file("second", &test_plugin("second-world"));
+    server.install_file("third", &test_plugin("third-world"));
     server.install_file("bank", &example_plugin("account-balance"));
     let old = server.wait_caught_up("old").await;
     let second = server.wait_caught_up("second").await;
+    let third = server.wait_caught_up("third").await;
     let bank = server.wait_caught_up("bank").await;
     assert_eq!(
         old["description"]["kind"],
@@ -36,8 +38,16 @@ async fn a_component_of_the_first_contract_still_loads_and_works() {
         "wasm component, prism:projection@0.2.0"
     );
     assert_eq!(
-        bank["description"]["kind"],
+        third["description"]["kind"],
         "wasm component, prism:projection@0.3.0"
+    );
+    assert_eq!(
+        bank["description"]["kind"],
+        "wasm component, prism:projection@0.4.0"
+    );
+    assert_eq!(
+        server.get_ok("/views/third/_query/total").await,
+        json!({"total": 3})
     );
     assert_eq!(
         server.get_ok("/views/second/_query/total").await,
@@ -60,4 +70,15 @@ async fn a_component_of_the_first_contract_still_loads_and_works() {
         server.view("old", "account-2").await.unwrap(),
         json!({"count": 2})
     );
+    // A component of 0.3.0 still emits events.
+    server.append("pings", &[("Ping", json!({}))]).await;
+    server.wait_caught_up("third").await;
+    let echoed: Vec<_> = server
+        .all_events()
+        .await
+        .into_iter()
+        .filter(|e| e["stream"] == "third-echo")
+        .collect();
+    assert_eq!(echoed.len(), 1, "{echoed:?}");
+    assert_eq!(echoed[0]["metadata"]["emitted_by"], "third");
 }

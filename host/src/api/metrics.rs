@@ -38,6 +38,14 @@ type PluginSeries = (
     fn(&StatusReport) -> String,
 );
 
+/// A per-plugin-and-target series of the outbox, read off its report.
+type OutboxSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::outbox::delivery::TargetReport) -> u64,
+);
+
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     let m = &state.metrics;
@@ -131,6 +139,51 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
                 &g.generation[..16.min(g.generation.len())],
                 g.state,
                 g.position.0
+            );
+        }
+    }
+    let outbox = state.outbox.reports();
+    let outbox_series: [OutboxSeries; 5] = [
+        (
+            "prism_outbox_pending",
+            "gauge",
+            "Outbox requests waiting to be delivered, per plugin and target.",
+            |r| r.counts.pending,
+        ),
+        (
+            "prism_outbox_dead",
+            "gauge",
+            "Outbox requests that failed every attempt and wait for an operator.",
+            |r| r.counts.dead,
+        ),
+        (
+            "prism_outbox_delivered_total",
+            "counter",
+            "Outbox requests delivered (a 2xx answer) since the server started.",
+            |r| r.since_start.delivered,
+        ),
+        (
+            "prism_outbox_failed_attempts_total",
+            "counter",
+            "Outbox delivery attempts that failed since the server started.",
+            |r| r.since_start.failed_attempts,
+        ),
+        (
+            "prism_outbox_dead_total",
+            "counter",
+            "Outbox requests that went dead since the server started.",
+            |r| r.since_start.dead,
+        ),
+    ];
+    for (name, kind, help, value) in outbox_series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in &outbox {
+            let _ = writeln!(
+                out,
+                "{name}{{plugin=\"{}\",target=\"{}\"}} {}",
+                r.plugin,
+                r.target,
+                value(r)
             );
         }
     }

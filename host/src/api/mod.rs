@@ -5,6 +5,7 @@
 //! - `views`: documents, scans, queries, change feed, read-your-writes.
 //! - `find`: index queries (`_find`) and bulk reads (`_bulk_get`).
 //! - `plugins`: install, remove, rebuild, status, logs, dead letters.
+//! - `outbox`: a plugin's side-effect requests: counts, pages, retry, drop.
 //! - `metrics`: Prometheus text.
 //! - `ui`: the dashboard page and its scripts.
 //! - `routes`: the route table behind authorization and the OpenAPI document.
@@ -17,6 +18,7 @@ mod changes;
 pub mod error;
 mod find;
 pub mod metrics;
+mod outbox;
 mod plugins;
 pub mod routes;
 mod streams;
@@ -67,6 +69,8 @@ pub struct AppState {
     pub log: EventLog,
     pub plugins: PluginManager,
     pub metrics: Arc<Metrics>,
+    /// Side-effect requests of every plugin and their delivery.
+    pub outbox: crate::outbox::Outbox,
     /// This node's name, on every response (`Prism-Node`).
     pub node: Arc<str>,
     /// This node's part in a cluster, when the log is replicated.
@@ -173,6 +177,12 @@ pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Route
         )
         .route("/plugins/{name}/logs", get(plugins::logs))
         .route("/plugins/{name}/dead-letters", get(plugins::dead_letters))
+        .route("/plugins/{name}/outbox", get(outbox::list))
+        .route("/plugins/{name}/outbox/{id}/retry", post(outbox::retry))
+        .route(
+            "/plugins/{name}/outbox/{id}",
+            axum::routing::delete(outbox::drop_request),
+        )
         .route("/views/{plugin}", get(views::scan))
         .route("/views/{plugin}/_changes", get(changes::feed))
         .route("/views/{plugin}/_query/{name}", get(views::query))

@@ -141,6 +141,24 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         "GET",
+        "/plugins/{name}/outbox",
+        Scope::Admin,
+        "The plugin's outbox: counts per target (pending, delivered, dead, dropped) and a page of side-effect requests with state, attempts, last error and next attempt time",
+    ),
+    route(
+        "POST",
+        "/plugins/{name}/outbox/{id}/retry",
+        Scope::Admin,
+        "Send a dead or pending outbox request again now, with a fresh budget of attempts",
+    ),
+    route(
+        "DELETE",
+        "/plugins/{name}/outbox/{id}",
+        Scope::Admin,
+        "Drop a pending or dead outbox request: it is never sent (it stays listed as dropped, and is never enqueued again)",
+    ),
+    route(
+        "GET",
         "/views/{plugin}",
         Scope::Read,
         "Ordered scan of a view with pagination",
@@ -245,6 +263,11 @@ fn query_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str
         ("GET", "/plugins/{name}/dead-letters") => {
             out.push(("limit", "most dead letters (default 100, at most 10000)"))
         }
+        ("GET", "/plugins/{name}/outbox") => out.extend([
+            ("state", "only requests in this state: pending, delivered, dead or dropped"),
+            ("limit", "most requests (default 100, at most 1000)"),
+            ("cursor", "the cursor of the previous page"),
+        ]),
         ("GET", "/plugins/{name}/diff") => out.push((
             "sample",
             "most examples of each kind of difference (default 10, at most 100)",

@@ -258,4 +258,21 @@ pub enum PluginAction {
     Resume { name: String },
     /// Run a quarantined generation again past that batch (dead-lettered).
     Skip { name: String },
+    /// The plugin's outbox: counts per target, then its requests, one line
+    /// each (state, attempts, next attempt, last error); or retry or drop one.
+    Outbox {
+        name: String,
+        /// Only requests in this state: pending, delivered, dead or dropped.
+        #[arg(long)]
+        state: Option<String>,
+        /// Most requests to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Send this (dead or pending) request again now.
+        #[arg(long, value_name = "ID", conflicts_with = "drop")]
+        retry: Option<String>,
+        /// Never send this (pending or dead) request.
+        #[arg(long, value_name = "ID")]
+        drop: Option<String>,
+    },
 }

@@ -84,6 +84,49 @@ pub fn diff(diff: &Value) -> String {
     out
 }
 
+/// `GET /plugins/{name}/outbox`: counts per target, then one line per request.
+pub fn outbox(page: &Value) -> String {
+    let mut out = String::new();
+    for t in page["targets"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{}: {} pending, {} delivered, {} dead, {} dropped",
+            t["target"].as_str().unwrap_or_default(),
+            t["pending"],
+            t["delivered"],
+            t["dead"],
+            t["dropped"]
+        );
+    }
+    for r in page["items"].as_array().into_iter().flatten() {
+        let _ = write!(
+            out,
+            "{} {:<9} {:<12} attempts {}",
+            r["id"].as_str().unwrap_or_default(),
+            r["state"].as_str().unwrap_or_default(),
+            r["target"].as_str().unwrap_or_default(),
+            r["attempts"]
+        );
+        if r["state"] == "pending"
+            && let Some(at) = r["next_attempt_at_ms"].as_u64()
+        {
+            let wait = at.saturating_sub(prism::clock::now_ms());
+            let _ = write!(out, ", next in {:.1} s", wait as f64 / 1000.0);
+        }
+        if let Some(waiting) = r["waiting_for"].as_str() {
+            let _ = write!(out, ", waiting: {waiting}");
+        }
+        if let Some(error) = r["last_error"].as_str() {
+            let _ = write!(out, ", last error: {error}");
+        }
+        out.push('\n');
+    }
+    if page["cursor"].is_string() {
+        out.push_str("(more: raise --limit)\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -119,5 +162,25 @@ mod tests {
         assert_eq!(text.lines().count(), 5, "{text}");
         assert!(text.contains("ready to promote"));
         assert!(text.contains("boom"));
+    }
+
+    #[test]
+    fn an_outbox_reads_as_counts_then_one_line_per_request() {
+        let text = outbox(&json!({
+            "targets": [{"target": "email", "pending": 1, "delivered": 5, "dead": 1, "dropped": 0}],
+            "items": [
+                {"id": "i-1", "state": "dead", "target": "email", "attempts": 8, "last_error": "HTTP 500: no"},
+                {"id": "i-2", "state": "pending", "target": "email", "attempts": 0, "next_attempt_at_ms": 0}
+            ],
+            "cursor": "2"
+        }));
+        assert!(
+            text.contains("email: 1 pending, 5 delivered, 1 dead, 0 dropped"),
+            "{text}"
+        );
+        assert!(text.contains("i-1 dead"), "{text}");
+        assert!(text.contains("last error: HTTP 500: no"), "{text}");
+        assert!(text.contains("next in 0.0 s"), "{text}");
+        assert!(text.contains("more"), "{text}");
     }
 }

@@ -133,6 +133,7 @@ impl ViewProjection {
             indexes: spec.indexes.clone(),
             // A view file writes its view and nothing else.
             emits: Vec::new(),
+            targets: Vec::new(),
         };
         Ok(ViewProjection {
             spec: Arc::new(spec),

@@ -116,7 +116,19 @@ struct AppendRequest {
     /// emissions, and those already in the log (by id) are left out
     /// instead of refusing the append.
     commit_of_emitted: bool,
-    reply: oneshot::Sender<Result<MultiOutcome, LogError>>,
+    /// Outbox requests the projector's batch made, to store in the same
+    /// write; those whose ids the outbox holds are left out (`outbox::store`).
+    outbox: Vec<crate::outbox::NewEntry>,
+    reply: oneshot::Sender<Result<Committed, LogError>>,
+}
+
+/// What a projector's commit through the log stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The emitted events (`duplicate` when every one was in the log already).
+    pub emitted: MultiOutcome,
+    /// Outbox requests that were new; the others were in the outbox already.
+    pub enqueued: u64,
 }
 
 /// The writer thread's mailbox. Dropping the last handle closes it and
@@ -133,13 +145,15 @@ impl WriterHandle {
         runs: Vec<StreamEvents>,
         expected: Vec<(String, ExpectedVersion)>,
         commit: Option<WriteSet>,
-    ) -> Result<MultiOutcome, LogError> {
+        outbox: Vec<crate::outbox::NewEntry>,
+    ) -> Result<Committed, LogError> {
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
             runs,
             expected,
             commit_of_emitted: commit.is_some(),
             commit,
+            outbox,
             reply,
         };
         self.tx
@@ -172,6 +186,8 @@ pub struct EventLog {
     head: watch::Receiver<Position>,
     /// Whether appends are stored or refused for lack of space (the writer's finding).
     appends: watch::Receiver<AppendState>,
+    /// The outbox's last sequence number, as the writer last stored it.
+    outbox: watch::Receiver<u64>,
     /// Free bytes below which appends are refused (0: no check).
     min_free_bytes: u64,
 }
@@ -193,12 +209,14 @@ impl EventLog {
         let head = last_position(&store)?;
         let (head_tx, head_rx) = watch::channel(head);
         let (_, appends_rx) = watch::channel(AppendState::Accepting);
+        let (_, outbox_rx) = watch::channel(0);
         let replication = replica::Replication::start(config, store.clone(), head, head_tx);
         Ok(EventLog {
             store,
             appender: Appender::Replicated(replication),
             head: head_rx,
             appends: appends_rx,
+            outbox: outbox_rx,
             min_free_bytes: 0,
         })
     }
@@ -245,8 +263,9 @@ impl EventLog {
         let (head_tx, head_rx) = watch::channel(head);
         let (appends_tx, appends_rx) = watch::channel(AppendState::Accepting);
         let (tx, rx) = mpsc::channel(8192);
+        let (outbox_tx, outbox_rx) = watch::channel(crate::outbox::store::last_sequence(&store)?);
         let thread = writer::spawn(
-            writer::Writer::new(store.clone(), head, min_free_bytes, appends_tx),
+            writer::Writer::new(store.clone(), head, min_free_bytes, appends_tx, outbox_tx),
             rx,
             head_tx,
         )?;
@@ -258,8 +277,15 @@ impl EventLog {
             })),
             head: head_rx,
             appends: appends_rx,
+            outbox: outbox_rx,
             min_free_bytes,
         })
+    }
+
+    /// The last sequence number of the outbox's requests, which changes
+    /// whenever a commit enqueues new ones (for the delivery task).
+    pub fn outbox_enqueued(&self) -> watch::Receiver<u64> {
+        self.outbox.clone()
     }
 
     /// Whether appends are stored, and if not why and until when.
@@ -329,30 +355,40 @@ impl EventLog {
                 return self.append_replicated(replication, runs, expected).await;
             }
         };
-        writer.request(runs, expected, None).await
+        Ok(writer
+            .request(runs, expected, None, Vec::new())
+            .await?
+            .emitted)
     }
 
     /// Store a projector's prepared commit (`batch`: its view writes and
-    /// checkpoint) and the events its batch emitted in one synced write.
-    /// Emitted events carry ids derived from their cause; those the log
-    /// already holds are left out, so committing the same emissions again
-    /// appends nothing (`duplicate` when nothing was new). Events are
-    /// assumed checked when they were emitted (`projector::emit`).
+    /// checkpoint), the events its batch emitted and the outbox requests it
+    /// made in one synced write. Emitted events and outbox requests carry
+    /// ids derived from their cause; those the log (or the outbox) already
+    /// holds are left out, so committing the same batch again appends and
+    /// enqueues nothing (`duplicate` when no event was new). Both are
+    /// assumed checked when they were made (`projector::emit`, `outbox`).
     ///
     /// The replicated log cannot store events and a node's view commit in
     /// one write: there this is refused with [`LogError::Invalid`].
-    pub async fn commit_with_emitted(
+    pub async fn commit_with_reactions(
         &self,
         batch: WriteSet,
         runs: Vec<StreamEvents>,
-    ) -> Result<MultiOutcome, LogError> {
+        outbox: Vec<crate::outbox::NewEntry>,
+    ) -> Result<Committed, LogError> {
         let writer = match &self.appender {
             Appender::Local(writer) => writer,
             Appender::Replicated(_) => {
-                return Err(LogError::Invalid(EMITS_NEED_EMBEDDED_LOG.into()));
+                let refusal = if runs.is_empty() {
+                    crate::outbox::OUTBOX_NEEDS_EMBEDDED_LOG
+                } else {
+                    EMITS_NEED_EMBEDDED_LOG
+                };
+                return Err(LogError::Invalid(refusal.into()));
             }
         };
-        writer.request(runs, Vec::new(), Some(batch)).await
+        writer.request(runs, Vec::new(), Some(batch), outbox).await
     }
 
     /// An append through the replicated log, answered once this node's copy
@@ -795,9 +831,10 @@ mod tests {
             batch
         };
         let first = log
-            .commit_with_emitted(commit("a"), vec![run("out", &ids[..2])])
+            .commit_with_reactions(commit("a"), vec![run("out", &ids[..2])], Vec::new())
             .await
-            .unwrap();
+            .unwrap()
+            .emitted;
         assert!(!first.duplicate);
         assert_eq!(
             (first.first_position, first.last_position),
@@ -806,17 +843,19 @@ mod tests {
         // Again, with one more: only the new one is appended, and the
         // carried commit is stored all the same.
         let again = log
-            .commit_with_emitted(commit("b"), vec![run("out", &ids)])
+            .commit_with_reactions(commit("b"), vec![run("out", &ids)], Vec::new())
             .await
-            .unwrap();
+            .unwrap()
+            .emitted;
         assert_eq!(
             (again.first_position, again.last_position),
             (Position(3), Position(3))
         );
         let none = log
-            .commit_with_emitted(commit("c"), vec![run("out", &ids)])
+            .commit_with_reactions(commit("c"), vec![run("out", &ids)], Vec::new())
             .await
-            .unwrap();
+            .unwrap()
+            .emitted;
         assert!(none.duplicate);
         assert_eq!(log.head(), Position(3));
         let stored: Vec<Uuid> = log
@@ -834,5 +873,57 @@ mod tests {
                 "{marker}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn outbox_requests_commit_with_their_batch_and_are_enqueued_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::open(dir.path()).unwrap();
+        let log = EventLog::open(db.clone(), 0).unwrap();
+        let mut enqueued = log.outbox_enqueued();
+        let rules = crate::outbox::OutboxRules::new("p", &["t".into()]);
+        let entry = |cause: &str, index| {
+            let cause = crate::projector::emit::Cause {
+                position: 1,
+                id: cause.into(),
+                metadata: "{}".into(),
+            };
+            let request = crate::outbox::Request {
+                target: "t".into(),
+                payload: "{}".into(),
+                ..Default::default()
+            };
+            rules.entry(&cause, index, request).unwrap()
+        };
+        let first = log
+            .commit_with_reactions(
+                crate::storage::WriteSet::default(),
+                Vec::new(),
+                vec![entry("a", 0), entry("a", 1)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(first.enqueued, 2);
+        assert!(enqueued.has_changed().unwrap());
+        assert_eq!(*enqueued.borrow_and_update(), 2);
+        let again = log
+            .commit_with_reactions(
+                crate::storage::WriteSet::default(),
+                Vec::new(),
+                vec![entry("a", 1), entry("b", 0)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.enqueued, 1);
+        assert_eq!(*enqueued.borrow_and_update(), 3);
+        let store = crate::outbox::store::OutboxStore::new(db.clone());
+        let mut keys = Vec::new();
+        store
+            .scan_after(0, |e| {
+                keys.push(e.cause_id);
+                true
+            })
+            .unwrap();
+        assert_eq!(keys, ["a", "a", "b"]);
     }
 }

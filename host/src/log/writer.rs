@@ -18,8 +18,11 @@
 //! all. Its events have ids derived from their cause, and an event whose id
 //! the log already holds is left out rather than refused: handling the
 //! same cause again (a replay, a rebuild, another generation) appends
-//! nothing twice, and the commit still goes through. The writer also decides whether appends are refused for lack
-//! of disk space (see the `log` module).
+//! nothing twice, and the commit still goes through. The same request
+//! carries the batch's outbox requests, which go into that write the same
+//! way: those whose ids the outbox holds are left out (`outbox::store`).
+//! The writer also decides whether appends are refused for lack of disk
+//! space (see the `log` module).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,7 +31,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::space::{AppendState, Shortage};
 use super::{
-    AppendRequest, LogError, MultiOutcome, Position, StreamEvents, StreamVersion, stream_head,
+    AppendRequest, Committed, LogError, MultiOutcome, Position, StreamEvents, StreamVersion,
+    stream_head,
 };
 use crate::storage::codec::{self, StoredEvent};
 use crate::storage::{
@@ -84,6 +88,9 @@ pub(super) struct Writer {
     min_free_bytes: u64,
     /// Whether appends are stored; published for `/healthz`.
     appends: watch::Sender<AppendState>,
+    /// The outbox's last sequence number, published once stored (the
+    /// delivery task reads the new requests from there).
+    outbox: watch::Sender<u64>,
 }
 
 /// Where an event id lives, to answer an idempotent retry.
@@ -129,12 +136,14 @@ impl Writer {
         last: Position,
         min_free_bytes: u64,
         appends: watch::Sender<AppendState>,
+        outbox: watch::Sender<u64>,
     ) -> Self {
         Writer {
             store,
             next: last.next(),
             min_free_bytes,
             appends,
+            outbox,
         }
     }
 
@@ -176,7 +185,45 @@ impl Writer {
             if let Some(batch) = carried {
                 group.batch = batch;
             }
-            let results: Vec<_> = requests.iter().map(|r| self.plan(r, &mut group)).collect();
+            let mut results: Vec<_> = requests
+                .iter()
+                .map(|r| {
+                    self.plan(r, &mut group).map(|emitted| Committed {
+                        emitted,
+                        enqueued: 0,
+                    })
+                })
+                .collect();
+            let outbox_start = *self.outbox.borrow();
+            let mut outbox_last = outbox_start;
+            if carries_commit && !requests[0].outbox.is_empty() {
+                let enqueued = crate::outbox::store::enqueue(
+                    &self.store,
+                    &requests[0].outbox,
+                    &mut outbox_last,
+                    crate::clock::now_ms(),
+                    &mut group.batch,
+                );
+                match enqueued {
+                    Ok(n) => {
+                        if let Ok(committed) = &mut results[0] {
+                            committed.enqueued = n;
+                        }
+                    }
+                    Err(e) => {
+                        // Nothing of the commit may be stored without its requests.
+                        self.next = group_start;
+                        let _ = requests.remove(0).reply.send(Err(e.into()));
+                        continue;
+                    }
+                }
+            }
+            if carries_commit && results[0].is_err() {
+                // The commit is stored with its emitted events or not at all.
+                self.next = group_start;
+                let _ = requests.remove(0).reply.send(results.remove(0));
+                continue;
+            }
             let committed = if self.next > group_start || carries_commit {
                 self.store
                     .write(group.seal(&self.store), Durability::Synced)
@@ -188,6 +235,9 @@ impl Writer {
                     if self.next > group_start {
                         self.accepting();
                         head.send_replace(Position(self.next.0 - 1));
+                    }
+                    if outbox_last > outbox_start {
+                        self.outbox.send_replace(outbox_last);
                     }
                     for (request, result) in requests.into_iter().zip(results) {
                         let _ = request.reply.send(result);

@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use status::{EmittedCounts, ErrorReport, State, Status, StatusReport};
+pub use status::{EmittedCounts, EnqueuedCounts, ErrorReport, State, Status, StatusReport};
 
 use crate::log::{EventLog, LogError, Position, RecordedEvent, StreamEvents};
 use crate::runtime::CallError;
@@ -48,7 +48,7 @@ pub struct Described {
     pub name: String,
     pub version: String,
     /// What the projection is: a component and the contract version it
-    /// implements (`prism:projection@0.3.0`), or another kind.
+    /// implements (`prism:projection@0.4.0`), or another kind.
     pub kind: String,
     /// The event types it consumes; empty for all.
     pub event_types: Vec<String>,
@@ -58,6 +58,8 @@ pub struct Described {
     pub indexes: Vec<IndexSpec>,
     /// The streams it may emit events to: names, or prefixes ending in `*`.
     pub emits: Vec<String>,
+    /// The outbox targets it may send requests to.
+    pub targets: Vec<String>,
 }
 
 /// Applies batches of events to a view. One handler serves one projector
@@ -277,6 +279,12 @@ impl Projector {
                 None,
             ));
         }
+        if !self.ctx.projection.described().targets.is_empty() && self.ctx.log.is_replicated() {
+            return self.fail(ErrorReport::new(
+                crate::outbox::OUTBOX_NEEDS_EMBEDDED_LOG.to_string(),
+                None,
+            ));
+        }
         let start = match self.ctx.keyspace.checkpoint() {
             Ok(p) => p,
             Err(e) => {
@@ -456,8 +464,11 @@ impl Projector {
                         return Err(Interrupted::Failed(format!("reading for the indexes: {e}")));
                     }
                 };
-                let emitted = txn.take_emitted();
-                self.commit_with(&txn, &index_writes, &[], upto, emitted)?;
+                let reactions = Reactions {
+                    emitted: txn.take_emitted(),
+                    outbox: txn.take_outbox(),
+                };
+                self.commit_with(&txn, &index_writes, &[], upto, reactions)?;
                 if self.handler.as_ref().is_some_and(|h| h.worn_out()) {
                     // Start afresh between batches instead of failing inside one.
                     tracing::debug!(plugin = %self.ctx.plugin, "replacing a worn-out handler");
@@ -583,7 +594,13 @@ impl Projector {
         dead_letters: &[(Position, String)],
         upto: Position,
     ) -> Result<(), Interrupted> {
-        self.commit_with(txn, &IndexWrites::default(), dead_letters, upto, Vec::new())
+        self.commit_with(
+            txn,
+            &IndexWrites::default(),
+            dead_letters,
+            upto,
+            Reactions::default(),
+        )
     }
 
     fn commit_with(
@@ -592,7 +609,7 @@ impl Projector {
         index_writes: &IndexWrites,
         dead_letters: &[(Position, String)],
         upto: Position,
-        emitted: Vec<StreamEvents>,
+        reactions: Reactions,
     ) -> Result<(), Interrupted> {
         let change_log = if self.recording {
             ChangeLog::Record {
@@ -602,12 +619,19 @@ impl Projector {
             ChangeLog::Off
         };
         loop {
-            let committed = if emitted.is_empty() {
+            let committed = if reactions.is_empty() {
                 self.ctx
                     .keyspace
                     .commit_indexed(txn, index_writes, dead_letters, upto, change_log)
             } else {
-                self.commit_emitting(txn, index_writes, dead_letters, upto, change_log, &emitted)?
+                self.commit_reacting(
+                    txn,
+                    index_writes,
+                    dead_letters,
+                    upto,
+                    change_log,
+                    &reactions,
+                )?
             };
             match committed {
                 Ok(()) => break,
@@ -635,18 +659,33 @@ impl Projector {
     }
 }
 
+/// What a batch asked for beyond its view writes: events to append and
+/// side effects to enqueue, committed with it.
+#[derive(Default)]
+struct Reactions {
+    emitted: Vec<StreamEvents>,
+    outbox: Vec<crate::outbox::NewEntry>,
+}
+
+impl Reactions {
+    fn is_empty(&self) -> bool {
+        self.emitted.is_empty() && self.outbox.is_empty()
+    }
+}
+
 impl Projector {
-    /// Commit the batch and the events it emitted in one write through the
-    /// log (see `emit`). The outer error stops the projector; the inner one
-    /// is a storage error the caller may wait out.
-    fn commit_emitting(
+    /// Commit the batch, the events it emitted and its outbox requests in
+    /// one write through the log (see `emit` and `crate::outbox`). The
+    /// outer error stops the projector; the inner one is a storage error
+    /// the caller may wait out.
+    fn commit_reacting(
         &mut self,
         txn: &Transaction,
         index_writes: &IndexWrites,
         dead_letters: &[(Position, String)],
         upto: Position,
         change_log: ChangeLog,
-        emitted: &[StreamEvents],
+        reactions: &Reactions,
     ) -> Result<Result<(), StorageError>, Interrupted> {
         let (batch, written) = match self.ctx.keyspace.prepare_commit(
             txn,
@@ -658,24 +697,32 @@ impl Projector {
             Ok(prepared) => prepared,
             Err(e) => return Ok(Err(e)),
         };
+        let emitted = &reactions.emitted;
         let total: u64 = emitted.iter().map(|r| r.events.len() as u64).sum();
-        let outcome = self
-            .rt
-            .block_on(self.ctx.log.commit_with_emitted(batch, emitted.to_vec()));
+        let requests = reactions.outbox.len() as u64;
+        let outcome = self.rt.block_on(self.ctx.log.commit_with_reactions(
+            batch,
+            emitted.to_vec(),
+            reactions.outbox.clone(),
+        ));
         match outcome {
-            Ok(outcome) => {
+            Ok(committed) => {
                 self.ctx.keyspace.written(written);
-                let appended = if outcome.duplicate {
+                let outcome = committed.emitted;
+                let appended = if outcome.duplicate || total == 0 {
                     0
                 } else {
                     outcome.last_position.0 + 1 - outcome.first_position.0
                 };
                 self.ctx.status.emitted(appended, total - appended);
+                self.ctx
+                    .status
+                    .enqueued(committed.enqueued, requests - committed.enqueued);
                 Ok(Ok(()))
             }
             Err(LogError::Storage(e)) => Ok(Err(e)),
             Err(e) => Err(Interrupted::Failed(format!(
-                "committing the batch with its emitted events: {e}"
+                "committing the batch with its emitted events and outbox requests: {e}"
             ))),
         }
     }
@@ -807,6 +854,7 @@ mod tests {
                     queries: vec![],
                     indexes: vec![],
                     emits: vec![],
+                    targets: vec![],
                 },
                 with_index,
                 calls: calls.clone(),

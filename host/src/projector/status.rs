@@ -107,6 +107,7 @@ struct Inner {
     last_progress: Instant,
     dead_letters: u64,
     emitted: EmittedCounts,
+    outbox: EnqueuedCounts,
     /// What the projector is waiting for, if anything (e.g. disk space).
     waiting: Option<&'static str>,
 }
@@ -143,6 +144,15 @@ pub struct EmittedCounts {
     pub already_in_log: u64,
 }
 
+/// Counts of a generation's outbox requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EnqueuedCounts {
+    /// Put in the outbox by this generation.
+    pub enqueued: u64,
+    /// Made again and left out: the outbox already held their ids.
+    pub already_in_outbox: u64,
+}
+
 /// A point-in-time copy of a status, with derived figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -162,6 +172,9 @@ pub struct StatusReport {
     /// Events this generation emitted since it started: appended, or found
     /// in the log already (emitted before, by a replay or another generation).
     pub emitted: EmittedCounts,
+    /// Outbox requests this generation made since it started: enqueued, or
+    /// found in the outbox already (made before, by a replay or another generation).
+    pub outbox: EnqueuedCounts,
     /// Events this generation has processed (applied or filtered out) since it started.
     pub events_processed: u64,
     /// What the projector is waiting for, if anything (e.g. disk space).
@@ -181,6 +194,7 @@ impl Status {
                 last_progress: Instant::now(),
                 dead_letters: 0,
                 emitted: EmittedCounts::default(),
+                outbox: EnqueuedCounts::default(),
                 waiting: None,
             }),
             batch_latency: Histogram::default(),
@@ -255,6 +269,13 @@ impl Status {
         s.emitted.already_in_log += known;
     }
 
+    /// A batch's outbox requests were committed: `enqueued` new, `known` already in the outbox.
+    pub fn enqueued(&self, enqueued: u64, known: u64) {
+        let mut s = self.lock();
+        s.outbox.enqueued += enqueued;
+        s.outbox.already_in_outbox += known;
+    }
+
     pub fn dead_lettered(&self) {
         self.lock().dead_letters += 1;
     }
@@ -319,6 +340,7 @@ impl Status {
             last_error: s.last_error.clone(),
             dead_letters: s.dead_letters,
             emitted: s.emitted,
+            outbox: s.outbox,
             events_processed: s.processed,
             waiting_for: s.waiting.map(str::to_string),
         }

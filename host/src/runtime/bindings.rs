@@ -1,9 +1,11 @@
 //! The `bindgen!`s of Prism's WIT worlds; everything else imports from here.
 //!
-//! Three versions of the `projector` world are served:
-//! `prism:projection@0.3.0` (`wit/`, the current one: projections emit
-//! events), `prism:projection@0.2.0` (`wit/0.2.0/`, frozen: descriptions
-//! declare indexes) and `prism:projection@0.1.0` (`wit/0.1.0/`, frozen), so
+//! Four versions of the `projector` world are served:
+//! `prism:projection@0.4.0` (`wit/`, the current one: projections put side
+//! effects in the outbox), `prism:projection@0.3.0` (`wit/0.3.0/`, frozen:
+//! projections emit events), `prism:projection@0.2.0` (`wit/0.2.0/`, frozen:
+//! descriptions declare indexes) and `prism:projection@0.1.0` (`wit/0.1.0/`,
+//! frozen), so
 //! components built against an older contract keep loading unchanged. The host works with
 //! the current version's types; an older instance's calls are translated at
 //! the edge (`instance.rs`, `view/host.rs`).
@@ -36,8 +38,18 @@ pub mod v0_2 {
     });
 }
 
-/// `prism:projection@0.3.0`, the current contract.
+/// `prism:projection@0.3.0`: no outbox.
 pub mod v0_3 {
+    wasmtime::component::bindgen!({
+        world: "projector",
+        path: "../wit/0.3.0",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+/// `prism:projection@0.4.0`, the current contract.
+pub mod v0_4 {
     wasmtime::component::bindgen!({
         world: "projector",
         path: "../wit",
@@ -46,10 +58,11 @@ pub mod v0_3 {
     });
 }
 
-pub use v0_3::exports::prism::projection::projection::{
+pub use v0_4::exports::prism::projection::projection::{
     Description, Event, HandleError, QueryError,
 };
-pub use v0_3::prism::projection::emit::EmitError;
-pub use v0_3::prism::projection::logging::Level;
-pub use v0_3::prism::projection::types::{FieldKind, Index, IndexField};
-pub use v0_3::prism::projection::view::{Entry, ViewError, Write};
+pub use v0_4::prism::projection::emit::EmitError;
+pub use v0_4::prism::projection::logging::Level;
+pub use v0_4::prism::projection::outbox::{OutboxError, Request as OutboxRequest};
+pub use v0_4::prism::projection::types::{FieldKind, Index, IndexField};
+pub use v0_4::prism::projection::view::{Entry, ViewError, Write};

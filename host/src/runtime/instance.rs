@@ -12,7 +12,7 @@ use std::time::Instant;
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::Pre;
-use super::bindings::{Description, Event, HandleError, QueryError, v0_1, v0_2, v0_3};
+use super::bindings::{Description, Event, HandleError, QueryError, v0_1, v0_2, v0_3, v0_4};
 use super::logging::PluginLog;
 use super::state::PluginState;
 use super::view::ViewAccess;
@@ -34,6 +34,7 @@ enum Cut {
 
 /// The instance's exports, by the version of the contract it implements.
 enum Exports {
+    V0_4(v0_4::Projector),
     V0_3(v0_3::Projector),
     V0_2(v0_2::Projector),
     V0_1(v0_1::Projector),
@@ -73,6 +74,7 @@ impl PluginInstance {
         store.data_mut().arm(limits.call_timeout);
         let instantiated = rt.block_on(within(limits.call_timeout, async {
             Ok(match pre {
+                Pre::V0_4(pre) => Exports::V0_4(pre.instantiate_async(&mut store).await?),
                 Pre::V0_3(pre) => Exports::V0_3(pre.instantiate_async(&mut store).await?),
                 Pre::V0_2(pre) => Exports::V0_2(pre.instantiate_async(&mut store).await?),
                 Pre::V0_1(pre) => Exports::V0_1(pre.instantiate_async(&mut store).await?),
@@ -93,6 +95,11 @@ impl PluginInstance {
         self.store.data_mut().emit.set_rules(rules);
     }
 
+    /// Let `handle` put requests in the outbox by these rules.
+    pub fn allow_outbox(&mut self, rules: Arc<crate::outbox::OutboxRules>) {
+        self.store.data_mut().outbox.set_rules(rules);
+    }
+
     fn arm(&mut self) {
         self.store.data_mut().arm(self.limits.call_timeout);
         self.store.set_epoch_deadline(1);
@@ -103,7 +110,19 @@ impl PluginInstance {
         let store = &mut self.store;
         let call = async {
             Ok(match &self.exports {
-                Exports::V0_3(e) => e.prism_projection_projection().call_describe(store).await?,
+                Exports::V0_4(e) => e.prism_projection_projection().call_describe(store).await?,
+                Exports::V0_3(e) => {
+                    let d = e.prism_projection_projection().call_describe(store).await?;
+                    Description {
+                        name: d.name,
+                        version: d.version,
+                        event_types: d.event_types,
+                        queries: d.queries,
+                        indexes: d.indexes.into_iter().map(of_0_3::index).collect(),
+                        emits: d.emits,
+                        targets: Vec::new(),
+                    }
+                }
                 Exports::V0_2(e) => {
                     let d = e.prism_projection_projection().call_describe(store).await?;
                     Description {
@@ -111,8 +130,9 @@ impl PluginInstance {
                         version: d.version,
                         event_types: d.event_types,
                         queries: d.queries,
-                        indexes: d.indexes.into_iter().map(index_of_0_2).collect(),
+                        indexes: d.indexes.into_iter().map(of_0_2::index).collect(),
                         emits: Vec::new(),
+                        targets: Vec::new(),
                     }
                 }
                 Exports::V0_1(e) => {
@@ -124,6 +144,7 @@ impl PluginInstance {
                         queries: d.queries,
                         indexes: Vec::new(),
                         emits: Vec::new(),
+                        targets: Vec::new(),
                     }
                 }
             })
@@ -144,17 +165,28 @@ impl PluginInstance {
         std::mem::swap(&mut state.view.txn, txn);
         state.view.writable = true;
         state.emit.begin(batch);
+        state.outbox.begin(batch);
         let store = &mut self.store;
         let call = async {
             match &self.exports {
-                Exports::V0_3(e) => {
+                Exports::V0_4(e) => {
                     e.prism_projection_projection()
                         .call_handle(store, batch)
                         .await
                 }
+                Exports::V0_3(e) => {
+                    let batch: Vec<_> = batch.iter().map(of_0_3::event).collect();
+                    let result = e
+                        .prism_projection_projection()
+                        .call_handle(store, &batch)
+                        .await?;
+                    Ok(result.map_err(|e| HandleError {
+                        index: e.index,
+                        message: e.message,
+                    }))
+                }
                 Exports::V0_2(e) => {
-                    let batch: Vec<v0_2::exports::prism::projection::projection::Event> =
-                        batch.iter().map(event_of_0_2).collect();
+                    let batch: Vec<_> = batch.iter().map(of_0_2::event).collect();
                     let result = e
                         .prism_projection_projection()
                         .call_handle(store, &batch)
@@ -182,6 +214,7 @@ impl PluginInstance {
         let state = self.store.data_mut();
         state.view.writable = false;
         state.emit.end();
+        state.outbox.end();
         std::mem::swap(&mut state.view.txn, txn);
         match result {
             Ok(Ok(())) => Ok(Ok(())),
@@ -207,10 +240,22 @@ impl PluginInstance {
         let store = &mut self.store;
         let call = async {
             match &self.exports {
-                Exports::V0_3(e) => {
+                Exports::V0_4(e) => {
                     e.prism_projection_projection()
                         .call_query(store, name, params)
                         .await
+                }
+                Exports::V0_3(e) => {
+                    use v0_3::exports::prism::projection::projection::QueryError as Old;
+                    let result = e
+                        .prism_projection_projection()
+                        .call_query(store, name, params)
+                        .await?;
+                    Ok(result.map_err(|e| match e {
+                        Old::UnknownQuery(m) => QueryError::UnknownQuery(m),
+                        Old::InvalidParams(m) => QueryError::InvalidParams(m),
+                        Old::Failed(m) => QueryError::Failed(m),
+                    }))
                 }
                 Exports::V0_2(e) => {
                     use v0_2::exports::prism::projection::projection::QueryError as Old;
@@ -254,44 +299,61 @@ impl PluginInstance {
     }
 }
 
-/// An event as a component of `prism:projection@0.2.0` takes it.
-fn event_of_0_2(e: &Event) -> v0_2::exports::prism::projection::projection::Event {
-    v0_2::exports::prism::projection::projection::Event {
-        position: e.position,
-        stream_id: e.stream_id.clone(),
-        stream_version: e.stream_version,
-        event_type: e.event_type.clone(),
-        data: e.data.clone(),
-        metadata: e.metadata.clone(),
-        recorded_at: e.recorded_at,
-        id: e.id.clone(),
-    }
+/// Events and index declarations of an older contract whose records are the
+/// current ones but for the package version in their names.
+macro_rules! older_records {
+    ($module:ident, $version:ident) => {
+        mod $module {
+            use super::super::bindings::{self, Event, FieldKind, IndexField};
+            use super::$version;
+
+            /// An event as a component of this contract takes it.
+            pub(super) fn event(
+                e: &Event,
+            ) -> $version::exports::prism::projection::projection::Event {
+                $version::exports::prism::projection::projection::Event {
+                    position: e.position,
+                    stream_id: e.stream_id.clone(),
+                    stream_version: e.stream_version,
+                    event_type: e.event_type.clone(),
+                    data: e.data.clone(),
+                    metadata: e.metadata.clone(),
+                    recorded_at: e.recorded_at,
+                    id: e.id.clone(),
+                }
+            }
+
+            /// An index a component of this contract declares.
+            pub(super) fn index(
+                index: $version::prism::projection::types::Index,
+            ) -> bindings::Index {
+                use $version::prism::projection::types::FieldKind as Old;
+                bindings::Index {
+                    name: index.name,
+                    fields: index
+                        .fields
+                        .into_iter()
+                        .map(|f| IndexField {
+                            path: f.path,
+                            kind: match f.kind {
+                                Old::Number => FieldKind::Number,
+                                Old::String => FieldKind::String,
+                                Old::Boolean => FieldKind::Boolean,
+                                Old::Timestamp => FieldKind::Timestamp,
+                                Old::Any => FieldKind::Any,
+                            },
+                        })
+                        .collect(),
+                    unique: index.unique,
+                    prefix: index.prefix,
+                }
+            }
+        }
+    };
 }
 
-/// An index a component of `prism:projection@0.2.0` declares.
-fn index_of_0_2(index: v0_2::prism::projection::types::Index) -> super::bindings::Index {
-    use super::bindings::{FieldKind, IndexField};
-    use v0_2::prism::projection::types::FieldKind as Old;
-    super::bindings::Index {
-        name: index.name,
-        fields: index
-            .fields
-            .into_iter()
-            .map(|f| IndexField {
-                path: f.path,
-                kind: match f.kind {
-                    Old::Number => FieldKind::Number,
-                    Old::String => FieldKind::String,
-                    Old::Boolean => FieldKind::Boolean,
-                    Old::Timestamp => FieldKind::Timestamp,
-                    Old::Any => FieldKind::Any,
-                },
-            })
-            .collect(),
-        unique: index.unique,
-        prefix: index.prefix,
-    }
-}
+older_records!(of_0_2, v0_2);
+older_records!(of_0_3, v0_3);
 
 /// An event as a component of `prism:projection@0.1.0` takes it.
 fn old_event(e: &Event) -> v0_1::exports::prism::projection::projection::Event {

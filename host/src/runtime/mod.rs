@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - `bindings`: the generated bindings of the `projector` world.
-//! - `view/`, `logging/`, `emit`: the host side of the imports a plugin gets.
+//! - `view/`, `logging/`, `emit`, `outbox`: the host side of the imports a plugin gets.
 //! - `state`: what a plugin's `Store` holds (WASI granting nothing).
 //! - `instance`: one instantiated plugin and the calls into it.
 
@@ -11,6 +11,7 @@ pub mod bindings;
 mod emit;
 mod instance;
 pub mod logging;
+mod outbox;
 mod projection;
 pub(crate) mod state;
 pub mod view;
@@ -30,7 +31,7 @@ pub use instance::{CallError, PluginInstance};
 pub use logging::PluginLog;
 pub use projection::WasmProjection;
 
-use bindings::{v0_1, v0_2, v0_3};
+use bindings::{v0_1, v0_2, v0_3, v0_4};
 use state::PluginState;
 
 /// How often the epoch advances; the granularity of call deadlines.
@@ -69,7 +70,9 @@ impl Default for PluginLimits {
 pub enum RuntimeError {
     #[error("not a WebAssembly component: {0}")]
     Compile(String),
-    #[error("does not implement the prism:projection projector world (0.3.0, 0.2.0 or 0.1.0): {0}")]
+    #[error(
+        "does not implement the prism:projection projector world (0.4.0, 0.3.0, 0.2.0 or 0.1.0): {0}"
+    )]
     WrongWorld(String),
     #[error("failed to start: {0}")]
     Instantiate(String),
@@ -88,6 +91,7 @@ pub struct CompiledPlugin {
 /// A linked component of one version of the contract.
 #[derive(Clone)]
 pub(crate) enum Pre {
+    V0_4(v0_4::ProjectorPre<PluginState>),
     V0_3(v0_3::ProjectorPre<PluginState>),
     V0_2(v0_2::ProjectorPre<PluginState>),
     V0_1(v0_1::ProjectorPre<PluginState>),
@@ -97,6 +101,7 @@ impl CompiledPlugin {
     /// The version of the contract the component implements.
     pub fn contract(&self) -> &'static str {
         match self.pre {
+            Pre::V0_4(_) => "prism:projection@0.4.0",
             Pre::V0_3(_) => "prism:projection@0.3.0",
             Pre::V0_2(_) => "prism:projection@0.2.0",
             Pre::V0_1(_) => "prism:projection@0.1.0",
@@ -127,6 +132,7 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        v0_4::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_3::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_2::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_1::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -213,13 +219,16 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
-        let pre = match v0_3::ProjectorPre::new(instance_pre.clone()) {
-            Ok(pre) => Pre::V0_3(pre),
-            Err(current) => match v0_2::ProjectorPre::new(instance_pre.clone()) {
-                Ok(pre) => Pre::V0_2(pre),
-                Err(_) => match v0_1::ProjectorPre::new(instance_pre) {
-                    Ok(pre) => Pre::V0_1(pre),
-                    Err(_) => return Err(RuntimeError::WrongWorld(format!("{current:#}"))),
+        let pre = match v0_4::ProjectorPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::V0_4(pre),
+            Err(current) => match v0_3::ProjectorPre::new(instance_pre.clone()) {
+                Ok(pre) => Pre::V0_3(pre),
+                Err(_) => match v0_2::ProjectorPre::new(instance_pre.clone()) {
+                    Ok(pre) => Pre::V0_2(pre),
+                    Err(_) => match v0_1::ProjectorPre::new(instance_pre) {
+                        Ok(pre) => Pre::V0_1(pre),
+                        Err(_) => return Err(RuntimeError::WrongWorld(format!("{current:#}"))),
+                    },
                 },
             },
         };
@@ -261,6 +270,15 @@ impl Runtime {
                 &description.emits,
             ))
         });
+        if let Some(problem) = crate::outbox::targets_problem(&description.targets) {
+            return Err(RuntimeError::Instantiate(format!("describe: {problem}")));
+        }
+        let outbox_rules = (!description.targets.is_empty()).then(|| {
+            Arc::new(crate::outbox::OutboxRules::new(
+                plugin,
+                &description.targets,
+            ))
+        });
         let described = crate::projector::Described {
             name: description.name,
             version: description.version,
@@ -269,6 +287,7 @@ impl Runtime {
             queries: description.queries,
             indexes,
             emits: description.emits,
+            targets: description.targets,
         };
         Ok(WasmProjection::new(
             self.clone(),
@@ -277,6 +296,7 @@ impl Runtime {
             limits,
             described,
             emit_rules,
+            outbox_rules,
         ))
     }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use super::bindings::{Event, HandleError, QueryError};
 use super::view::ViewAccess;
 use super::{CallError, CompiledPlugin, PluginInstance, PluginLimits, PluginLog, Runtime};
+use crate::outbox::OutboxRules;
 use crate::projector::emit::EmitRules;
 use crate::projector::{Described, Handler, Projection, QueryFailure};
 use crate::views::{Keyspace, Transaction};
@@ -19,6 +20,8 @@ pub struct WasmProjection {
     described: Described,
     /// What its handlers may emit; `None` when it declares no stream.
     emit_rules: Option<Arc<EmitRules>>,
+    /// What its handlers may put in the outbox; `None` when it declares no target.
+    outbox_rules: Option<Arc<OutboxRules>>,
     /// Query instances between calls. How many run at once is bounded by
     /// the generation; this only keeps them warm.
     idle: Mutex<Vec<PluginInstance>>,
@@ -32,6 +35,7 @@ impl WasmProjection {
         limits: PluginLimits,
         described: Described,
         emit_rules: Option<Arc<EmitRules>>,
+        outbox_rules: Option<Arc<OutboxRules>>,
     ) -> Self {
         WasmProjection {
             runtime,
@@ -40,6 +44,7 @@ impl WasmProjection {
             limits,
             described,
             emit_rules,
+            outbox_rules,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -86,6 +91,9 @@ impl Projection for WasmProjection {
         let mut instance = self.instance(keyspace)?;
         if let Some(rules) = &self.emit_rules {
             instance.allow_emits(rules.clone());
+        }
+        if let Some(rules) = &self.outbox_rules {
+            instance.allow_outbox(rules.clone());
         }
         Ok(Box::new(WasmHandler(instance)))
     }

@@ -12,6 +12,7 @@ use super::PluginLimits;
 use super::emit::EmitState;
 use super::logging::PluginLog;
 use super::logging::stdio::LogOutput;
+use super::outbox::OutboxState;
 use super::view::ViewAccess;
 
 pub struct PluginState {
@@ -23,6 +24,8 @@ pub struct PluginState {
     pub(crate) log: Arc<PluginLog>,
     /// The batch in flight and the rules of its emitted events.
     pub(crate) emit: EmitState,
+    /// The batch in flight and the rules of its outbox requests.
+    pub(crate) outbox: OutboxState,
     /// When the call in progress must end (checked at every epoch tick).
     pub(crate) deadline: Instant,
 }
@@ -51,6 +54,7 @@ impl PluginState {
             view,
             log,
             emit: EmitState::default(),
+            outbox: OutboxState::default(),
             deadline: Instant::now(),
         }
     }

@@ -3,8 +3,8 @@
 //! The event log and every view keyspace live in one database so that a
 //! projector can commit a batch's view writes *and* its checkpoint in a single
 //! atomic write. This module owns opening the database and the names of its
-//! fixed column families; `store` holds the operations the log (`crate::log`)
-//! and the view store (`crate::views`) perform on it, so that no RocksDB type
+//! fixed column families; `store` holds the operations the log (`crate::log`),
+//! the view store (`crate::views`) and the outbox (`crate::outbox`) perform on it, so that no RocksDB type
 //! is named outside this module. `space` measures free disk space and
 //! recognises RocksDB running out of it; `files` writes whole files atomically.
 
@@ -39,8 +39,10 @@ pub(crate) const CF_DEAD_LETTERS: &str = "dead_letters";
 pub(crate) const CF_CHANGES: &str = "changes";
 /// Entries of the secondary indexes projections declare (see `views::index`).
 pub(crate) const CF_INDEXES: &str = "indexes";
+/// Side-effect requests of every plugin and their delivery (see `crate::outbox`).
+pub(crate) const CF_OUTBOX: &str = "outbox";
 
-const FIXED_FAMILIES: [&str; 8] = [
+const FIXED_FAMILIES: [&str; 9] = [
     CF_EVENTS,
     CF_STREAMS,
     CF_STREAM_HEADS,
@@ -49,6 +51,7 @@ const FIXED_FAMILIES: [&str; 8] = [
     CF_DEAD_LETTERS,
     CF_CHANGES,
     CF_INDEXES,
+    CF_OUTBOX,
 ];
 
 /// Size of every memtable. Big write buffers make replays and imports

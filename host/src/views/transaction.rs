@@ -19,8 +19,11 @@ pub struct Transaction {
     bytes: usize,
     /// Events the batch emitted, in order, to append when it commits.
     emitted: Vec<crate::log::StreamEvents>,
-    /// Memory the emitted events hold (they go to the log, not the view).
+    /// Memory the emitted events and outbox requests hold (they go to the
+    /// log and the outbox, not the view).
     emitted_bytes: usize,
+    /// Outbox requests the batch made, in order, to enqueue when it commits.
+    outbox: Vec<crate::outbox::NewEntry>,
 }
 
 impl Transaction {
@@ -28,7 +31,7 @@ impl Transaction {
         Self::default()
     }
 
-    /// No writes (emitted events aside).
+    /// No writes (emitted events and outbox requests aside).
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -40,6 +43,7 @@ impl Transaction {
     pub fn clear(&mut self) {
         self.writes.clear();
         self.emitted.clear();
+        self.outbox.clear();
         self.emitted_bytes = 0;
         self.bytes = 0;
     }
@@ -63,8 +67,26 @@ impl Transaction {
 
     /// Take the emitted events out, for the commit.
     pub fn take_emitted(&mut self) -> Vec<crate::log::StreamEvents> {
-        self.emitted_bytes = 0;
         std::mem::take(&mut self.emitted)
+    }
+
+    /// Add an outbox request the batch made (checked by `outbox`).
+    pub fn enqueue(&mut self, entry: crate::outbox::NewEntry) {
+        self.emitted_bytes += ENTRY_OVERHEAD
+            + entry.payload.len()
+            + entry.ordering_key.len()
+            + entry.idempotency_key.len();
+        self.outbox.push(entry);
+    }
+
+    /// The outbox requests the batch made, in order.
+    pub fn outbox(&self) -> &[crate::outbox::NewEntry] {
+        &self.outbox
+    }
+
+    /// Take the outbox requests out, for the commit.
+    pub fn take_outbox(&mut self) -> Vec<crate::outbox::NewEntry> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// Memory the batch holds in the host: its pending writes and the

@@ -3,13 +3,16 @@
 //! (`CustomerClassificationUpdated`), keeping the customers of each rating
 //! under `rating-{R}`, and when `EmailCampaignStarted {"campaign": C,
 //! "rating": R}` arrives it emits one `CampaignEmailRequested` per customer
-//! then rated R to the stream `campaign-{C}`: the requests an email sender
-//! works from. Each request is appended exactly once, however often the
-//! log is replayed, and carries the campaign event as its cause.
+//! then rated R to the stream `campaign-{C}` (the saga's record of what was
+//! asked) and puts one email request per customer in the outbox for the
+//! target `email`, which the host delivers to the mail service configured
+//! in `prism.toml`. Each event is appended and each request enqueued
+//! exactly once, however often the log is replayed; the mail service gets
+//! every request at least once, with an `Idempotency-Key` to drop repeats.
 
 use std::collections::BTreeSet;
 
-use prism_guest::{Description, Error, Event, Projection, View};
+use prism_guest::{Description, Error, Event, OutboxRequest, Projection, View};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -34,6 +37,7 @@ impl Projection for CampaignReactor {
         Description::new("campaign-reactor", "1.0.0")
             .event_types(["CustomerClassificationUpdated", "EmailCampaignStarted"])
             .emits(["campaign-*"])
+            .targets(["email"])
     }
 
     fn handle(&mut self, view: &mut View, event: &Event) -> Result<(), Error> {
@@ -67,6 +71,18 @@ impl Projection for CampaignReactor {
                         &stream,
                         "CampaignEmailRequested",
                         &json!({"campaign": started.campaign, "customer": customer}),
+                    )?;
+                    let email = json!({
+                        "campaign": started.campaign,
+                        "customer": customer,
+                        "template": format!("campaign-{}", started.campaign),
+                    });
+                    // One queue per customer: a customer's emails go out in
+                    // order, and a failing one holds back no one else's.
+                    view.enqueue_request(
+                        event,
+                        OutboxRequest::new("email", &email)?
+                            .ordering_key(format!("customer-{customer}")),
                     )?;
                 }
                 view.put_json(
@@ -128,6 +144,18 @@ mod tests {
             })
             .collect();
         assert_eq!(requested, ["ann", "dan"]);
+        let emails: Vec<(&str, Option<&str>)> = harness
+            .outbox()
+            .iter()
+            .map(|r| (r.target.as_str(), r.ordering_key.as_deref()))
+            .collect();
+        assert_eq!(
+            emails,
+            [
+                ("email", Some("customer-ann")),
+                ("email", Some("customer-dan"))
+            ]
+        );
         assert_eq!(
             harness.view("campaign-spring"),
             Some(json!({"rating": "B", "requested": 2}))

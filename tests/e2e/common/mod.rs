@@ -622,3 +622,17 @@ impl RawPage {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:.300}"))
     }
 }
+
+/// `wasm` with a custom section appended: a valid component that behaves
+/// the same, with another content hash (a new version to deploy).
+pub fn with_custom_section(wasm: &[u8], marker: &str) -> Vec<u8> {
+    let name = b"prism-test";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(marker.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    out.push(u8::try_from(payload.len()).unwrap());
+    out.extend_from_slice(&payload);
+    out
+}

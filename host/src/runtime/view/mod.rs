@@ -189,13 +189,14 @@ impl ViewAccess {
         if self.spent() > self.budget {
             let pending = self.txn.held_bytes();
             return Err(self.over(format!(
-                "the batch's {} pending writes and {} emitted events hold {}",
+                "the batch's {} pending writes, {} emitted events and {} outbox requests hold {}",
                 self.txn.len(),
                 self.txn
                     .emitted()
                     .iter()
                     .map(|r| r.events.len())
                     .sum::<usize>(),
+                self.txn.outbox().len(),
                 mebibytes(pending)
             )));
         }

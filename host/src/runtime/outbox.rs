@@ -1,0 +1,89 @@
+//! The `prism:projection/outbox` import: side effects a projection asks for
+//! while it handles a batch. The rules (declared targets, ids, defaults)
+//! are `outbox`'s; this side knows the batch in flight, counts each cause's
+//! requests, and adds them to the batch's transaction, which commits them
+//! with the view writes and checkpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::outbox::{OutboxRules, Refusal, Request};
+use crate::projector::emit::Cause;
+use crate::runtime::bindings::v0_4::prism::projection::outbox::Host;
+use crate::runtime::bindings::{Event, OutboxError, OutboxRequest};
+use crate::runtime::state::PluginState;
+
+/// What the instance's outbox requests need: the plugin's rules and the batch in flight.
+#[derive(Default)]
+pub struct OutboxState {
+    /// `None`: the projection declares no target.
+    rules: Option<Arc<OutboxRules>>,
+    /// The batch being handled, by position; empty outside `handle`.
+    causes: Vec<Cause>,
+    /// Requests so far of each cause (by position) in this call.
+    counts: HashMap<u64, u32>,
+}
+
+impl OutboxState {
+    pub(crate) fn set_rules(&mut self, rules: Arc<OutboxRules>) {
+        self.rules = Some(rules);
+    }
+
+    /// A `handle` call starts with `batch`.
+    pub(crate) fn begin(&mut self, batch: &[Event]) {
+        self.counts.clear();
+        self.causes.clear();
+        if self.rules.is_some() {
+            self.causes.extend(batch.iter().map(|e| Cause {
+                position: e.position,
+                id: e.id.clone(),
+                metadata: String::new(),
+            }));
+        }
+    }
+
+    /// The call is over: no batch is in flight.
+    pub(crate) fn end(&mut self) {
+        self.causes.clear();
+        self.counts.clear();
+    }
+}
+
+impl Host for PluginState {
+    async fn enqueue(
+        &mut self,
+        cause: u64,
+        request: OutboxRequest,
+    ) -> wasmtime::Result<Result<(), OutboxError>> {
+        let Some(rules) = self.outbox.rules.clone() else {
+            return Ok(Err(OutboxError::UndeclaredTarget(format!(
+                "target {:?}: this projection declares no outbox target",
+                request.target
+            ))));
+        };
+        let found = self
+            .outbox
+            .causes
+            .binary_search_by_key(&cause, |c| c.position);
+        let (Ok(at), true) = (found, self.view.writable) else {
+            return Ok(Err(OutboxError::UnknownCause(cause)));
+        };
+        let index = self.outbox.counts.get(&cause).copied().unwrap_or(0);
+        let request = Request {
+            target: request.target,
+            payload: request.payload,
+            idempotency_key: request.idempotency_key,
+            ordering_key: request.ordering_key,
+        };
+        match rules.entry(&self.outbox.causes[at], index, request) {
+            Ok(entry) => {
+                self.outbox.counts.insert(cause, index + 1);
+                self.view.txn.enqueue(entry);
+                self.view.check_pending()?;
+                Ok(Ok(()))
+            }
+            Err(Refusal::UndeclaredTarget(m)) => Ok(Err(OutboxError::UndeclaredTarget(m))),
+            Err(Refusal::Invalid(m)) => Ok(Err(OutboxError::Invalid(m))),
+        }
+    }
+}
