@@ -4,10 +4,10 @@
 //! counts each cause's emissions, and adds the events to the batch's
 //! transaction, which commits them with the view writes and checkpoint.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::projector::emit::{Cause, EmitRules, Refusal};
+use super::causes::Causes;
+use crate::projector::emit::{EmitRules, Refusal};
 use crate::runtime::bindings::v0_4::prism::projection::emit::Host;
 use crate::runtime::bindings::{EmitError, Event, v0_3};
 use crate::runtime::state::PluginState;
@@ -17,10 +17,7 @@ use crate::runtime::state::PluginState;
 pub struct EmitState {
     /// `None`: the projection declares no stream to emit to.
     rules: Option<Arc<EmitRules>>,
-    /// The batch being handled, by position; empty outside `handle`.
-    causes: Vec<Cause>,
-    /// Emissions so far of each cause (by position) in this call.
-    counts: HashMap<u64, u32>,
+    causes: Causes,
 }
 
 impl EmitState {
@@ -30,21 +27,14 @@ impl EmitState {
 
     /// A `handle` call starts with `batch`.
     pub(crate) fn begin(&mut self, batch: &[Event]) {
-        self.counts.clear();
-        self.causes.clear();
         if self.rules.is_some() {
-            self.causes.extend(batch.iter().map(|e| Cause {
-                position: e.position,
-                id: e.id.clone(),
-                metadata: e.metadata.clone(),
-            }));
+            self.causes.begin(batch, true);
         }
     }
 
     /// The call is over: no batch is in flight.
     pub(crate) fn end(&mut self) {
-        self.causes.clear();
-        self.counts.clear();
+        self.causes.end();
     }
 }
 
@@ -62,25 +52,14 @@ impl Host for PluginState {
                 "stream {stream_id:?}: this projection declares no stream to emit to"
             ))));
         };
-        let found = self
-            .emit
-            .causes
-            .binary_search_by_key(&cause, |c| c.position);
-        let (Ok(at), true) = (found, self.view.writable) else {
+        let (Some((source, index)), true) = (self.emit.causes.next(cause), self.view.writable)
+        else {
             return Ok(Err(EmitError::UnknownCause(cause)));
         };
-        let index = self.emit.counts.get(&cause).copied().unwrap_or(0);
-        let emitted = rules.emission(
-            &self.emit.causes[at],
-            index,
-            &stream_id,
-            &event_type,
-            &data,
-            &metadata,
-        );
+        let emitted = rules.emission(source, index, &stream_id, &event_type, &data, &metadata);
         match emitted {
             Ok(event) => {
-                self.emit.counts.insert(cause, index + 1);
+                self.emit.causes.counted(cause);
                 self.view.txn.emit(&stream_id, event);
                 self.view.check_pending()?;
                 Ok(Ok(()))

@@ -8,6 +8,7 @@
 //! - `instance`: one instantiated plugin and the calls into it.
 
 pub mod bindings;
+mod causes;
 mod emit;
 mod instance;
 pub mod logging;

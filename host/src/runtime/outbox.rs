@@ -4,11 +4,10 @@
 //! requests, and adds them to the batch's transaction, which commits them
 //! with the view writes and checkpoint.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::causes::Causes;
 use crate::outbox::{OutboxRules, Refusal, Request};
-use crate::projector::emit::Cause;
 use crate::runtime::bindings::v0_4::prism::projection::outbox::Host;
 use crate::runtime::bindings::{Event, OutboxError, OutboxRequest};
 use crate::runtime::state::PluginState;
@@ -18,10 +17,7 @@ use crate::runtime::state::PluginState;
 pub struct OutboxState {
     /// `None`: the projection declares no target.
     rules: Option<Arc<OutboxRules>>,
-    /// The batch being handled, by position; empty outside `handle`.
-    causes: Vec<Cause>,
-    /// Requests so far of each cause (by position) in this call.
-    counts: HashMap<u64, u32>,
+    causes: Causes,
 }
 
 impl OutboxState {
@@ -31,21 +27,14 @@ impl OutboxState {
 
     /// A `handle` call starts with `batch`.
     pub(crate) fn begin(&mut self, batch: &[Event]) {
-        self.counts.clear();
-        self.causes.clear();
         if self.rules.is_some() {
-            self.causes.extend(batch.iter().map(|e| Cause {
-                position: e.position,
-                id: e.id.clone(),
-                metadata: String::new(),
-            }));
+            self.causes.begin(batch, false);
         }
     }
 
     /// The call is over: no batch is in flight.
     pub(crate) fn end(&mut self) {
-        self.causes.clear();
-        self.counts.clear();
+        self.causes.end();
     }
 }
 
@@ -61,23 +50,19 @@ impl Host for PluginState {
                 request.target
             ))));
         };
-        let found = self
-            .outbox
-            .causes
-            .binary_search_by_key(&cause, |c| c.position);
-        let (Ok(at), true) = (found, self.view.writable) else {
+        let (Some((source, index)), true) = (self.outbox.causes.next(cause), self.view.writable)
+        else {
             return Ok(Err(OutboxError::UnknownCause(cause)));
         };
-        let index = self.outbox.counts.get(&cause).copied().unwrap_or(0);
         let request = Request {
             target: request.target,
             payload: request.payload,
             idempotency_key: request.idempotency_key,
             ordering_key: request.ordering_key,
         };
-        match rules.entry(&self.outbox.causes[at], index, request) {
+        match rules.entry(source, index, request) {
             Ok(entry) => {
-                self.outbox.counts.insert(cause, index + 1);
+                self.outbox.causes.counted(cause);
                 self.view.txn.enqueue(entry);
                 self.view.check_pending()?;
                 Ok(Ok(()))

@@ -159,6 +159,13 @@ fn read_options(reading: Reading) -> ReadOptions {
     opts
 }
 
+/// The answers of a multi-get, as values or the first error.
+fn values(
+    answers: Vec<Result<Option<DBPinnableSlice<'_>>, rocksdb::Error>>,
+) -> Result<Vec<Option<Value<'_>>>, StorageError> {
+    answers.into_iter().map(|r| Ok(r?.map(Value))).collect()
+}
+
 fn iterator_mode(seek: Seek<'_>) -> IteratorMode<'_> {
     match seek {
         Seek::First => IteratorMode::Start,
@@ -280,11 +287,7 @@ impl Store {
         family: &Family<'_>,
         keys: impl IntoIterator<Item = &'k [u8]>,
     ) -> Result<Vec<Option<Value<'_>>>, StorageError> {
-        self.db
-            .batched_multi_get_cf(&family.0, keys, false)
-            .into_iter()
-            .map(|r| Ok(r?.map(Value)))
-            .collect()
+        values(self.db.batched_multi_get_cf(&family.0, keys, false))
     }
 
     /// Owned entries from `seek` on, in its direction.
@@ -442,11 +445,10 @@ impl Snapshot {
         family: &Family<'_>,
         keys: impl IntoIterator<Item = &'k [u8]>,
     ) -> Result<Vec<Option<Value<'_>>>, StorageError> {
-        self.db()
-            .batched_multi_get_cf_opt(&family.0, keys, false, &self.options())
-            .into_iter()
-            .map(|r| Ok(r?.map(Value)))
-            .collect()
+        values(
+            self.db()
+                .batched_multi_get_cf_opt(&family.0, keys, false, &self.options()),
+        )
     }
 
     pub(crate) fn scan(&self, family: &Family<'_>, seek: Seek<'_>) -> Scan<'_> {
