@@ -245,6 +245,22 @@ async fn every_bad_append_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_does_not_load_leaves_nothing_behind_once_refused() {
+    let server = Api::open(|_| {}).await;
+    for round in 0..20 {
+        let (status, _, body) = server
+            .call("PUT", "/plugins/junk", Some("\0asm not a component".into()))
+            .await;
+        assert_eq!(status, 422, "{body}");
+        // Read right after the answer: the refusal is already visible.
+        let (status, body) = server.get("/plugins/junk").await;
+        assert_eq!(status, 404, "round {round}: {body}");
+        let listed = server.get_ok("/plugins").await;
+        assert_eq!(listed["plugins"], json!([]), "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_bad_read_parameters_answer_json() {
     let server = Api::open(|_| {}).await;
     let (status, body) = server.get("/nope").await;
