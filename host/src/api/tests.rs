@@ -245,6 +245,50 @@ async fn every_bad_append_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expected_version_is_a_whole_number_however_it_is_written() {
+    let server = Api::open(|_| {}).await;
+    server.append("s", &[("A", json!({}))]).await;
+    // 0 and 0.0 are the same JSON number: the stream is at version 0.
+    let (status, body) = server
+        .post_raw(
+            "/streams/s/events",
+            r#"{"events":[{"type":"B"}],"expected_version":0.0}"#.into(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["stream_version"], 1);
+    let (status, body) = server
+        .post_raw(
+            "/events",
+            r#"{"events":[{"stream":"s","type":"C"}],"expected_versions":{"s":1e0}}"#.into(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for (version, code) in [
+        ("2.5", "invalid_expected_version"),
+        ("-0.5", "invalid_expected_version"),
+        // A double this big is not exact: it could name a version it was rounded to.
+        ("1e19", "invalid_expected_version"),
+        ("5.0", "wrong_expected_version"),
+    ] {
+        let (status, body) = server
+            .post_raw(
+                "/streams/s/events",
+                format!(r#"{{"events":[{{"type":"D"}}],"expected_version":{version}}}"#),
+            )
+            .await;
+        let expected = if code == "wrong_expected_version" {
+            409
+        } else {
+            400
+        };
+        assert_eq!(status, expected, "{version}: {body}");
+        assert_eq!(body["error"]["code"], code, "{version}: {body}");
+    }
+    assert_eq!(server.head().await, 3, "nothing refused was appended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_that_does_not_load_leaves_nothing_behind_once_refused() {
     let server = Api::open(|_| {}).await;
     for round in 0..20 {
