@@ -289,6 +289,27 @@ async fn an_expected_version_is_a_whole_number_however_it_is_written() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_file_handling_an_event_type_the_log_refuses_is_refused() {
+    let server = Api::open(|_| {}).await;
+    for event_type in ["", "Deposited\u{7}"] {
+        let file = json!({"key": "{stream}", "on": {event_type: {"set": {"seen": true}}}});
+        let (status, _, body) = server
+            .call("PUT", "/plugins/typo", Some(file.to_string()))
+            .await;
+        assert_eq!(status, 422, "{event_type:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_plugin");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("on: event type")),
+            "{body}"
+        );
+    }
+    let (status, body) = server.get("/plugins/typo").await;
+    assert_eq!(status, 404, "nothing was installed: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_that_does_not_load_leaves_nothing_behind_once_refused() {
     let server = Api::open(|_| {}).await;
     for round in 0..20 {
