@@ -2,7 +2,8 @@
 # Install what building and testing Prism needs, idempotently: Debian
 # packages (system RocksDB and clang for its bindings), the wasm32-wasip2
 # Rust target, nats-server for the cluster tests, Chromium for the
-# dashboard's browser tests, and the Python/JavaScript component toolchains.
+# dashboard's browser tests, schemathesis for the API fuzzer, and the
+# Python/JavaScript component toolchains.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -36,6 +37,7 @@ fi
 
 "$root/scripts/setup-nats.sh"
 "$root/scripts/setup-browser.sh"
+"$root/scripts/setup-schemathesis.sh"
 
 if [ -x "$root/scripts/setup-other-toolchains.sh" ]; then
     "$root/scripts/setup-other-toolchains.sh"

@@ -8,7 +8,9 @@
 //! - `outbox`: a plugin's side-effect requests: counts, pages, retry, drop.
 //! - `metrics`: Prometheus text.
 //! - `ui`: the dashboard page and its scripts.
-//! - `routes`: the route table behind authorization and the OpenAPI document.
+//! - `routes`: the route table the router, authorization and the OpenAPI
+//!   document are built from.
+//! - `openapi`: that document, and the JSON Schemas of the bodies.
 //! - `auth`: bearer tokens with scopes.
 //! - `body`, `error`: request bodies and JSON errors.
 
@@ -18,6 +20,7 @@ mod changes;
 pub mod error;
 mod find;
 pub mod metrics;
+mod openapi;
 mod outbox;
 mod plugins;
 pub mod routes;
@@ -31,9 +34,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Extension, State};
 use axum::middleware;
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 pub use metrics::Metrics;
@@ -147,63 +149,31 @@ async fn method_not_allowed(method: axum::http::Method) -> error::ApiError {
     )
 }
 
-async fn openapi() -> Json<Value> {
-    Json(routes::openapi())
+/// The document of this server's API: with or without security, as the
+/// server has tokens or not. Built once, when the router is.
+#[derive(Clone)]
+struct Document(Arc<Value>);
+
+async fn openapi_json(Extension(Document(document)): Extension<Document>) -> Json<Value> {
+    Json(Value::clone(&document))
 }
 
+/// The API, built from the route table: each route with its handler and
+/// the body limit of its kind of body, behind the token check.
 pub fn router(state: AppState, limits: ApiLimits, tokens: auth::Tokens) -> Router {
-    let plugin_upload = Router::new()
-        .route(
-            "/plugins/{name}",
-            get(plugins::show).put(plugins::put).delete(plugins::delete),
-        )
-        .layer(DefaultBodyLimit::max(limits.max_plugin_bytes));
-    Router::new()
-        .route(
-            "/streams/{stream}/events",
-            post(streams::append).get(streams::read_stream),
-        )
-        .route("/events", get(streams::read_log).post(streams::append_many))
-        .route("/plugins", get(plugins::list))
-        .route("/plugins/{name}/rebuild", post(plugins::rebuild))
-        .route("/plugins/{name}/promote", post(plugins::promote))
-        .route("/plugins/{name}/rollback", post(plugins::rollback))
-        .route("/plugins/{name}/diff", get(plugins::diff))
-        .route("/plugins/{name}/resume", post(plugins::resume))
-        .route("/plugins/{name}/skip", post(plugins::skip))
-        .route(
-            "/plugins/{name}/candidate",
-            axum::routing::delete(plugins::discard_candidate),
-        )
-        .route("/plugins/{name}/logs", get(plugins::logs))
-        .route("/plugins/{name}/dead-letters", get(plugins::dead_letters))
-        .route("/plugins/{name}/outbox", get(outbox::list))
-        .route("/plugins/{name}/outbox/{id}/retry", post(outbox::retry))
-        .route(
-            "/plugins/{name}/outbox/{id}",
-            axum::routing::delete(outbox::drop_request),
-        )
-        .route("/views/{plugin}", get(views::scan))
-        .route("/views/{plugin}/_changes", get(changes::feed))
-        .route("/views/{plugin}/_query/{name}", get(views::query))
-        .route("/views/{plugin}/_find", get(find::find))
-        .route("/views/{plugin}/_bulk_get", post(find::bulk_get))
-        .route("/views/{plugin}/_doc/{key}", get(views::get_doc))
-        .route("/views/{plugin}/{key}", get(views::get_key))
-        .route("/healthz", get(healthz))
-        .route("/cluster", get(cluster))
-        .route("/metrics", get(metrics::render))
-        .route("/openapi.json", get(openapi))
-        .route("/ui", get(ui::page))
-        .route("/ui/{file}", get(ui::asset))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .merge(plugin_upload)
+    let document = Document(Arc::new(openapi::document(!tokens.is_empty())));
+    let mut router = Router::new();
+    for route in routes::ROUTES {
+        router = router.route(route.path, route.method_router(limits));
+    }
+    router
         .route_layer(middleware::from_fn_with_state(
             Arc::new(tokens),
             auth::authorize,
         ))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(document))
         .layer(middleware::from_fn_with_state(
             state.node.clone(),
             stamp_node,

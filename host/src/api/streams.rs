@@ -92,12 +92,24 @@ fn parse_expected(value: Option<Value>) -> Result<ExpectedVersion, ApiError> {
             "exists" => Ok(ExpectedVersion::Exists),
             _ => Err(invalid()),
         },
-        Some(Value::Number(n)) => n
-            .as_u64()
+        Some(Value::Number(n)) => whole_number(&n)
             .map(|v| ExpectedVersion::Exact(StreamVersion(v)))
             .ok_or_else(invalid),
         Some(_) => Err(invalid()),
     }
+}
+
+/// `n` as a whole number from 0, however it is written: JSON (and JSON
+/// Schema) make no difference between `5` and `5.0`. One written with a
+/// fraction or an exponent is taken only while a double holds it exactly
+/// (up to 2^53), so that no version is ever rounded into another.
+fn whole_number(n: &serde_json::Number) -> Option<u64> {
+    const EXACT: f64 = (1u64 << f64::MANTISSA_DIGITS) as f64;
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=EXACT).contains(f))
+            .map(|f| f as u64)
+    })
 }
 
 fn parse_event(index: usize, e: EventBody) -> Result<NewEvent, ApiError> {

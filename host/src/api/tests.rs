@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tower::ServiceExt;
 
+use crate::api::routes::{Place, ROUTES, Route, Scope};
 use crate::config::Config;
 use crate::server::App;
 
@@ -247,6 +248,107 @@ async fn every_bad_append_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expected_version_is_a_whole_number_however_it_is_written() {
+    let server = Api::open(|_| {}).await;
+    server.append("s", &[("A", json!({}))]).await;
+    // 0 and 0.0 are the same JSON number: the stream is at version 0.
+    let (status, body) = server
+        .post_raw(
+            "/streams/s/events",
+            r#"{"events":[{"type":"B"}],"expected_version":0.0}"#.into(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["stream_version"], 1);
+    let (status, body) = server
+        .post_raw(
+            "/events",
+            r#"{"events":[{"stream":"s","type":"C"}],"expected_versions":{"s":1e0}}"#.into(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for (version, code) in [
+        ("2.5", "invalid_expected_version"),
+        ("-0.5", "invalid_expected_version"),
+        // A double this big is not exact: it could name a version it was rounded to.
+        ("1e19", "invalid_expected_version"),
+        ("5.0", "wrong_expected_version"),
+    ] {
+        let (status, body) = server
+            .post_raw(
+                "/streams/s/events",
+                format!(r#"{{"events":[{{"type":"D"}}],"expected_version":{version}}}"#),
+            )
+            .await;
+        let expected = if code == "wrong_expected_version" {
+            409
+        } else {
+            400
+        };
+        assert_eq!(status, expected, "{version}: {body}");
+        assert_eq!(body["error"]["code"], code, "{version}: {body}");
+    }
+    assert_eq!(server.head().await, 3, "nothing refused was appended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_id_of_null_is_no_id() {
+    let server = Api::open(|_| {}).await;
+    let (status, body) = server
+        .post_raw(
+            "/streams/s/events",
+            r#"{"events":[{"type":"A","id":null,"metadata":null,"data":null}]}"#.into(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let log = server.get_ok("/events").await;
+    let event = &log["events"][0];
+    assert!(
+        event["id"].as_str().is_some_and(|id| id.len() == 36),
+        "{event}"
+    );
+    assert_eq!(event["data"], Value::Null);
+    assert_eq!(event["metadata"], json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_file_handling_an_event_type_the_log_refuses_is_refused() {
+    let server = Api::open(|_| {}).await;
+    for event_type in ["", "Deposited\u{7}"] {
+        let file = json!({"key": "{stream}", "on": {event_type: {"set": {"seen": true}}}});
+        let (status, _, body) = server
+            .call("PUT", "/plugins/typo", Some(file.to_string()))
+            .await;
+        assert_eq!(status, 422, "{event_type:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_plugin");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("on: event type")),
+            "{body}"
+        );
+    }
+    let (status, body) = server.get("/plugins/typo").await;
+    assert_eq!(status, 404, "nothing was installed: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_does_not_load_leaves_nothing_behind_once_refused() {
+    let server = Api::open(|_| {}).await;
+    for round in 0..20 {
+        let (status, _, body) = server
+            .call("PUT", "/plugins/junk", Some("\0asm not a component".into()))
+            .await;
+        assert_eq!(status, 422, "{body}");
+        // Read right after the answer: the refusal is already visible.
+        let (status, body) = server.get("/plugins/junk").await;
+        assert_eq!(status, 404, "round {round}: {body}");
+        let listed = server.get_ok("/plugins").await;
+        assert_eq!(listed["plugins"], json!([]), "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_bad_read_parameters_answer_json() {
     let server = Api::open(|_| {}).await;
     let (status, body) = server.get("/nope").await;
@@ -291,18 +393,92 @@ async fn wrong_methods_and_undecodable_paths_answer_json() {
     }
 }
 
+/// The route table's path with each parameter replaced by its example.
+fn concrete(route: &Route) -> String {
+    route
+        .params
+        .iter()
+        .filter(|p| p.place == Place::Path)
+        .fold(route.path.to_string(), |path, p| {
+            path.replace(&format!("{{{}}}", p.name), p.example.unwrap_or("x"))
+        })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openapi_document_lists_every_route_and_unknown_plugins_are_404() {
+async fn every_route_of_the_table_is_served_and_documented() {
     let server = Api::open(|_| {}).await;
     let doc = server.get_ok("/openapi.json").await;
-    for route in crate::api::routes::ROUTES {
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(
+        doc["components"].get("securitySchemes").is_none(),
+        "a server without tokens asks for none"
+    );
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|methods| methods.as_object().unwrap().len())
+        .sum();
+    assert_eq!(documented, ROUTES.len());
+    for route in ROUTES {
+        let method = route.method.to_lowercase();
+        let operation = &doc["paths"][route.path][&method];
         assert!(
-            doc["paths"][route.path][route.method.to_lowercase()].is_object(),
-            "{} {} missing",
-            route.method,
+            operation["responses"].is_object(),
+            "{method} {}",
             route.path
         );
+        // The router is built from the table: each route answers, with
+        // something other than "no such route" or "not this method". The
+        // plugin of the examples is not installed here, so no answer is a
+        // change feed that would never end.
+        let path = concrete(route);
+        let (status, _, body) = server.call(route.method, &path, None).await;
+        assert_ne!(status, 405, "{} {path}: {body}", route.method);
+        assert_ne!(body["error"]["code"], "no_route", "{} {path}", route.method);
+        assert!(
+            operation["responses"][status.to_string()].is_object(),
+            "{} {path} answered {status}, which its document does not list: {body}",
+            route.method
+        );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_the_document_asks_for_the_scope_of_each_route() {
+    let server = Api::open(|c| {
+        c.tokens = vec![crate::api::auth::TokenConfig {
+            token: "reader".into(),
+            scopes: vec![Scope::Read],
+        }]
+    })
+    .await;
+    let doc = server.get_ok("/openapi.json").await;
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for route in ROUTES {
+        let operation = &doc["paths"][route.path][route.method.to_lowercase()];
+        let path = concrete(route);
+        let (status, headers, body) = server.call(route.method, &path, None).await;
+        if route.scope == Scope::Public {
+            assert!(operation.get("security").is_none(), "{}", route.path);
+            assert_ne!(status, 401, "{} {path}", route.method);
+        } else {
+            assert_eq!(operation["security"], json!([{"bearer": [route.scope]}]));
+            assert_eq!(status, 401, "{} {path}: {body}", route.method);
+            assert_eq!(body["error"]["code"], "unauthorized");
+            assert!(headers.contains_key("www-authenticate"));
+            assert!(operation["responses"]["401"].is_object(), "{}", route.path);
+            assert!(operation["responses"]["403"].is_object(), "{}", route.path);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_plugins_are_404() {
+    let server = Api::open(|_| {}).await;
     let (status, body) = server.get("/views/nobody/key").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -65,6 +65,14 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The names of the dashboard's files (`/ui/{file}`).
+pub fn file_names() -> Vec<&'static str> {
+    ASSETS.iter().map(|a| a.name).collect()
+}
+
+/// The media types of the dashboard's files.
+pub const MEDIA_TYPES: &[&str] = &["text/html", "text/css", "image/svg+xml", "text/javascript"];
+
 /// The page itself.
 pub async fn page(headers: HeaderMap) -> Response {
     serve(0, &headers)
@@ -160,6 +168,14 @@ mod tests {
                 ASSETS.iter().any(|a| a.name == file),
                 "index.html names {file}"
             );
+        }
+    }
+
+    #[test]
+    fn every_file_has_a_documented_media_type() {
+        for asset in ASSETS {
+            let media = asset.content_type.split(';').next().unwrap();
+            assert!(MEDIA_TYPES.contains(&media), "{}: {media}", asset.name);
         }
     }
 

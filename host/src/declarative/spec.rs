@@ -470,6 +470,10 @@ pub fn compile(text: &str) -> Result<ViewSpec, SpecError> {
     let mut handlers = HashMap::new();
     let mut event_types = Vec::new();
     for (event_type, updates) in on {
+        // A type the log would refuse can never arrive: a handler for it is a mistake.
+        if let Err(e) = crate::log::limits::check_event_type(&event_type.value) {
+            return Err(at(&event_type.referenced, "on", e));
+        }
         if handlers.contains_key(&event_type.value) {
             return Err(at(
                 &event_type.referenced,

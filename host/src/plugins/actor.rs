@@ -140,31 +140,38 @@ impl Actor {
                     self.file_checked_at_ms = Some(crate::clock::now_ms());
                 }
                 Msg::Put(bytes, reply) => {
-                    let _ = reply.send(self.put(bytes).await);
+                    let result = self.put(bytes).await;
+                    self.answer(reply, result);
                 }
                 Msg::Remove(reply) => {
-                    let _ = reply.send(self.remove(true).await);
+                    let result = self.remove(true).await;
+                    self.answer(reply, result);
                 }
                 Msg::Rebuild(reply) => {
-                    let _ = reply.send(self.rebuild().await);
+                    let result = self.rebuild().await;
+                    self.answer(reply, result);
                 }
                 Msg::Promote(reply) => {
-                    let _ = reply.send(self.promote().await);
+                    let result = self.promote().await;
+                    self.answer(reply, result);
                 }
                 Msg::Rollback(reply) => {
-                    let _ = reply.send(
-                        self.exists()
-                            .and(self.transition(Transition::Rollback).await),
-                    );
+                    let result = match self.exists() {
+                        Ok(()) => self.transition(Transition::Rollback).await,
+                        Err(e) => Err(e),
+                    };
+                    self.answer(reply, result);
                 }
                 Msg::Discard(reply) => {
-                    let _ = reply.send(
-                        self.exists()
-                            .and(self.transition(Transition::Discard).await),
-                    );
+                    let result = match self.exists() {
+                        Ok(()) => self.transition(Transition::Discard).await,
+                        Err(e) => Err(e),
+                    };
+                    self.answer(reply, result);
                 }
                 Msg::Release { skip, reply } => {
-                    let _ = reply.send(self.release(skip).await);
+                    let result = self.release(skip).await;
+                    self.answer(reply, result);
                 }
                 Msg::Projector(keyspace, event) => self.projector_event(keyspace, event).await,
                 Msg::Shutdown(done) => {
@@ -177,6 +184,14 @@ impl Actor {
             }
             self.publish();
         }
+    }
+
+    /// Answer a request once what it did is published, so that a client
+    /// reading right after the answer (`GET /plugins/NAME` after a refused
+    /// upload or a removal) sees it done.
+    fn answer<T>(&self, reply: Reply<T>, result: Result<T, PluginError>) {
+        self.publish();
+        let _ = reply.send(result);
     }
 
     fn exists(&self) -> Result<(), PluginError> {
