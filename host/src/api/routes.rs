@@ -226,7 +226,7 @@ const OUTBOX_ID: Param = path(
     "the request's id (a UUID, as the outbox lists it)",
     Shape::Text {
         pattern: Some(
-            "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
+            "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$",
         ),
         min: 32,
         max_bytes: Some(36),
