@@ -1,4 +1,5 @@
-//! The delivery task: one task for the whole outbox, which owns every
+//! The delivery task: one task for the whole outbox, on a thread of its
+//! own (its store reads and writes block), which owns every
 //! change to a request's delivery state, and [`Outbox`], its cheap handle
 //! for the API (reads go to the store directly; retries and drops are
 //! messages to the task, so that they never race a send in flight).
@@ -185,7 +186,18 @@ impl Outbox {
             last_seen: 0,
             results_tx,
         };
-        tokio::spawn(task.run(enqueued, mailbox, results));
+        // The task's reads and writes of the store are small but blocking:
+        // it runs on a thread of its own (its HTTP sends run on that
+        // thread's runtime), never on the server's async workers. It ends,
+        // and releases the store, when every handle is gone.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("the outbox's delivery thread: {e}"))?;
+        std::thread::Builder::new()
+            .name("prism-outbox".into())
+            .spawn(move || runtime.block_on(task.run(enqueued, mailbox, results)))
+            .map_err(|e| format!("the outbox's delivery thread: {e}"))?;
         Ok(Outbox {
             store,
             commands,
