@@ -33,6 +33,13 @@ export function onUnauthorized(f) {
   unauthorizedHandler = f;
 }
 
+// A 401 to a request sent with `sentWith` says the page's token is refused
+// only if the page still has that token: a request sent before the user
+// entered a new one (a poll while the prompt was open) answers for the old.
+function unauthorized(error, sentWith) {
+  if (sentWith === token()) unauthorizedHandler(error);
+}
+
 export class ApiError extends Error {
   constructor(status, code, message, body) {
     super(message);
@@ -97,6 +104,7 @@ async function errorOf(response) {
 export async function request(method, path, { query, body, text = false, silent401 = false, tokenOverride } = {}) {
   const h = headers();
   if (tokenOverride !== undefined) h.set("Authorization", `Bearer ${tokenOverride}`);
+  const sentWith = tokenOverride ?? token();
   let response;
   try {
     response = await fetch(url(path, query), { method, headers: h, body, cache: "no-store" });
@@ -105,7 +113,7 @@ export async function request(method, path, { query, body, text = false, silent4
   }
   if (!response.ok) {
     const error = await errorOf(response);
-    if (response.status === 401 && !silent401) unauthorizedHandler(error);
+    if (response.status === 401 && !silent401) unauthorized(error, sentWith);
     throw error;
   }
   if (response.status === 204) return { status: 204, body: null, headers: response.headers };
@@ -156,12 +164,13 @@ export function follow(path, { onEvent, onState }) {
 
   async function readOnce() {
     const h = headers({ Accept: "text/event-stream" });
+    const sentWith = token();
     if (lastId) h.set("Last-Event-ID", lastId);
     const query = !lastId && since !== null ? { since } : {};
     const response = await fetch(url(path, query), { headers: h, signal: abort.signal, cache: "no-store" });
     if (!response.ok) {
       const error = await errorOf(response);
-      if (response.status === 401) unauthorizedHandler(error);
+      if (response.status === 401) unauthorized(error, sentWith);
       throw error;
     }
     onState("open");
