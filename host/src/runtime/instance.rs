@@ -245,42 +245,21 @@ impl PluginInstance {
                         .call_query(store, name, params)
                         .await
                 }
-                Exports::V0_3(e) => {
-                    use v0_3::exports::prism::projection::projection::QueryError as Old;
-                    let result = e
-                        .prism_projection_projection()
-                        .call_query(store, name, params)
-                        .await?;
-                    Ok(result.map_err(|e| match e {
-                        Old::UnknownQuery(m) => QueryError::UnknownQuery(m),
-                        Old::InvalidParams(m) => QueryError::InvalidParams(m),
-                        Old::Failed(m) => QueryError::Failed(m),
-                    }))
-                }
-                Exports::V0_2(e) => {
-                    use v0_2::exports::prism::projection::projection::QueryError as Old;
-                    let result = e
-                        .prism_projection_projection()
-                        .call_query(store, name, params)
-                        .await?;
-                    Ok(result.map_err(|e| match e {
-                        Old::UnknownQuery(m) => QueryError::UnknownQuery(m),
-                        Old::InvalidParams(m) => QueryError::InvalidParams(m),
-                        Old::Failed(m) => QueryError::Failed(m),
-                    }))
-                }
-                Exports::V0_1(e) => {
-                    use v0_1::exports::prism::projection::projection::QueryError as Old;
-                    let result = e
-                        .prism_projection_projection()
-                        .call_query(store, name, params)
-                        .await?;
-                    Ok(result.map_err(|e| match e {
-                        Old::UnknownQuery(m) => QueryError::UnknownQuery(m),
-                        Old::InvalidParams(m) => QueryError::InvalidParams(m),
-                        Old::Failed(m) => QueryError::Failed(m),
-                    }))
-                }
+                Exports::V0_3(e) => Ok(e
+                    .prism_projection_projection()
+                    .call_query(store, name, params)
+                    .await?
+                    .map_err(QueryError::from)),
+                Exports::V0_2(e) => Ok(e
+                    .prism_projection_projection()
+                    .call_query(store, name, params)
+                    .await?
+                    .map_err(QueryError::from)),
+                Exports::V0_1(e) => Ok(e
+                    .prism_projection_projection()
+                    .call_query(store, name, params)
+                    .await?
+                    .map_err(QueryError::from)),
             }
         };
         let result = self.rt.block_on(within(self.limits.call_timeout, call));
@@ -420,3 +399,21 @@ fn explain(cut: Cut, store: &Store<PluginState>, limits: &PluginLimits) -> Strin
 fn mebibytes(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
+
+/// Older worlds' query errors are today's, under their own package version.
+macro_rules! query_error_from {
+    ($($world:ident),*) => {$(
+        impl From<$world::exports::prism::projection::projection::QueryError> for QueryError {
+            fn from(e: $world::exports::prism::projection::projection::QueryError) -> Self {
+                use $world::exports::prism::projection::projection::QueryError as Old;
+                match e {
+                    Old::UnknownQuery(m) => QueryError::UnknownQuery(m),
+                    Old::InvalidParams(m) => QueryError::InvalidParams(m),
+                    Old::Failed(m) => QueryError::Failed(m),
+                }
+            }
+        }
+    )*};
+}
+
+query_error_from!(v0_1, v0_2, v0_3);
