@@ -1263,11 +1263,27 @@ impl Suite {
             r
         };
         let native = rate(native_n, native_took);
-        let server = start_server(&data, &plugins).await?;
+        // The same Rust plugin once more with the log read on the
+        // projector's own thread, to show what reading ahead gives.
+        let mut config = prism::config::Config {
+            data: data.clone(),
+            plugins: plugins.clone(),
+            ..Default::default()
+        };
+        config.plugin.insert(
+            "replay-rust-in-turn".into(),
+            prism::plugins::PluginSettings {
+                read_ahead: Some(false),
+                ..Default::default()
+            },
+        );
+        let server = start_server_with(config).await?;
         let http = reqwest::Client::new();
         let mut wasm_rust = None;
+        let mut in_turn = None;
         for (plugin, label) in [
             ("account-balance", "Rust"),
+            ("account-balance", "Rust in turn"),
             ("account-balance-py", "Python"),
             ("account-balance-js", "JavaScript"),
         ] {
@@ -1277,7 +1293,7 @@ impl Suite {
             };
             // Compile first (warm cache) so the figure is replay alone.
             let bytes = std::fs::read(&path)?;
-            let name = format!("replay-{}", label.to_lowercase());
+            let name = format!("replay-{}", label.to_lowercase().replace(' ', "-"));
             let r = http
                 .put(format!("{}/plugins/{name}", server.base))
                 .body(bytes)
@@ -1292,6 +1308,13 @@ impl Suite {
             let r = rate(n, took);
             if label == "Rust" {
                 wasm_rust = Some(r);
+            }
+            if label == "Rust in turn" {
+                in_turn = Some(r);
+                http.delete(format!("{}/plugins/{name}", server.base))
+                    .send()
+                    .await?;
+                continue;
             }
             let goal = if label == "Rust" {
                 "≥ 1 M events/s"
@@ -1321,6 +1344,22 @@ impl Suite {
             None,
             format!("{n} bank events"),
         );
+        if let (Some(ahead), Some(in_turn)) = (wasm_rust, in_turn) {
+            self.figure(
+                "Replay",
+                "replay",
+                "Rust replay with the next batch read ahead on a second thread / with the log read in turn",
+                format!(
+                    "{:.2} ({} vs {} events/s)",
+                    ahead / in_turn,
+                    human(ahead),
+                    human(in_turn)
+                ),
+                "(reported)",
+                None,
+                "same run, same events; `read_ahead = false` for the second",
+            );
+        }
         if let Some(w) = wasm_rust {
             let ratio = w / native;
             self.figure(

@@ -56,6 +56,11 @@ pub struct PluginSettings {
     /// (default 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_retention_positions: Option<u64>,
+    /// Read the next batch from the log on a second thread while the plugin
+    /// handles the current one (default true); false keeps a replaying
+    /// plugin on one core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_ahead: Option<bool>,
 }
 
 impl PluginSettings {
@@ -77,6 +82,7 @@ impl PluginSettings {
             host_memory_mb: self.host_memory_mb.or(fallback.host_memory_mb),
             storage_quota_mb: self.storage_quota_mb.or(fallback.storage_quota_mb),
             max_document_mb: self.max_document_mb.or(fallback.max_document_mb),
+            read_ahead: self.read_ahead.or(fallback.read_ahead),
         }
     }
 
@@ -127,6 +133,7 @@ impl PluginSettings {
             storage_quota: self
                 .storage_quota_mb
                 .map_or(base.storage_quota, |mb| Some(mb << 20)),
+            read_ahead: self.read_ahead.unwrap_or(base.read_ahead),
             ..base
         }
     }

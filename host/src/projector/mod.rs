@@ -9,7 +9,8 @@
 //! up it sleeps on the log's head notification. A failing batch is bisected
 //! to find the exact poison event, so the good events around it are applied
 //! exactly once; the poison policy then halts the plugin or dead-letters the
-//! event and goes on.
+//! event and goes on. While it is behind, the next batch is read from the
+//! log on a second thread as the current one is applied ([`reader`]).
 //!
 //! # The seam every kind of projection goes through
 //! A projector does not know what a plugin is made of. It asks a
@@ -23,9 +24,9 @@
 
 pub mod crash;
 pub mod emit;
+mod reader;
 mod status;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,6 +158,8 @@ pub struct ProjectorConfig {
     /// Until this position, hand the plugin one event at a time (after a
     /// quarantine, so that a second abort names the very event).
     pub careful_until: Option<Position>,
+    /// Read the next batch on a second thread while one is applied. Default true.
+    pub read_ahead: bool,
 }
 
 impl Default for ProjectorConfig {
@@ -169,6 +172,7 @@ impl Default for ProjectorConfig {
             change_retention: 1_000_000,
             storage_quota: Some(4 << 30),
             careful_until: None,
+            read_ahead: true,
         }
     }
 }
@@ -217,8 +221,8 @@ enum Applied {
 pub struct Projector {
     ctx: ProjectorContext,
     handler: Option<Box<dyn Handler>>,
-    /// The event types the projection consumes; `None` for all.
-    wanted: Option<HashSet<String>>,
+    /// Reads batches from the log, the next one ahead while one is applied.
+    reader: reader::Reader,
     rt: tokio::runtime::Handle,
     /// Whether `CaughtUp` was sent in this run.
     caught_up: bool,
@@ -241,10 +245,11 @@ impl Projector {
             // call was still running starts only once that one has let go.
             let keyspace = ctx.keyspace.clone();
             let _writer = keyspace.writer();
+            let reader = reader::Reader::new(ctx.log.clone(), wanted, &ctx.plugin);
             let mut projector = Projector {
                 ctx,
                 handler: None,
-                wanted,
+                reader,
                 rt,
                 caught_up: false,
                 recording: false,
@@ -378,60 +383,52 @@ impl Projector {
     }
 
     /// Read and apply one batch after `position`, up to `upto` at most;
-    /// the new position, or `None` if the plugin halted.
+    /// the new position, or `None` if the plugin halted. While more is to
+    /// be read after the batch, the next one is read ahead meanwhile.
     fn step(
         &mut self,
         position: Position,
         upto: Position,
     ) -> Result<Option<Position>, Interrupted> {
+        let limits = self.limits(position, upto);
+        let batch = self.reader.next(position, upto, limits)?;
+        if batch.last == position {
+            return Ok(Some(position));
+        }
+        // One event at a time means a quarantine is being stepped through:
+        // nothing to gain from reading ahead.
+        if self.ctx.config.read_ahead && batch.last < upto && limits.events > 1 {
+            let next = self.limits(batch.last, upto);
+            self.reader.read_ahead(batch.last, upto, next);
+        }
+        let started = std::time::Instant::now();
+        let applied = self.apply(&batch.events, batch.last)?;
+        self.ctx.status.batch_applied(started.elapsed());
+        match applied {
+            Applied::Ok => {
+                self.ctx.status.counted(batch.scanned as u64);
+                Ok(Some(batch.last))
+            }
+            Applied::Halted => Ok(None),
+        }
+    }
+
+    /// How much the batch after `position` may hold: as much as the lag up
+    /// to `upto` allows, within the configured caps; one event while
+    /// stepping carefully through a quarantine.
+    fn limits(&self, position: Position, upto: Position) -> reader::Limits {
         let cfg = self.ctx.config;
-        let mut last = position;
-        let mut bytes = 0usize;
-        let mut batch: Vec<Event> = Vec::new();
         let careful = cfg.careful_until.is_some_and(|until| position < until);
-        let max_events = if careful {
+        let events = if careful {
             1
         } else {
             cfg.max_batch_events
                 .min((upto.0 - position.0) as usize)
                 .max(1)
         };
-        let wanted = self.wanted.as_ref();
-        let mut scanned = 0usize;
-        self.ctx
-            .log
-            .scan_where(
-                position.next(),
-                |event_type| wanted.is_none_or(|w| w.contains(event_type)),
-                |at, event| {
-                    if at > upto {
-                        return false;
-                    }
-                    last = at;
-                    scanned += 1;
-                    if let Some(e) = event {
-                        bytes += e.data.len() + e.metadata.len();
-                        batch.push(to_wit(e));
-                    }
-                    // Filtered-out events are not decoded: let the scan run further past them.
-                    batch.len() < max_events
-                        && bytes < cfg.max_batch_bytes
-                        && scanned < max_events * 8
-                },
-            )
-            .map_err(|e| format!("reading the log: {e}"))?;
-        if last == position {
-            return Ok(Some(position));
-        }
-        let started = std::time::Instant::now();
-        let applied = self.apply(&batch, last)?;
-        self.ctx.status.batch_applied(started.elapsed());
-        match applied {
-            Applied::Ok => {
-                self.ctx.status.counted(scanned as u64);
-                Ok(Some(last))
-            }
-            Applied::Halted => Ok(None),
+        reader::Limits {
+            events,
+            bytes: cfg.max_batch_bytes,
         }
     }
 
@@ -895,6 +892,83 @@ mod tests {
             letters,
             calls.load(Ordering::Relaxed),
         )
+    }
+
+    /// A projector stopped in the middle of a replay, with a batch read
+    /// ahead and not applied, and started again from its checkpoint, ends
+    /// with every event applied exactly once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_replay_stopped_with_a_batch_read_ahead_resumes_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, views) = crate::server::open_stores(dir.path()).unwrap();
+        for chunk in 0..30u64 {
+            for s in 0..3 {
+                let events = (0..(100 / 3 + u64::from(s < 100 % 3)))
+                    .map(|_| NewEvent {
+                        id: uuid::Uuid::new_v4(),
+                        client_id: false,
+                        event_type: "Counted".into(),
+                        data: format!("{{\"chunk\":{chunk}}}"),
+                        metadata: "{}".into(),
+                    })
+                    .collect();
+                log.append(format!("s{s}"), ExpectedVersion::Any, events)
+                    .await
+                    .unwrap();
+            }
+        }
+        let head = log.head();
+        assert_eq!(head, Position(3000));
+        let keyspace = views.keyspace("counter", "g").unwrap();
+        let mut stopped_at = Vec::new();
+        for run in 0..2 {
+            let status = Arc::new(Status::new(Position::ZERO));
+            let (stop_tx, stop) = watch::channel(false);
+            let (_hold_tx, hold) = watch::channel(None);
+            let ctx = ProjectorContext {
+                plugin: "pipelined".into(),
+                projection: Arc::new(Counter {
+                    described: Described {
+                        name: "counter".into(),
+                        version: "1".into(),
+                        kind: "test".into(),
+                        event_types: vec![],
+                        queries: vec![],
+                        indexes: vec![],
+                        emits: vec![],
+                        targets: vec![],
+                    },
+                    with_index: false,
+                    calls: Arc::new(AtomicUsize::new(0)),
+                }),
+                log: log.clone(),
+                keyspace: keyspace.clone(),
+                config: ProjectorConfig {
+                    max_batch_events: 16,
+                    ..ProjectorConfig::default()
+                },
+                status: status.clone(),
+                applied: Arc::new(watch::Sender::new(Progress::default())),
+                stop,
+                hold,
+                notify: Box::new(|_| {}),
+            };
+            let thread = Projector::spawn(ctx, tokio::runtime::Handle::current()).unwrap();
+            let goal = if run == 0 { Position(1500) } else { head };
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while status.position() < goal {
+                assert!(std::time::Instant::now() < deadline);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            stop_tx.send_replace(true);
+            tokio::task::spawn_blocking(move || thread.join().unwrap())
+                .await
+                .unwrap();
+            stopped_at.push(keyspace.checkpoint().unwrap());
+        }
+        assert!(stopped_at[0] < head, "{stopped_at:?}");
+        assert_eq!(stopped_at[1], head);
+        assert_eq!(counts(&keyspace), [1020, 990, 990]);
     }
 
     fn counts(keyspace: &Keyspace) -> Vec<u64> {

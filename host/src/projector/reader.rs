@@ -1,0 +1,314 @@
+//! The projector's log reader: reading and decoding the next batch on a
+//! thread of its own while the plugin handles the current one.
+//!
+//! A projector's work per batch is: read the events from the log and decode
+//! them, hand them to the plugin, commit the view writes with the checkpoint.
+//! Only the last two have to happen in order on the projector's thread; the
+//! read of batch N+1 depends on nothing but where batch N ends. So while it
+//! replays, the projector asks its [`Reader`] to read the next batch ahead
+//! and applies the current one meanwhile, which puts the log read (RocksDB,
+//! decompression, decoding, the copy into [`Event`]s) on a second core.
+//!
+//! Reading ahead changes nothing about what is applied or committed: a batch
+//! read ahead is used only if it starts exactly where the projector is and
+//! ends no later than where it may go now (a hold may have been set since);
+//! otherwise it is dropped and the batch read again. Commits stay on the
+//! projector's thread, one batch at a time with its checkpoint, so a crash
+//! at any moment loses at most batches that were read and not committed,
+//! which the next run reads again from the checkpoint.
+
+use std::collections::HashSet;
+use std::sync::mpsc;
+
+use crate::log::{EventLog, LogError, Position};
+use crate::runtime::bindings::Event;
+
+use super::to_wit;
+
+/// How much one batch may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Limits {
+    /// Most events handed to the plugin.
+    pub events: usize,
+    /// Most payload and metadata bytes.
+    pub bytes: usize,
+}
+
+/// A batch read from the log: the events after `after` up to `last`.
+pub(super) struct Batch {
+    /// The position the batch was read after.
+    pub after: Position,
+    /// The last position read (events the plugin does not want included):
+    /// the checkpoint once the batch is applied. Equal to `after` when
+    /// there was nothing to read.
+    pub last: Position,
+    /// The events the plugin wants, in log order.
+    pub events: Vec<Event>,
+    /// How many log positions the batch covers.
+    pub scanned: usize,
+    /// The limits it was read with.
+    pub limits: Limits,
+}
+
+/// Read the events after `after` up to `upto` at most, within `limits`,
+/// keeping those whose type `wanted` holds (all when `None`).
+pub(super) fn read(
+    log: &EventLog,
+    wanted: Option<&HashSet<String>>,
+    after: Position,
+    upto: Position,
+    limits: Limits,
+) -> Result<Batch, LogError> {
+    let mut batch = Batch {
+        after,
+        last: after,
+        events: Vec::with_capacity(limits.events.min(1024)),
+        scanned: 0,
+        limits,
+    };
+    let mut bytes = 0usize;
+    log.scan_where(
+        after.next(),
+        |event_type| wanted.is_none_or(|w| w.contains(event_type)),
+        |at, event| {
+            if at > upto {
+                return false;
+            }
+            batch.last = at;
+            batch.scanned += 1;
+            if let Some(e) = event {
+                bytes += e.data.len() + e.metadata.len();
+                batch.events.push(to_wit(e));
+            }
+            // Filtered-out events are not decoded: let the scan run further past them.
+            batch.events.len() < limits.events
+                && bytes < limits.bytes
+                && batch.scanned < limits.events * 8
+        },
+    )?;
+    Ok(batch)
+}
+
+/// A read asked of the reader thread.
+struct Request {
+    after: Position,
+    upto: Position,
+    limits: Limits,
+}
+
+/// Reads batches ahead on a thread of its own, one at a time. The thread
+/// starts with the first read ahead (a projector that is never behind
+/// never starts it) and ends when the reader is dropped.
+pub(super) struct Reader {
+    log: EventLog,
+    wanted: Option<HashSet<String>>,
+    /// For the thread's name.
+    plugin: String,
+    thread: Option<Thread>,
+    /// Whether a read was asked for and its batch not yet taken.
+    pending: bool,
+    /// Batches read ahead and used, for tests.
+    used: u64,
+}
+
+struct Thread {
+    requests: mpsc::Sender<Request>,
+    batches: mpsc::Receiver<Result<Batch, String>>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Reader {
+    pub(super) fn new(log: EventLog, wanted: Option<HashSet<String>>, plugin: &str) -> Self {
+        Reader {
+            log,
+            wanted,
+            plugin: plugin.to_string(),
+            thread: None,
+            pending: false,
+            used: 0,
+        }
+    }
+
+    /// Read the batch after `after` up to `upto` within `limits`: the one
+    /// read ahead if it is that batch, or read now.
+    pub(super) fn next(
+        &mut self,
+        after: Position,
+        upto: Position,
+        limits: Limits,
+    ) -> Result<Batch, String> {
+        if let Some(batch) = self.take_ahead()? {
+            if batch.after == after && batch.last <= upto && batch.limits == limits {
+                self.used += 1;
+                return Ok(batch);
+            }
+        }
+        read(&self.log, self.wanted.as_ref(), after, upto, limits)
+            .map_err(|e| format!("reading the log: {e}"))
+    }
+
+    /// Start reading the batch after `after` up to `upto` while the caller
+    /// applies the current one.
+    pub(super) fn read_ahead(&mut self, after: Position, upto: Position, limits: Limits) {
+        if self.pending {
+            // Only one read at a time: the caller takes each batch first.
+            return;
+        }
+        if self.thread.is_none() {
+            match self.start() {
+                Ok(thread) => self.thread = Some(thread),
+                Err(e) => {
+                    // Reading in turn still works; only the overlap is lost.
+                    tracing::warn!(plugin = %self.plugin, error = %e, "could not start the log reader thread");
+                    return;
+                }
+            }
+        }
+        let thread = self.thread.as_ref().expect("just started");
+        self.pending = thread
+            .requests
+            .send(Request {
+                after,
+                upto,
+                limits,
+            })
+            .is_ok();
+    }
+
+    /// How many batches read ahead were used.
+    #[cfg(test)]
+    pub(super) fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// The batch read ahead, waiting for it if it is still being read.
+    fn take_ahead(&mut self) -> Result<Option<Batch>, String> {
+        if !std::mem::take(&mut self.pending) {
+            return Ok(None);
+        }
+        let Some(thread) = &self.thread else {
+            return Ok(None);
+        };
+        match thread.batches.recv() {
+            Ok(batch) => batch.map(Some),
+            // The thread is gone (it panicked): read in turn from now on.
+            Err(_) => {
+                self.thread = None;
+                Ok(None)
+            }
+        }
+    }
+
+    fn start(&self) -> std::io::Result<Thread> {
+        let (requests, incoming) = mpsc::channel::<Request>();
+        let (outgoing, batches) = mpsc::channel();
+        let log = self.log.clone();
+        let wanted = self.wanted.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("prism-reader-{}", self.plugin))
+            .spawn(move || {
+                for r in incoming {
+                    let batch = read(&log, wanted.as_ref(), r.after, r.upto, r.limits)
+                        .map_err(|e| format!("reading the log: {e}"));
+                    if outgoing.send(batch).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Thread {
+            requests,
+            batches,
+            handle,
+        })
+    }
+}
+
+impl Drop for Reader {
+    /// Ends the thread and waits for it, so that nothing holds the log
+    /// once the projector has returned (shutdown waits for the store to close).
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            drop(thread.requests);
+            drop(thread.batches);
+            let _ = thread.handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{ExpectedVersion, NewEvent};
+
+    async fn log_of(n: u64) -> (tempfile::TempDir, EventLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _views) = crate::server::open_stores(dir.path()).unwrap();
+        for p in 1..=n {
+            let event = NewEvent {
+                id: uuid::Uuid::new_v4(),
+                client_id: false,
+                event_type: if p % 3 == 0 { "Skipped" } else { "Kept" }.into(),
+                data: format!("{{\"n\":{p}}}"),
+                metadata: "{}".into(),
+            };
+            log.append(format!("s{}", p % 5), ExpectedVersion::Any, vec![event])
+                .await
+                .unwrap();
+        }
+        (dir, log)
+    }
+
+    fn positions(batch: &Batch) -> Vec<u64> {
+        batch.events.iter().map(|e| e.position).collect()
+    }
+
+    const LIMITS: Limits = Limits {
+        events: 10,
+        bytes: 1 << 20,
+    };
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_batch_read_ahead_is_the_batch_read_in_turn() {
+        let (_dir, log) = log_of(100).await;
+        let wanted: HashSet<String> = ["Kept".to_string()].into();
+        let mut reader = Reader::new(log.clone(), Some(wanted.clone()), "t");
+        let first = reader.next(Position(0), Position(100), LIMITS).unwrap();
+        assert_eq!(first.events.len(), 10);
+        reader.read_ahead(first.last, Position(100), LIMITS);
+        let ahead = reader.next(first.last, Position(100), LIMITS).unwrap();
+        assert_eq!(reader.used(), 1);
+        let in_turn = read(&log, Some(&wanted), first.last, Position(100), LIMITS).unwrap();
+        assert_eq!(positions(&ahead), positions(&in_turn));
+        assert_eq!((ahead.last, ahead.scanned), (in_turn.last, in_turn.scanned));
+        assert!(positions(&ahead).iter().all(|p| p % 3 != 0));
+        assert_eq!(
+            ahead.events[0].data,
+            format!("{{\"n\":{}}}", ahead.events[0].position)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_batch_read_ahead_that_no_longer_fits_is_read_again() {
+        let (_dir, log) = log_of(100).await;
+        let mut reader = Reader::new(log.clone(), None, "t");
+        // Not where the projector is (it stopped elsewhere).
+        reader.read_ahead(Position(20), Position(100), LIMITS);
+        let batch = reader.next(Position(30), Position(100), LIMITS).unwrap();
+        assert_eq!(positions(&batch), (31..=40).collect::<Vec<_>>());
+        // Past where the projector may go now (a hold was set meanwhile).
+        reader.read_ahead(Position(40), Position(100), LIMITS);
+        let batch = reader.next(Position(40), Position(45), LIMITS).unwrap();
+        assert_eq!(positions(&batch), (41..=45).collect::<Vec<_>>());
+        // Read with other limits (stepping one event at a time).
+        let one = Limits {
+            events: 1,
+            ..LIMITS
+        };
+        reader.read_ahead(Position(45), Position(100), LIMITS);
+        let batch = reader.next(Position(45), Position(100), one).unwrap();
+        assert_eq!(positions(&batch), [46]);
+        assert_eq!(reader.used(), 0);
+        // Dropping the reader ends its thread.
+        drop(reader);
+    }
+}
