@@ -137,11 +137,13 @@ impl Reader {
         upto: Position,
         limits: Limits,
     ) -> Result<Batch, String> {
-        if let Some(batch) = self.take_ahead()? {
-            if batch.after == after && batch.last <= upto && batch.limits == limits {
-                self.used += 1;
-                return Ok(batch);
-            }
+        if let Some(batch) = self.take_ahead()?
+            && batch.after == after
+            && batch.last <= upto
+            && batch.limits == limits
+        {
+            self.used += 1;
+            return Ok(batch);
         }
         read(&self.log, self.wanted.as_ref(), after, upto, limits)
             .map_err(|e| format!("reading the log: {e}"))
