@@ -363,7 +363,7 @@ fn replay_native(log: &EventLog, views: &ViewStore, family: &str) -> Result<(u64
         let mut last = position;
         log.scan_where(
             position.next(),
-            |event_type| description.wants(event_type),
+            |_, event_type| description.wants(event_type),
             |at, event| {
                 last = at;
                 if let Some(e) = event {

@@ -42,3 +42,43 @@ async fn views_built_across_sigkills_equal_views_built_in_one_go() {
     assert_eq!(clean.all_docs("bank").await, docs);
     eprintln!("killed {kills} times during replay, at positions {positions:?}");
 }
+
+/// The same with the replay split over two workers by stream
+/// (`replay_workers = 2`): killed while the partitions are at different
+/// positions, the server resumes each from its own and the view equals
+/// the one a replay in order builds.
+#[tokio::test]
+async fn a_partitioned_replay_killed_repeatedly_equals_a_replay_in_order() {
+    let config = "[plugin.bank]\nreplay_workers = 2\nmax_batch_events = 2048\n";
+    let mut server = TestServer::start_with_config(config).await;
+    let expected = bank_workload(&server, 400, 250).await;
+    server.install_file("bank", &example_plugin("account-balance"));
+    server
+        .wait_plugin("bank", Duration::from_secs(60), |p| {
+            p["state"] == "replaying"
+        })
+        .await;
+    let mut kills = 0;
+    for round in 0..30 {
+        tokio::time::sleep(Duration::from_millis(30 + (round * 41) % 110)).await;
+        if server.plugin("bank").await["state"] == "live" {
+            break;
+        }
+        server.kill();
+        server.restart().await;
+        kills += 1;
+    }
+    assert!(kills >= 1, "the replay was never interrupted");
+    server.wait_caught_up("bank").await;
+    assert_balances(&server, "bank", &expected).await;
+    let docs = server.all_docs("bank").await;
+
+    let in_order = TestServer::start().await;
+    bank_workload(&in_order, 400, 250).await;
+    in_order.install_file("bank", &example_plugin("account-balance"));
+    in_order.wait_caught_up("bank").await;
+    assert_eq!(in_order.all_docs("bank").await, docs);
+    let log = server.server_log();
+    assert!(log.contains("replaying in partitions"), "{log}");
+    eprintln!("killed {kills} times during a partitioned replay");
+}

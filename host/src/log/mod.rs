@@ -464,18 +464,19 @@ impl EventLog {
     ) -> Result<(), LogError> {
         self.scan_where(
             from,
-            |_| true,
+            |_, _| true,
             |_, event| visit(event.expect("every type wanted")),
         )
     }
 
     /// Visit positions from `from` on, oldest first, until `visit` returns
-    /// false. Events whose type `wants` refuses are passed as `None` without
-    /// being decoded, so skipping them costs almost nothing.
+    /// false. Events `wants` refuses (given their stream and type) are
+    /// passed as `None` without being decoded, so skipping them costs almost
+    /// nothing.
     pub fn scan_where(
         &self,
         from: Position,
-        wants: impl Fn(&str) -> bool,
+        wants: impl Fn(&str, &str) -> bool,
         mut visit: impl FnMut(Position, Option<RecordedEvent>) -> bool,
     ) -> Result<(), LogError> {
         let events = self.store.fixed(CF_EVENTS);
@@ -486,7 +487,8 @@ impl EventLog {
         for item in iter {
             let (key, value) = item?;
             let position = Position(codec::decode_u64(&key)?);
-            let event = if wants(codec::event_type(&value)?) {
+            let (stream, event_type) = codec::stream_and_type(&value)?;
+            let event = if wants(stream, event_type) {
                 Some(recorded(position, codec::decode_event(&value)?))
             } else {
                 None

@@ -12,6 +12,9 @@ use crate::runtime::PluginLimits;
 /// Default time a replaced generation is kept for a rollback: 24 hours.
 pub const DEFAULT_PREVIOUS_RETENTION_SECS: u64 = 24 * 60 * 60;
 
+/// Most workers a partitioned replay runs.
+pub const MAX_REPLAY_WORKERS: usize = 64;
+
 /// Per-plugin settings; every field falls back to the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +64,13 @@ pub struct PluginSettings {
     /// plugin on one core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_ahead: Option<bool>,
+    /// Replay with this many workers at once, each taking the streams that
+    /// hash to it (default 1: in log order). Only for a projection whose
+    /// documents each belong to one stream, so that the order of events of
+    /// different streams does not matter; ignored for one with indexes,
+    /// emitted events or outbox targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_workers: Option<usize>,
 }
 
 impl PluginSettings {
@@ -83,6 +93,7 @@ impl PluginSettings {
             storage_quota_mb: self.storage_quota_mb.or(fallback.storage_quota_mb),
             max_document_mb: self.max_document_mb.or(fallback.max_document_mb),
             read_ahead: self.read_ahead.or(fallback.read_ahead),
+            replay_workers: self.replay_workers.or(fallback.replay_workers),
         }
     }
 
@@ -134,6 +145,10 @@ impl PluginSettings {
                 .storage_quota_mb
                 .map_or(base.storage_quota, |mb| Some(mb << 20)),
             read_ahead: self.read_ahead.unwrap_or(base.read_ahead),
+            replay_workers: self
+                .replay_workers
+                .unwrap_or(base.replay_workers)
+                .clamp(1, MAX_REPLAY_WORKERS),
             ..base
         }
     }

@@ -24,6 +24,7 @@
 
 pub mod crash;
 pub mod emit;
+mod partitioned;
 mod reader;
 mod status;
 
@@ -34,6 +35,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use status::{EmittedCounts, EnqueuedCounts, ErrorReport, State, Status, StatusReport};
+
+use crate::views::partitions::Positions;
 
 use crate::log::{EventLog, LogError, Position, RecordedEvent, StreamEvents};
 use crate::runtime::CallError;
@@ -160,6 +163,9 @@ pub struct ProjectorConfig {
     pub careful_until: Option<Position>,
     /// Read the next batch on a second thread while one is applied. Default true.
     pub read_ahead: bool,
+    /// Workers replaying in partitions by stream (see `partitioned`); 1
+    /// replays in order. Default 1.
+    pub replay_workers: usize,
 }
 
 impl Default for ProjectorConfig {
@@ -173,6 +179,7 @@ impl Default for ProjectorConfig {
             storage_quota: Some(4 << 30),
             careful_until: None,
             read_ahead: true,
+            replay_workers: 1,
         }
     }
 }
@@ -228,6 +235,10 @@ pub struct Projector {
     caught_up: bool,
     /// Whether commits record their changes (see `views::changes`).
     recording: bool,
+    /// Positions of partitions ahead of the checkpoint, while there are
+    /// (see `partitioned`): their events are left out until the
+    /// checkpoint passes them.
+    partitions: Option<Positions>,
 }
 
 impl Projector {
@@ -245,7 +256,8 @@ impl Projector {
             // call was still running starts only once that one has let go.
             let keyspace = ctx.keyspace.clone();
             let _writer = keyspace.writer();
-            let reader = reader::Reader::new(ctx.log.clone(), wanted, &ctx.plugin);
+            let reader =
+                reader::Reader::new(ctx.log.clone(), reader::Filter::types(wanted), &ctx.plugin);
             let mut projector = Projector {
                 ctx,
                 handler: None,
@@ -253,6 +265,7 @@ impl Projector {
                 rt,
                 caught_up: false,
                 recording: false,
+                partitions: None,
             };
             projector.run();
         })
@@ -313,7 +326,11 @@ impl Projector {
         }
         self.ctx.status.start_replay(self.ctx.log.head().max(start));
         self.ctx.applied.send_modify(|p| p.position = start);
-        let mut position = start;
+        let mut position = match self.partitioned(start) {
+            Ok(position) => position,
+            Err(Interrupted::Failed(e)) => return self.fail(ErrorReport::new(e, None)),
+            Err(Interrupted::Stopped) => return,
+        };
         let mut head_rx = self.ctx.log.subscribe();
         let mut stop_rx = self.ctx.stop.clone();
         let mut hold_rx = self.ctx.hold.clone();
@@ -407,29 +424,55 @@ impl Projector {
         match applied {
             Applied::Ok => {
                 self.ctx.status.counted(batch.scanned as u64);
+                if self
+                    .partitions
+                    .as_ref()
+                    .is_some_and(|p| batch.last >= p.furthest())
+                {
+                    self.ctx
+                        .keyspace
+                        .end_partitions(batch.last)
+                        .map_err(|e| format!("ending a partitioned replay: {e}"))?;
+                    self.partitions = None;
+                    self.reader.skip_applied(None);
+                }
                 Ok(Some(batch.last))
             }
             Applied::Halted => Ok(None),
         }
     }
 
-    /// How much the batch after `position` may hold: as much as the lag up
-    /// to `upto` allows, within the configured caps; one event while
-    /// stepping carefully through a quarantine.
-    fn limits(&self, position: Position, upto: Position) -> reader::Limits {
-        let cfg = self.ctx.config;
-        let careful = cfg.careful_until.is_some_and(|until| position < until);
-        let events = if careful {
-            1
-        } else {
-            cfg.max_batch_events
-                .min((upto.0 - position.0) as usize)
-                .max(1)
+    /// Replay from the checkpoint `start` in partitions if the projection
+    /// is replayed so (see `partitioned`); where to go on in order from.
+    fn partitioned(&mut self, start: Position) -> Result<Position, Interrupted> {
+        let existing = self
+            .ctx
+            .keyspace
+            .partitions()
+            .map_err(|e| format!("reading the partitions' positions: {e}"))?;
+        let head = self.ctx.log.head();
+        let reached = match self.partitions_for(start, head, existing.as_ref()) {
+            Some(count) => {
+                match self.replay_partitioned(start, head.max(start), count, existing)? {
+                    partitioned::Outcome::Done(at) => return Ok(at),
+                    partitioned::Outcome::Short(reached) => Some(reached),
+                }
+            }
+            None => existing,
         };
-        reader::Limits {
-            events,
-            bytes: cfg.max_batch_bytes,
+        if self.stopped() {
+            return Err(Interrupted::Stopped);
         }
+        // Some partitions are ahead: go on in order, leaving out what they applied.
+        if let Some(reached) = reached {
+            self.reader.skip_applied(Some(reached.clone()));
+            self.partitions = Some(reached);
+        }
+        Ok(start)
+    }
+
+    fn limits(&self, position: Position, upto: Position) -> reader::Limits {
+        batch_limits(&self.ctx.config, position, upto)
     }
 
     /// Apply `events` and commit with checkpoint `upto` (≥ the last event's position).
@@ -567,19 +610,7 @@ impl Projector {
 
     /// Whether writing `txn` would take the keyspace past its storage quota.
     fn over_quota(&self, txn: &Transaction) -> Option<String> {
-        let quota = self.ctx.config.storage_quota?;
-        if txn.bytes() == 0 {
-            return None;
-        }
-        let stored = self.ctx.keyspace.stored_bytes();
-        (stored + txn.bytes() as u64 > quota).then(|| {
-            format!(
-                "the view's storage quota of {} MiB is exceeded: it holds {:.1} MiB and the batch would write {:.1} MiB more",
-                quota >> 20,
-                stored as f64 / f64::from(1 << 20),
-                txn.bytes() as f64 / f64::from(1 << 20),
-            )
-        })
+        over_quota(&self.ctx.keyspace, self.ctx.config.storage_quota, txn)
     }
 
     /// Commit the batch. While the disk is short of space (the room left is
@@ -725,6 +756,41 @@ impl Projector {
     }
 }
 
+/// Whether writing `txn` would take `keyspace` past `quota`: why, if so.
+fn over_quota(keyspace: &Keyspace, quota: Option<u64>, txn: &Transaction) -> Option<String> {
+    let quota = quota?;
+    if txn.bytes() == 0 {
+        return None;
+    }
+    let stored = keyspace.stored_bytes();
+    (stored + txn.bytes() as u64 > quota).then(|| {
+        format!(
+            "the view's storage quota of {} MiB is exceeded: it holds {:.1} MiB and the batch would write {:.1} MiB more",
+            quota >> 20,
+            stored as f64 / f64::from(1 << 20),
+            txn.bytes() as f64 / f64::from(1 << 20),
+        )
+    })
+}
+
+/// How much the batch after `position` may hold: as much as the lag up to
+/// `upto` allows, within the configured caps; one event while stepping
+/// carefully through a quarantine.
+fn batch_limits(cfg: &ProjectorConfig, position: Position, upto: Position) -> reader::Limits {
+    let careful = cfg.careful_until.is_some_and(|until| position < until);
+    let events = if careful {
+        1
+    } else {
+        cfg.max_batch_events
+            .min((upto.0 - position.0) as usize)
+            .max(1)
+    };
+    reader::Limits {
+        events,
+        bytes: cfg.max_batch_bytes,
+    }
+}
+
 /// A log event as the WIT `event` record.
 pub fn to_wit(e: RecordedEvent) -> Event {
     Event {
@@ -748,7 +814,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::log::{ExpectedVersion, NewEvent};
+    use crate::log::{EventLog, ExpectedVersion, NewEvent};
 
     /// A projection that counts events per stream and fails at `Poison`:
     /// with an index (a reported error) or without (a trap).
@@ -894,39 +960,62 @@ mod tests {
         )
     }
 
-    /// A projector stopped in the middle of a replay, with a batch read
-    /// ahead and not applied, and started again from its checkpoint, ends
-    /// with every event applied exactly once.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_replay_stopped_with_a_batch_read_ahead_resumes_exactly() {
+    /// 3,000 events over 7 streams (one `Poison` at `poison`), appended a
+    /// few per stream in turn; the store and how many events each stream got.
+    async fn seven_streams(
+        poison: Option<u64>,
+    ) -> (
+        tempfile::TempDir,
+        EventLog,
+        crate::views::ViewStore,
+        Vec<u64>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let (log, views) = crate::server::open_stores(dir.path()).unwrap();
-        for chunk in 0..30u64 {
-            for s in 0..3 {
-                let events = (0..(100 / 3 + u64::from(s < 100 % 3)))
-                    .map(|_| NewEvent {
+        let mut expected = vec![0u64; 7];
+        let mut position = 0;
+        while position < 3000 {
+            let s = (position * 5 / 7) as usize % 7;
+            let n = (1 + position % 23).min(3000 - position);
+            let events = (0..n)
+                .map(|k| {
+                    let at = position + k + 1;
+                    let poisoned = poison == Some(at);
+                    if !poisoned {
+                        expected[s] += 1;
+                    }
+                    NewEvent {
                         id: uuid::Uuid::new_v4(),
                         client_id: false,
-                        event_type: "Counted".into(),
-                        data: format!("{{\"chunk\":{chunk}}}"),
+                        event_type: if poisoned { "Poison" } else { "Counted" }.into(),
+                        data: format!("{{\"at\":{at}}}"),
                         metadata: "{}".into(),
-                    })
-                    .collect();
-                log.append(format!("s{s}"), ExpectedVersion::Any, events)
-                    .await
-                    .unwrap();
-            }
+                    }
+                })
+                .collect();
+            log.append(format!("s{s}"), ExpectedVersion::Any, events)
+                .await
+                .unwrap();
+            position += n;
         }
-        let head = log.head();
-        assert_eq!(head, Position(3000));
-        let keyspace = views.keyspace("counter", "g").unwrap();
-        let mut stopped_at = Vec::new();
-        for run in 0..2 {
+        assert_eq!(log.head(), Position(3000));
+        (dir, log, views, expected)
+    }
+
+    /// Run a counting projector over `log` into `keyspace` once per entry
+    /// of `runs` (its config, and the position to stop it at: `None` for the
+    /// head), starting each from where the last one stopped.
+    async fn run_until(
+        log: &EventLog,
+        keyspace: &Keyspace,
+        runs: &[(ProjectorConfig, Option<Position>)],
+    ) {
+        for (config, stop_at) in runs {
             let status = Arc::new(Status::new(Position::ZERO));
             let (stop_tx, stop) = watch::channel(false);
             let (_hold_tx, hold) = watch::channel(None);
             let ctx = ProjectorContext {
-                plugin: "pipelined".into(),
+                plugin: "counter".into(),
                 projection: Arc::new(Counter {
                     described: Described {
                         name: "counter".into(),
@@ -943,10 +1032,7 @@ mod tests {
                 }),
                 log: log.clone(),
                 keyspace: keyspace.clone(),
-                config: ProjectorConfig {
-                    max_batch_events: 16,
-                    ..ProjectorConfig::default()
-                },
+                config: *config,
                 status: status.clone(),
                 applied: Arc::new(watch::Sender::new(Progress::default())),
                 stop,
@@ -954,21 +1040,106 @@ mod tests {
                 notify: Box::new(|_| {}),
             };
             let thread = Projector::spawn(ctx, tokio::runtime::Handle::current()).unwrap();
-            let goal = if run == 0 { Position(1500) } else { head };
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let goal = stop_at.unwrap_or(log.head());
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
             while status.position() < goal {
-                assert!(std::time::Instant::now() < deadline);
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{:?}",
+                    status.report(log.head(), Duration::MAX)
+                );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             stop_tx.send_replace(true);
             tokio::task::spawn_blocking(move || thread.join().unwrap())
                 .await
                 .unwrap();
-            stopped_at.push(keyspace.checkpoint().unwrap());
         }
-        assert!(stopped_at[0] < head, "{stopped_at:?}");
-        assert_eq!(stopped_at[1], head);
-        assert_eq!(counts(&keyspace), [1020, 990, 990]);
+    }
+
+    fn counts_of(keyspace: &Keyspace, streams: usize) -> Vec<u64> {
+        (0..streams)
+            .map(|s| {
+                keyspace
+                    .get(&format!("s{s}"))
+                    .unwrap()
+                    .map_or(0, |v| v.parse().unwrap())
+            })
+            .collect()
+    }
+
+    fn small_batches(replay_workers: usize) -> ProjectorConfig {
+        ProjectorConfig {
+            max_batch_events: 16,
+            replay_workers,
+            policy: PoisonPolicy::Skip,
+            ..ProjectorConfig::default()
+        }
+    }
+
+    /// A projector stopped in the middle of a replay, with a batch read
+    /// ahead and not applied, and started again from its checkpoint, ends
+    /// with every event applied exactly once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_replay_stopped_with_a_batch_read_ahead_resumes_exactly() {
+        let (_dir, log, views, expected) = seven_streams(None).await;
+        let keyspace = views.keyspace("counter", "g").unwrap();
+        run_until(&log, &keyspace, &[(small_batches(1), Some(Position(1500)))]).await;
+        let stopped_at = keyspace.checkpoint().unwrap();
+        assert!(stopped_at < log.head(), "{stopped_at:?}");
+        run_until(&log, &keyspace, &[(small_batches(1), None)]).await;
+        assert_eq!(keyspace.checkpoint().unwrap(), log.head());
+        assert_eq!(counts_of(&keyspace, 7), expected);
+    }
+
+    /// Replayed by workers in partitions, stopped in the middle (some
+    /// partitions ahead of others) and resumed, in partitions or in order,
+    /// the view is the one a replay in order builds.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_partitioned_replay_builds_the_view_a_replay_in_order_builds() {
+        let (_dir, log, views, expected) = seven_streams(None).await;
+        let streams: Vec<usize> = (0..7)
+            .map(|s| crate::views::partitions::of(&format!("s{s}"), 3))
+            .collect();
+        assert!(
+            (0..3).all(|p| streams.contains(&p)),
+            "every partition has streams: {streams:?}"
+        );
+        // Resumed in partitions; or in order, as when a quarantine is
+        // stepped through (one event at a time up to 700).
+        let in_order = ProjectorConfig {
+            careful_until: Some(Position(700)),
+            ..small_batches(3)
+        };
+        for (g, resume) in [("in-parts", small_batches(3)), ("then-in-order", in_order)] {
+            let keyspace = views.keyspace("counter", g).unwrap();
+            run_until(&log, &keyspace, &[(small_batches(3), Some(Position(600)))]).await;
+            let parts = keyspace.partitions().unwrap().expect("stopped mid-way");
+            assert_eq!(parts.count(), 3);
+            assert!(
+                keyspace.checkpoint().unwrap() < log.head(),
+                "{parts:?} {:?}",
+                keyspace.checkpoint()
+            );
+            run_until(&log, &keyspace, &[(resume, None)]).await;
+            assert_eq!(keyspace.partitions().unwrap(), None, "{g}");
+            assert_eq!(keyspace.checkpoint().unwrap(), log.head(), "{g}");
+            assert_eq!(counts_of(&keyspace, 7), expected, "{g}");
+        }
+    }
+
+    /// A partition worker leaves the batch its plugin fails on to the
+    /// projector, which applies the poison policy to the very event.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_poison_event_in_a_partitioned_replay_is_dead_lettered_alone() {
+        let (_dir, log, views, expected) = seven_streams(Some(1234)).await;
+        let keyspace = views.keyspace("counter", "g").unwrap();
+        run_until(&log, &keyspace, &[(small_batches(2), None)]).await;
+        assert_eq!(counts_of(&keyspace, 7), expected);
+        let letters = keyspace.dead_letters(10).unwrap();
+        assert_eq!(letters.len(), 1);
+        assert!(letters[0].contains("\"position\":1234"), "{}", letters[0]);
+        assert_eq!(keyspace.partitions().unwrap(), None);
     }
 
     fn counts(keyspace: &Keyspace) -> Vec<u64> {

@@ -22,6 +22,7 @@ use std::sync::mpsc;
 
 use crate::log::{EventLog, LogError, Position};
 use crate::runtime::bindings::Event;
+use crate::views::partitions::{Partition, Positions};
 
 use super::to_wit;
 
@@ -50,11 +51,38 @@ pub(super) struct Batch {
     pub limits: Limits,
 }
 
+/// Which events of the log a projector hands its plugin.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Filter {
+    /// The event types the projection consumes; `None` for all.
+    pub types: Option<HashSet<String>>,
+    /// Only the streams of this partition (a partitioned replay's worker).
+    pub partition: Option<Partition>,
+    /// Leave out the events partitions have applied already (see
+    /// `views::partitions`).
+    pub applied: Option<Positions>,
+}
+
+impl Filter {
+    /// The projection's event types, every stream.
+    pub fn types(types: Option<HashSet<String>>) -> Self {
+        Filter {
+            types,
+            ..Filter::default()
+        }
+    }
+
+    fn wants(&self, stream: &str, event_type: &str) -> bool {
+        self.types.as_ref().is_none_or(|w| w.contains(event_type))
+            && self.partition.is_none_or(|p| p.owns(stream))
+    }
+}
+
 /// Read the events after `after` up to `upto` at most, within `limits`,
-/// keeping those whose type `wanted` holds (all when `None`).
+/// keeping those `filter` wants.
 pub(super) fn read(
     log: &EventLog,
-    wanted: Option<&HashSet<String>>,
+    filter: &Filter,
     after: Position,
     upto: Position,
     limits: Limits,
@@ -67,23 +95,30 @@ pub(super) fn read(
         limits,
     };
     let mut bytes = 0usize;
+    // Filtered-out events are not decoded: let the scan run further past
+    // them (a partition's worker passes over the other partitions' events).
+    let max_scanned = limits.events * 8 * filter.partition.map_or(1, |p| p.count);
     log.scan_where(
         after.next(),
-        |event_type| wanted.is_none_or(|w| w.contains(event_type)),
+        |stream, event_type| filter.wants(stream, event_type),
         |at, event| {
             if at > upto {
                 return false;
             }
             batch.last = at;
             batch.scanned += 1;
-            if let Some(e) = event {
+            if let Some(e) = event
+                && !filter
+                    .applied
+                    .as_ref()
+                    .is_some_and(|a| a.applied(after, &e.stream, at))
+            {
                 bytes += e.data.len() + e.metadata.len();
                 batch.events.push(to_wit(e));
             }
-            // Filtered-out events are not decoded: let the scan run further past them.
             batch.events.len() < limits.events
                 && bytes < limits.bytes
-                && batch.scanned < limits.events * 8
+                && batch.scanned < max_scanned
         },
     )?;
     Ok(batch)
@@ -101,7 +136,7 @@ struct Request {
 /// never starts it) and ends when the reader is dropped.
 pub(super) struct Reader {
     log: EventLog,
-    wanted: Option<HashSet<String>>,
+    filter: Filter,
     /// For the thread's name.
     plugin: String,
     thread: Option<Thread>,
@@ -118,10 +153,10 @@ struct Thread {
 }
 
 impl Reader {
-    pub(super) fn new(log: EventLog, wanted: Option<HashSet<String>>, plugin: &str) -> Self {
+    pub(super) fn new(log: EventLog, filter: Filter, plugin: &str) -> Self {
         Reader {
             log,
-            wanted,
+            filter,
             plugin: plugin.to_string(),
             thread: None,
             pending: false,
@@ -145,8 +180,35 @@ impl Reader {
             self.used += 1;
             return Ok(batch);
         }
-        read(&self.log, self.wanted.as_ref(), after, upto, limits)
+        read(&self.log, &self.filter, after, upto, limits)
             .map_err(|e| format!("reading the log: {e}"))
+    }
+
+    /// Which events it reads.
+    pub(super) fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// From now on, leave out what `applied` says partitions applied (or
+    /// nothing, with `None`). Takes effect from the next batch read.
+    pub(super) fn skip_applied(&mut self, applied: Option<Positions>) {
+        // A batch being read ahead with the old filter is dropped when taken.
+        if self.pending {
+            let _ = self.take_ahead();
+        }
+        self.filter.applied = applied;
+        // The thread reads with a copy of the filter: the next read ahead
+        // starts a new one.
+        self.stop_thread();
+    }
+
+    /// End the thread, if any, and wait for it.
+    fn stop_thread(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            drop(thread.requests);
+            drop(thread.batches);
+            let _ = thread.handle.join();
+        }
     }
 
     /// Start reading the batch after `after` up to `upto` while the caller
@@ -205,12 +267,12 @@ impl Reader {
         let (requests, incoming) = mpsc::channel::<Request>();
         let (outgoing, batches) = mpsc::channel();
         let log = self.log.clone();
-        let wanted = self.wanted.clone();
+        let filter = self.filter.clone();
         let handle = std::thread::Builder::new()
             .name(format!("prism-reader-{}", self.plugin))
             .spawn(move || {
                 for r in incoming {
-                    let batch = read(&log, wanted.as_ref(), r.after, r.upto, r.limits)
+                    let batch = read(&log, &filter, r.after, r.upto, r.limits)
                         .map_err(|e| format!("reading the log: {e}"));
                     if outgoing.send(batch).is_err() {
                         return;
@@ -229,11 +291,7 @@ impl Drop for Reader {
     /// Ends the thread and waits for it, so that nothing holds the log
     /// once the projector has returned (shutdown waits for the store to close).
     fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            drop(thread.requests);
-            drop(thread.batches);
-            let _ = thread.handle.join();
-        }
+        self.stop_thread();
     }
 }
 
@@ -273,13 +331,14 @@ mod tests {
     async fn a_batch_read_ahead_is_the_batch_read_in_turn() {
         let (_dir, log) = log_of(100).await;
         let wanted: HashSet<String> = ["Kept".to_string()].into();
-        let mut reader = Reader::new(log.clone(), Some(wanted.clone()), "t");
+        let filter = Filter::types(Some(wanted));
+        let mut reader = Reader::new(log.clone(), filter.clone(), "t");
         let first = reader.next(Position(0), Position(100), LIMITS).unwrap();
         assert_eq!(first.events.len(), 10);
         reader.read_ahead(first.last, Position(100), LIMITS);
         let ahead = reader.next(first.last, Position(100), LIMITS).unwrap();
         assert_eq!(reader.used(), 1);
-        let in_turn = read(&log, Some(&wanted), first.last, Position(100), LIMITS).unwrap();
+        let in_turn = read(&log, &filter, first.last, Position(100), LIMITS).unwrap();
         assert_eq!(positions(&ahead), positions(&in_turn));
         assert_eq!((ahead.last, ahead.scanned), (in_turn.last, in_turn.scanned));
         assert!(positions(&ahead).iter().all(|p| p % 3 != 0));
@@ -292,7 +351,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_batch_read_ahead_that_no_longer_fits_is_read_again() {
         let (_dir, log) = log_of(100).await;
-        let mut reader = Reader::new(log.clone(), None, "t");
+        let mut reader = Reader::new(log.clone(), Filter::default(), "t");
         // Not where the projector is (it stopped elsewhere).
         reader.read_ahead(Position(20), Position(100), LIMITS);
         let batch = reader.next(Position(30), Position(100), LIMITS).unwrap();

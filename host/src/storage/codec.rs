@@ -72,16 +72,13 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Only the event type of an encoded event, without copying anything: lets
-/// a reader skip events nobody wants before paying for a full decode.
-pub(crate) fn event_type(bytes: &[u8]) -> Result<&str, StorageError> {
+/// Only the stream and the event type of an encoded event, without copying
+/// anything: lets a reader skip events nobody wants before paying for a
+/// full decode.
+pub(crate) fn stream_and_type(bytes: &[u8]) -> Result<(&str, &str), StorageError> {
     let mut r = Reader { bytes };
     r.take(1 + 16 + 8 + 8)?;
-    let stream_len = r.len()?;
-    r.take(stream_len)?;
-    let type_len = r.len()?;
-    std::str::from_utf8(r.take(type_len)?)
-        .map_err(|_| StorageError::Corrupt("event type is not UTF-8".into()))
+    Ok((r.str()?, r.str()?))
 }
 
 pub(crate) fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StorageError> {
@@ -163,7 +160,7 @@ mod tests {
             (borrowed.stream, borrowed.data, borrowed.metadata),
             ("account-1", r#"{"amount":10}"#, "{}")
         );
-        assert_eq!(event_type(&bytes).unwrap(), "Deposited");
+        assert_eq!(stream_and_type(&bytes).unwrap(), ("account-1", "Deposited"));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 mod changes;
 pub mod find;
 pub mod index;
+pub mod partitions;
 mod snapshot;
 mod transaction;
 
@@ -226,6 +227,8 @@ fn drop_family(store: &Store, family: &str) -> Result<(), StorageError> {
     writes.delete(&meta, checkpoint_key(family));
     writes.delete(&meta, changes_from_key(family));
     writes.delete(&meta, largest_key(family));
+    let (start, end) = partitions::range(family);
+    writes.delete_range(&meta, start, end);
     let (start, end) = (changes::start_key(family), changes::end_key(family));
     writes.delete_range(&store.fixed(CF_CHANGES), &start, &end);
     writes.delete_range(&store.fixed(CF_INDEXES), &start, &end);
@@ -579,8 +582,14 @@ impl Keyspace {
         checkpoint: Position,
         change_log: ChangeLog,
     ) -> Result<(), StorageError> {
-        let (batch, written) =
-            self.prepare_batch(txn, index_writes, dead_letters, checkpoint, change_log)?;
+        let (batch, written) = self.prepare_batch(
+            txn,
+            index_writes,
+            dead_letters,
+            checkpoint,
+            change_log,
+            None,
+        )?;
         self.store.write(batch, Durability::Buffered)?;
         self.written(written);
         Ok(())
@@ -604,6 +613,7 @@ impl Keyspace {
             dead_letters,
             checkpoint,
             change_log,
+            None,
         )
     }
 
@@ -619,6 +629,8 @@ impl Keyspace {
         }
     }
 
+    /// Everything a commit writes. `checkpoint` is the keyspace's
+    /// checkpoint, or with `partition` that partition's position.
     fn prepare_batch(
         &self,
         txn: &Transaction,
@@ -626,6 +638,7 @@ impl Keyspace {
         dead_letters: &[(Position, String)],
         checkpoint: Position,
         change_log: ChangeLog,
+        partition: Option<partitions::Partition>,
     ) -> Result<(WriteSet, Written), StorageError> {
         let cf = self.store.family(self.family()).ok_or_else(|| {
             StorageError::Corrupt(format!("keyspace {} was dropped", self.family()))
@@ -711,11 +724,18 @@ impl Keyspace {
                 }
             }
         }
-        batch.put(
-            &meta,
-            checkpoint_key(self.family()),
-            codec::u64_key(checkpoint.0),
-        );
+        match partition {
+            None => batch.put(
+                &meta,
+                checkpoint_key(self.family()),
+                codec::u64_key(checkpoint.0),
+            ),
+            Some(part) => batch.put(
+                &meta,
+                partitions::key(self.family(), part),
+                codec::u64_key(checkpoint.0),
+            ),
+        }
         let written = Written {
             largest: grew.then_some(largest),
             bytes: txn.bytes() as u64,
