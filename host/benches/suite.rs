@@ -1400,13 +1400,22 @@ impl Suite {
                 ..Default::default()
             },
         );
+        config.plugin.insert(
+            "replay-rust-on-2-workers".into(),
+            prism::plugins::PluginSettings {
+                replay_workers: Some(2),
+                ..Default::default()
+            },
+        );
         let server = start_server_with(config).await?;
         let http = reqwest::Client::new();
         let mut wasm_rust = None;
         let mut in_turn = None;
+        let mut on_two = None;
         for (plugin, label) in [
             ("account-balance", "Rust"),
             ("account-balance", "Rust in turn"),
+            ("account-balance", "Rust on 2 workers"),
             ("account-balance-py", "Python"),
             ("account-balance-js", "JavaScript"),
         ] {
@@ -1431,6 +1440,13 @@ impl Suite {
             let r = rate(n, took);
             if label == "Rust" {
                 wasm_rust = Some(r);
+            }
+            if label == "Rust on 2 workers" {
+                on_two = Some(r);
+                http.delete(format!("{}/plugins/{name}", server.base))
+                    .send()
+                    .await?;
+                continue;
             }
             if label == "Rust in turn" {
                 in_turn = Some(r);
@@ -1481,6 +1497,22 @@ impl Suite {
                 "(reported)",
                 None,
                 "same run, same events; `read_ahead = false` for the second",
+            );
+        }
+        if let (Some(one), Some(two)) = (wasm_rust, on_two) {
+            self.figure(
+                "Replay",
+                "replay",
+                "Rust replay on 2 workers partitioned by stream (`replay_workers = 2`) / on 1",
+                format!(
+                    "{:.2} ({} vs {} events/s)",
+                    two / one,
+                    human(two),
+                    human(one)
+                ),
+                "(reported)",
+                None,
+                format!("same run, same events; {} cores", machine().cores),
             );
         }
         if let Some(w) = wasm_rust {
