@@ -454,7 +454,11 @@ impl Projector {
         let reached = match self.partitions_for(start, head, existing.as_ref()) {
             Some(count) => {
                 match self.replay_partitioned(start, head.max(start), count, existing)? {
-                    partitioned::Outcome::Done(at) => return Ok(at),
+                    partitioned::Outcome::Done(at) => {
+                        self.ctx.status.applied(at);
+                        self.ctx.applied.send_modify(|p| p.position = at);
+                        return Ok(at);
+                    }
                     partitioned::Outcome::Short(reached) => Some(reached),
                 }
             }
