@@ -523,6 +523,28 @@ async fn wait_live(
     }
 }
 
+/// `n` times: append 4 KiB to `path` and `fdatasync` it; the sync
+/// latencies, sorted.
+fn fdatasync_latency(path: &Path, n: usize) -> Result<Vec<Duration>> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let block = [0x5au8; 4096];
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        file.write_all(&block)?;
+        let t = Instant::now();
+        file.sync_data()?;
+        latencies.push(t.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(path)?;
+    latencies.sort();
+    Ok(latencies)
+}
+
 /// Drop `wasm` (marked, so it compiles afresh) into `plugins` as
 /// `bank.wasm` the way a user does (written aside, renamed in), and wait
 /// until the plugin is live at `head`: how long that took.
@@ -719,6 +741,24 @@ impl Suite {
             "≥ 25 k/s",
             Some(r >= 25_000.0),
             format!("{total} appends over {secs} s, client in the same process"),
+        );
+
+        // What the disk allows: every durable append waits for one WAL
+        // sync, so 32 clients can do at most 32 appends per sync.
+        let sync = fdatasync_latency(&self.work.path().join("sync-probe"), 300)?;
+        self.figure(
+            "Append",
+            "append",
+            "The disk's fdatasync after a 4 KiB append (what one group commit waits for)",
+            format!(
+                "p50 {}, p90 {}: at most {} durable appends/s from 32 clients waiting one sync each",
+                ms(percentile(&sync, 0.5)),
+                ms(percentile(&sync, 0.9)),
+                human(32.0 / percentile(&sync, 0.5).as_secs_f64())
+            ),
+            "(reported)",
+            None,
+            "300 syncs of a file in the benchmark's directory",
         );
 
         // The same appends from wrk, a separate process: the figure says
