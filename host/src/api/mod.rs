@@ -100,8 +100,14 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
         "failed_plugins": failed,
         "storage": storage,
         "log": replica.map_or_else(
-            || json!({"backend": "embedded"}),
-            |r| json!({"backend": "jetstream", "state": r.state, "error": r.error, "known_head": r.known_head}),
+            || json!({"backend": "embedded", "max_events_per_append": state.log.max_events_per_append()}),
+            |r| json!({
+                "backend": "jetstream",
+                "state": r.state,
+                "error": r.error,
+                "known_head": r.known_head,
+                "max_events_per_append": state.log.max_events_per_append(),
+            }),
         ),
     }))
 }

@@ -12,7 +12,8 @@
 //!   encoded while the current one is in flight.
 //! - A chunk stays under the request-size limit (`--max-request-bytes`),
 //!   so long lines are never refused wholesale; a byte-order mark and
-//!   CRLF line ends are accepted.
+//!   CRLF line ends are accepted. It holds no more events than one append
+//!   of the server's log may (`/healthz`: 1,000 on JetStream).
 
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
@@ -155,6 +156,14 @@ fn stopped(error: anyhow::Error, committed_through: Option<u64>, file: &Path) ->
 }
 
 pub async fn run(client: &Client, file: &Path, chunking: Chunking) -> anyhow::Result<Imported> {
+    // No chunk larger than one append of the server's log may be (the
+    // JetStream log takes fewer events per append than the embedded one).
+    let mut chunking = chunking;
+    if let Ok(health) = client.get("/healthz").await
+        && let Some(most) = health["log"]["max_events_per_append"].as_u64()
+    {
+        chunking.lines = chunking.lines.min(most.max(1) as usize);
+    }
     let total_bytes = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();

@@ -145,8 +145,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::log::{
-    AppendOutcome, ExpectedVersion, LogError, NewEvent, Position, RecordedEvent, StreamVersion,
-    limits, recorded,
+    AppendOutcome, ExpectedVersion, LogError, MultiOutcome, NewEvent, Position, RecordedEvent,
+    StreamEvents, StreamVersion, limits, recorded,
 };
 use crate::storage::StorageError;
 use crate::storage::codec::{self, StoredEvent};
@@ -312,6 +312,74 @@ impl RawEvent {
     }
 }
 
+/// An append laid out for JetStream: its streams (in order of first
+/// appearance) with their subjects, and its events in order, each with
+/// the index of its stream.
+struct Plan<'a> {
+    streams: Vec<String>,
+    subjects: Vec<String>,
+    messages: Vec<(usize, &'a NewEvent)>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(log: &JetStreamLog, runs: &'a [StreamEvents]) -> Self {
+        let mut plan = Plan {
+            streams: Vec::new(),
+            subjects: Vec::new(),
+            messages: Vec::new(),
+        };
+        for run in runs {
+            let index = match plan.streams.iter().position(|s| *s == run.stream) {
+                Some(index) => index,
+                None => {
+                    plan.streams.push(run.stream.clone());
+                    plan.subjects.push(log.subject(&run.stream));
+                    plan.streams.len() - 1
+                }
+            };
+            plan.messages
+                .extend(run.events.iter().map(|event| (index, event)));
+        }
+        plan
+    }
+
+    /// Each message's stream version, after its stream's head in `heads`.
+    fn versions(&self, heads: &[Option<Head>]) -> Vec<u64> {
+        let mut next: Vec<u64> = heads
+            .iter()
+            .map(|h| h.map_or(0, |h| h.version.0 + 1))
+            .collect();
+        self.messages
+            .iter()
+            .map(|(index, _)| {
+                let version = next[*index];
+                next[*index] += 1;
+                version
+            })
+            .collect()
+    }
+
+    /// The outcome of the append stored with its last message at sequence `last`.
+    fn outcome(&self, last: u64, heads: &[Option<Head>]) -> MultiOutcome {
+        let count = self.messages.len() as u64;
+        let versions = self.versions(heads);
+        let mut streams: Vec<(String, StreamVersion)> = self
+            .streams
+            .iter()
+            .map(|s| (s.clone(), StreamVersion(0)))
+            .collect();
+        for ((index, _), version) in self.messages.iter().zip(versions) {
+            streams[*index].1 = StreamVersion(version);
+        }
+        MultiOutcome {
+            first_position: Position(last + 1 - count),
+            last_position: Position(last),
+            streams,
+            duplicate: false,
+        }
+    }
+}
+
 /// The last event of a Prism stream: where it is and its version.
 #[derive(Debug, Clone, Copy)]
 struct Head {
@@ -395,9 +463,29 @@ impl JetStreamLog {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, LogError> {
-        let (stream, events) = (stream.as_str(), events.as_slice());
-        self.check_append(stream, events)?;
-        let subject = self.subject(stream);
+        let expected = vec![(stream.clone(), expected)];
+        let outcome = self
+            .append_runs(vec![StreamEvents { stream, events }], expected)
+            .await?;
+        Ok(AppendOutcome {
+            first_position: outcome.first_position,
+            last_position: outcome.last_position,
+            stream_version: outcome.streams[0].1,
+            duplicate: outcome.duplicate,
+        })
+    }
+
+    /// Append events of several streams atomically, in the order given,
+    /// if every expectation holds: one atomic batch whose first message of
+    /// each stream's subject carries that subject's expected last sequence,
+    /// so a concurrent append to any of the streams fails the whole batch.
+    pub async fn append_runs(
+        &self,
+        runs: Vec<StreamEvents>,
+        expected: Vec<(String, ExpectedVersion)>,
+    ) -> Result<MultiOutcome, LogError> {
+        let plan = Plan::new(self, &runs);
+        self.check_append(&plan)?;
         let recorded_at_ms = crate::clock::now_ms();
         let deadline = Instant::now() + self.config.unavailable_timeout;
         let mut pause = Pause::default();
@@ -405,7 +493,8 @@ impl JetStreamLog {
         let mut maybe_appended = false;
         let mut last_refusal = String::new();
         let mut rereads = 0;
-        loop {
+        let has_client_ids = plan.messages.iter().any(|(_, e)| e.client_id);
+        'attempt: loop {
             if Instant::now() >= deadline {
                 let stored = if maybe_appended {
                     ""
@@ -420,8 +509,14 @@ impl JetStreamLog {
                     maybe_appended,
                 ));
             }
-            let head = match self.head(&subject).await {
-                Ok(head) => head,
+            // Owned subjects, so that the future stays `Send` for any caller.
+            let heads: Vec<Option<Head>> = match futures::stream::iter(plan.subjects.clone())
+                .map(|subject| async move { self.head(&subject).await })
+                .buffered(LOOKUPS_IN_FLIGHT)
+                .try_collect()
+                .await
+            {
+                Ok(heads) => heads,
                 Err(e) => match as_unavailable(&e) {
                     Some(why) => {
                         last_refusal = why.reason.clone();
@@ -431,53 +526,39 @@ impl JetStreamLog {
                     None => return Err(e),
                 },
             };
-            let current = head.map(|h| h.version);
-            if !expected.admits(current) {
+            for (stream, expected) in &expected {
+                let Some(index) = plan.streams.iter().position(|s| s == stream) else {
+                    continue;
+                };
+                let current = heads[index].map(|h| h.version);
+                if expected.admits(current) {
+                    continue;
+                }
                 // A leader elected a moment ago may not have applied the
                 // last acknowledged appends yet: a stream that looks older
                 // than expected is read again before the refusal.
-                if behind(expected, current) && rereads < 2 {
+                if behind(*expected, current) && rereads < 2 {
                     rereads += 1;
                     tokio::time::sleep(Duration::from_millis(25)).await;
-                    continue;
+                    continue 'attempt;
                 }
                 // A retry of an append that is already stored usually fails
                 // its expectation: its first attempt moved the stream.
-                if (maybe_appended || events.iter().any(|e| e.client_id))
+                if (maybe_appended || has_client_ids)
                     && let Some(outcome) = self
-                        .already_appended(stream, &subject, events, maybe_appended, deadline)
+                        .already_appended(&plan, maybe_appended, deadline)
                         .await?
                 {
                     return Ok(outcome);
                 }
                 return Err(LogError::WrongExpectedVersion {
-                    stream: stream.to_string(),
-                    expected,
+                    stream: stream.clone(),
+                    expected: *expected,
                     current,
                 });
             }
-            let after = head.map_or(0, |h| h.sequence);
-            let first_version = current.map_or(0, |v| v.0 + 1);
-            let result = self
-                .publish(
-                    stream,
-                    &subject,
-                    after,
-                    first_version,
-                    recorded_at_ms,
-                    events,
-                )
-                .await;
-            match result {
-                Ok(last) => {
-                    let count = events.len() as u64;
-                    return Ok(AppendOutcome {
-                        first_position: Position(last + 1 - count),
-                        last_position: Position(last),
-                        stream_version: StreamVersion(first_version + count - 1),
-                        duplicate: false,
-                    });
-                }
+            match self.publish(&plan, &heads, recorded_at_ms).await {
+                Ok(last) => return Ok(plan.outcome(last, &heads)),
                 Err(Refusal::WrongLastSequence) => pause.conflict().await,
                 Err(Refusal::Busy { why, .. }) => {
                     last_refusal = why;
@@ -485,7 +566,7 @@ impl JetStreamLog {
                 }
                 Err(Refusal::Duplicate) => {
                     if let Some(outcome) = self
-                        .already_appended(stream, &subject, events, maybe_appended, deadline)
+                        .already_appended(&plan, maybe_appended, deadline)
                         .await?
                     {
                         return Ok(outcome);
@@ -504,22 +585,24 @@ impl JetStreamLog {
         }
     }
 
-    fn check_append(&self, stream: &str, events: &[NewEvent]) -> Result<(), LogError> {
-        limits::check_stream_name(stream)?;
-        limits::check_event_count(events.len())?;
-        for event in events {
+    fn check_append(&self, plan: &Plan<'_>) -> Result<(), LogError> {
+        for stream in &plan.streams {
+            limits::check_stream_name(stream)?;
+        }
+        limits::check_event_count(plan.messages.len())?;
+        for (_, event) in &plan.messages {
             limits::check_event_type(&event.event_type)?;
         }
-        if events.len() > self.config.max_batch {
+        if plan.messages.len() > self.config.max_batch {
             return Err(LogError::Invalid(format!(
                 "{} events in one append; the JetStream log appends at most {} atomically \
                  (the servers' atomic batch limit)",
-                events.len(),
+                plan.messages.len(),
                 self.config.max_batch
             )));
         }
-        let mut ids = std::collections::HashSet::with_capacity(events.len());
-        if let Some(twice) = events.iter().find(|e| !ids.insert(e.id)) {
+        let mut ids = std::collections::HashSet::with_capacity(plan.messages.len());
+        if let Some((_, twice)) = plan.messages.iter().find(|(_, e)| !ids.insert(e.id)) {
             return Err(LogError::Invalid(format!(
                 "event id {} appears twice in one append",
                 twice.id
@@ -528,23 +611,30 @@ impl JetStreamLog {
         Ok(())
     }
 
-    /// Publish `events` as the messages after subject sequence `after`; the
-    /// last one's sequence.
+    /// Publish the plan's events as one atomic batch, each stream's first
+    /// message expecting the subject's last sequence in `heads`; the last
+    /// message's sequence.
     async fn publish(
         &self,
-        stream: &str,
-        subject: &str,
-        after: u64,
-        first_version: u64,
+        plan: &Plan<'_>,
+        heads: &[Option<Head>],
         recorded_at_ms: u64,
-        events: &[NewEvent],
     ) -> Result<u64, Refusal> {
-        let message = |i: usize| {
-            let event = &events[i];
-            let version = first_version + i as u64;
+        let versions = plan.versions(heads);
+        let mut first_of_stream = vec![true; plan.streams.len()];
+        let mut message = |i: usize| {
+            let (index, event) = plan.messages[i];
+            let stream = plan.streams[index].as_str();
+            let version = versions[i];
             let mut headers = HeaderMap::new();
             headers.insert(MSG_ID, event.id.to_string());
             headers.insert(VERSION, version.to_string());
+            // The check goes on the first message writing each subject
+            // only: JetStream refuses it repeated on a later one.
+            if std::mem::take(&mut first_of_stream[index]) {
+                let after = heads[index].map_or(0, |h| h.sequence);
+                headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, after.to_string());
+            }
             let payload = codec::encode_event(&StoredEvent {
                 id: *event.id.as_bytes(),
                 recorded_at_ms,
@@ -554,11 +644,11 @@ impl JetStreamLog {
                 data: event.data.as_str(),
                 metadata: event.metadata.as_str(),
             });
-            (headers, Bytes::from(payload))
+            (plan.subjects[index].as_str(), headers, Bytes::from(payload))
         };
-        let (mut headers, payload) = message(0);
-        headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, after.to_string());
-        if events.len() == 1 {
+        let count = plan.messages.len();
+        let (subject, mut headers, payload) = message(0);
+        if count == 1 {
             let ack = self.request(subject, headers, payload, true).await?;
             return match ack {
                 Some(ack) if ack.duplicate => Err(Refusal::Duplicate),
@@ -577,9 +667,9 @@ impl JetStreamLog {
         // batches, a wrong setting) comes back at once; the server answers
         // an accepted one with an empty message.
         self.request(subject, headers, payload, false).await?;
-        let last = events.len() - 1;
+        let last = count - 1;
         for i in 1..last {
-            let (mut headers, payload) = message(i);
+            let (subject, mut headers, payload) = message(i);
             batch_headers(&mut headers, i);
             self.client
                 .publish_with_headers(subject.to_string(), headers, payload)
@@ -592,17 +682,16 @@ impl JetStreamLog {
                     },
                 })?;
         }
-        let (mut headers, payload) = message(last);
+        let (subject, mut headers, payload) = message(last);
         batch_headers(&mut headers, last);
         headers.insert(BATCH_COMMIT, "1");
         match self.request(subject, headers, payload, true).await? {
-            Some(ack) if ack.count.is_some_and(|c| c != events.len() as u64) => Err(
-                Refusal::Final(LogError::Storage(StorageError::Corrupt(format!(
-                    "JetStream stored a batch of {} messages for {} events",
+            Some(ack) if ack.count.is_some_and(|c| c != count as u64) => Err(Refusal::Final(
+                LogError::Storage(StorageError::Corrupt(format!(
+                    "JetStream stored a batch of {} messages for {count} events",
                     ack.count.unwrap_or(0),
-                    events.len()
-                )))),
-            ),
+                ))),
+            )),
             Some(ack) => Ok(ack.seq),
             None => Err(unanswered("a batch commit")),
         }
@@ -656,20 +745,24 @@ impl JetStreamLog {
         }
     }
 
-    /// The original outcome if every id of `events` is stored in `stream`;
-    /// `IdempotencyConflict` if only some are; `None` if none is.
+    /// The original outcome if every id of the plan's events is stored in
+    /// its stream; `IdempotencyConflict` if only some are; `None` if none is.
     async fn already_appended(
         &self,
-        stream: &str,
-        subject: &str,
-        events: &[NewEvent],
+        plan: &Plan<'_>,
         maybe_ours: bool,
         deadline: Instant,
-    ) -> Result<Option<AppendOutcome>, LogError> {
-        // Owned, so that the future stays `Send` for any caller.
-        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-        let found: Vec<Option<u64>> = futures::stream::iter(ids)
-            .map(|id| self.lookup(subject, id, deadline))
+    ) -> Result<Option<MultiOutcome>, LogError> {
+        // Owned, so that the future stays `Send` for any caller. An id is
+        // looked up on its own event's subject (the id check is the
+        // stream's, whatever the subject).
+        let lookups: Vec<(String, Uuid)> = plan
+            .messages
+            .iter()
+            .map(|(index, e)| (plan.subjects[*index].clone(), e.id))
+            .collect();
+        let found: Vec<Option<u64>> = futures::stream::iter(lookups)
+            .map(|(subject, id)| async move { self.lookup(&subject, id, deadline).await })
             .buffered(LOOKUPS_IN_FLIGHT)
             .try_collect()
             .await?;
@@ -696,14 +789,25 @@ impl JetStreamLog {
             .into_iter()
             .map(|event| event.ok_or_else(|| unexpected("a known event id's message is gone")))
             .collect::<Result<_, _>>()?;
-        if stored.iter().any(|e| e.stream != stream) {
+        let same_streams = stored
+            .iter()
+            .zip(&plan.messages)
+            .all(|(e, (index, _))| e.stream == plan.streams[*index]);
+        if !same_streams {
             return Err(conflict());
         }
-        let last = stored.last().expect("at least one event");
-        Ok(Some(AppendOutcome {
+        let mut streams: Vec<(String, StreamVersion)> = plan
+            .streams
+            .iter()
+            .map(|s| (s.clone(), StreamVersion(0)))
+            .collect();
+        for (event, (index, _)) in stored.iter().zip(&plan.messages) {
+            streams[*index].1 = event.stream_version;
+        }
+        Ok(Some(MultiOutcome {
             first_position: stored[0].position,
-            last_position: last.position,
-            stream_version: last.stream_version,
+            last_position: stored.last().expect("at least one event").position,
+            streams,
             // Found after an unanswered attempt of this very call: most
             // likely that attempt's events (the outcome is the same).
             duplicate: !maybe_ours,

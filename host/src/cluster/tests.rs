@@ -12,7 +12,8 @@ use uuid::Uuid;
 use super::jetstream::{ConnectError, JetStreamConfig, JetStreamLog, is_unavailable};
 use super::testing::NatsCluster;
 use crate::log::{
-    AppendOutcome, ExpectedVersion, LogError, NewEvent, Position, RecordedEvent, StreamVersion,
+    AppendOutcome, ExpectedVersion, LogError, NewEvent, Position, RecordedEvent, StreamEvents,
+    StreamVersion,
 };
 
 async fn within<T>(seconds: u64, what: &str, future: impl Future<Output = T>) -> T {
@@ -116,6 +117,105 @@ async fn positions_are_gapless_from_one_and_versions_count_per_stream() {
         Some(&all[3])
     );
     assert_eq!(log.read_event(Position(9)).await.unwrap(), None);
+}
+
+/// An append across streams (as `POST /events` and `prism import` send):
+/// one atomic batch in the order given, each stream's versions counted on
+/// from its head; a failed expectation on any stream refuses all of it;
+/// a retry returns the original outcome.
+#[tokio::test]
+async fn an_append_across_streams_is_atomic_ordered_and_checked_per_stream() {
+    let (_cluster, log) = cluster_and_log().await;
+    append(&log, "a", ExpectedVersion::Any, &events(2))
+        .await
+        .unwrap();
+    let runs = |batches: &[(&str, usize)]| -> Vec<StreamEvents> {
+        batches
+            .iter()
+            .map(|(stream, n)| StreamEvents {
+                stream: stream.to_string(),
+                events: events(*n),
+            })
+            .collect()
+    };
+    let interleaved = runs(&[("a", 1), ("b", 2), ("a", 1), ("c", 1), ("b", 1)]);
+    let expected = vec![
+        ("a".to_string(), ExpectedVersion::Exact(StreamVersion(1))),
+        ("b".to_string(), ExpectedVersion::NoStream),
+    ];
+    let outcome = within(
+        40,
+        "an append across streams",
+        log.append_runs(interleaved.clone(), expected.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (outcome.first_position, outcome.last_position),
+        (Position(3), Position(8))
+    );
+    assert_eq!(
+        outcome.streams,
+        [
+            ("a".to_string(), StreamVersion(3)),
+            ("b".to_string(), StreamVersion(2)),
+            ("c".to_string(), StreamVersion(0)),
+        ]
+    );
+    let stored = whole_log(&log).await;
+    let order: Vec<(String, u64)> = stored[2..]
+        .iter()
+        .map(|e| (e.stream.clone(), e.stream_version.0))
+        .collect();
+    let want = [("a", 2), ("b", 0), ("b", 1), ("a", 3), ("c", 0), ("b", 2)];
+    assert_eq!(
+        order,
+        want.map(|(s, v)| (s.to_string(), v)).to_vec(),
+        "stored in the order given"
+    );
+    let sent: Vec<Uuid> = interleaved
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.id))
+        .collect();
+    assert_eq!(stored[2..].iter().map(|e| e.id).collect::<Vec<_>>(), sent);
+
+    // The same append again (a client's retry): the original outcome, nothing stored.
+    let retry = within(40, "a retry", log.append_runs(interleaved, expected))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            retry.first_position,
+            retry.last_position,
+            retry.streams.clone()
+        ),
+        (
+            outcome.first_position,
+            outcome.last_position,
+            outcome.streams.clone()
+        )
+    );
+    assert!(retry.duplicate);
+
+    // One stream's expectation fails: nothing of any stream is stored.
+    let refused = within(
+        40,
+        "a refused append",
+        log.append_runs(
+            runs(&[("c", 1), ("a", 1), ("d", 1)]),
+            vec![("a".to_string(), ExpectedVersion::Exact(StreamVersion(2)))],
+        ),
+    )
+    .await;
+    assert!(
+        matches!(
+            &refused,
+            Err(LogError::WrongExpectedVersion { stream, current: Some(StreamVersion(3)), .. }) if stream == "a"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(log.last_position().await.unwrap(), Position(8));
+    assert_eq!(log.stream_version("d").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -221,6 +221,15 @@ impl EventLog {
         })
     }
 
+    /// Most events one append may hold: 10,000 on the embedded log; on
+    /// JetStream the servers' atomic batch limit.
+    pub fn max_events_per_append(&self) -> usize {
+        match &self.appender {
+            Appender::Replicated(r) => r.max_batch(),
+            Appender::Local(_) => limits::MAX_EVENTS_PER_APPEND,
+        }
+    }
+
     /// How this node's copy of a replicated log is doing; `None` for the
     /// embedded log.
     pub fn replica_state(&self) -> Option<replica::ReplicaState> {
@@ -396,23 +405,13 @@ impl EventLog {
     async fn append_replicated(
         &self,
         replication: &replica::Replication,
-        mut runs: Vec<StreamEvents>,
+        runs: Vec<StreamEvents>,
         expected: Vec<(String, ExpectedVersion)>,
     ) -> Result<MultiOutcome, LogError> {
-        if runs.len() != 1 || runs.iter().any(|r| r.stream != runs[0].stream) {
-            return Err(LogError::Invalid(
-                "the JetStream log appends to one stream at a time: an append across streams \
-                 is not atomic there, so it is refused (send one request per stream)"
-                    .into(),
-            ));
-        }
-        let run = runs.remove(0);
-        let expected = expected.first().map_or(ExpectedVersion::Any, |(_, e)| *e);
-        let stream = run.stream.clone();
         let outcome = replication
             .log(std::time::Duration::from_secs(5))
             .await?
-            .append(run.stream, expected, run.events)
+            .append_runs(runs, expected)
             .await
             .map_err(replicated_error)?;
         replication.saw(outcome.last_position);
@@ -428,12 +427,7 @@ impl EventLog {
                 "an append is acknowledged by the replicated log but not yet in this node's copy"
             );
         }
-        Ok(MultiOutcome {
-            first_position: outcome.first_position,
-            last_position: outcome.last_position,
-            streams: vec![(stream, outcome.stream_version)],
-            duplicate: outcome.duplicate,
-        })
+        Ok(outcome)
     }
 
     /// The position of the last committed event (0 for an empty log).

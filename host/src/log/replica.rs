@@ -51,6 +51,8 @@ pub(crate) struct Replication {
     known: AtomicU64,
     state: watch::Sender<ReplicaState>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Most events one append may hold (the servers' atomic batch limit).
+    max_batch: usize,
 }
 
 impl Drop for Replication {
@@ -62,6 +64,11 @@ impl Drop for Replication {
 }
 
 impl Replication {
+    /// Most events one append may hold.
+    pub(crate) fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
     /// Connect (retrying until the cluster answers) and copy the log from
     /// after `head` into `local`, moving `head_tx`.
     pub(crate) fn start(
@@ -81,6 +88,7 @@ impl Replication {
             known: AtomicU64::new(head.0),
             state,
             tasks: Vec::new(),
+            max_batch: config.max_batch,
         };
         let states = replication.state.clone();
         let cell = replication.js.clone();

@@ -355,7 +355,18 @@ pub(in crate::api) fn health() -> Value {
             "plugins": {"type": "integer", "minimum": 0},
             "failed_plugins": {"type": "array", "items": {"type": "string"}},
             "storage": {"type": "object"},
-            "log": {"type": "object"},
+            "log": {
+                "type": "object",
+                "required": ["backend", "max_events_per_append"],
+                "properties": {
+                    "backend": {"type": "string", "enum": ["embedded", "jetstream"]},
+                    "max_events_per_append": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Most events one append (`POST /events`, `POST /streams/{stream}/events`) may hold",
+                    },
+                },
+            },
         },
     })
 }
