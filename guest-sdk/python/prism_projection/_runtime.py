@@ -9,6 +9,8 @@ so a test exercises exactly the code the plugin runs.
 """
 
 import json
+import json.encoder
+import json.scanner
 
 __all__ = [
     "Event",
@@ -26,9 +28,41 @@ __all__ = [
 _ABSENT = object()
 
 
+def _not_serializable(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# Every event costs a decode of its data and of the document it changes, and an encode of
+# that document: `json.loads` and `json.dumps` build a decoder or an encoder each call and
+# check their arguments, which costs more than the work itself on documents this small.
+# So the C scanner and encoder are made once. The encoder keeps no circular-reference
+# markers (they would outlive a failed call): a cyclic value fails with RecursionError.
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())
+_encode = (
+    json.encoder.c_make_encoder(
+        None, _not_serializable, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+
+
 def dumps(value):
     """Compact JSON, as serde_json writes it: no spaces, non-ASCII kept as UTF-8."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if _encode is None:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return "".join(_encode(value, 0))
+
+
+def loads(text):
+    """`json.loads(text)`, without its per-call set-up when `text` is one bare JSON value."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)  # leading whitespace, or the error json.loads reports
+    if end != len(text):
+        return json.loads(text)  # trailing whitespace, or "Extra data"
+    return value
 
 
 class Event:
@@ -73,14 +107,14 @@ class Event:
     def data(self):
         """The payload as Python values (dict, list, str, int, float, bool, None)."""
         if self._data is _ABSENT:
-            self._data = json.loads(self.raw_data)
+            self._data = loads(self.raw_data)
         return self._data
 
     @property
     def metadata(self):
         """The metadata as Python values (`{}` when the writer gave none)."""
         if self._metadata is _ABSENT:
-            self._metadata = json.loads(self.raw_metadata)
+            self._metadata = loads(self.raw_metadata)
         return self._metadata
 
     def __repr__(self):
@@ -226,9 +260,11 @@ class View:
 
     def get_raw(self, key):
         """The JSON text at `key`, or None."""
-        if key not in self._cache:
+        raw = self._cache.get(key, _ABSENT)
+        if raw is _ABSENT:
             self.prefetch([key])
-        return self._cache[key]
+            raw = self._cache[key]
+        return raw
 
     def get(self, key, default=None):
         """The document at `key` as Python values, or `default` when absent.
@@ -236,7 +272,7 @@ class View:
         Every call decodes afresh, so mutating the result changes nothing until `put`.
         """
         raw = self.get_raw(key)
-        return default if raw is None else json.loads(raw)
+        return default if raw is None else loads(raw)
 
     def __contains__(self, key):
         return self.get_raw(key) is not None
@@ -266,7 +302,7 @@ class View:
             pending = {k: v for k, v in pending.items() if k <= last}
         merged.update(pending)
         keys = sorted(k for k, v in merged.items() if v is not None)[:limit]
-        return [(k, json.loads(merged[k])) for k in keys]
+        return [(k, loads(merged[k])) for k in keys]
 
     # writes
 
@@ -293,7 +329,7 @@ class View:
         """
         current = self.get(key)
         if current is None:
-            current = json.loads(dumps(default))
+            current = loads(dumps(default))
         new = fn(current)
         if new is None:
             self.delete(key)
@@ -321,6 +357,8 @@ def check_key(key):
         raise TypeError(f"view keys are strings, not {type(key).__name__}")
     if not key:
         raise ViewError("invalid-key", "the key is empty")
+    if len(key) <= MAX_KEY_LEN // 4:
+        return  # no character takes more than 4 bytes in UTF-8
     size = len(key.encode("utf-8"))
     if size > MAX_KEY_LEN:
         raise ViewError("invalid-key", f"the key is {size} bytes long; at most {MAX_KEY_LEN} are allowed")
