@@ -295,15 +295,17 @@ export class Event {
   #data;
   #metadata;
 
-  constructor({ position, streamId, streamVersion, eventType, data, metadata = '{}', recordedAt = 0, id = '' }) {
-    this.position = Number(position);
-    this.streamId = streamId;
-    this.streamVersion = Number(streamVersion);
-    this.eventType = eventType;
-    this.rawData = data;
-    this.rawMetadata = metadata;
-    this.recordedAt = Number(recordedAt);
-    this.id = id;
+  constructor(event) {
+    // Member reads rather than a destructuring pattern: one event per call of this, so the
+    // interpreter's cost of the pattern shows.
+    this.position = Number(event.position);
+    this.streamId = event.streamId;
+    this.streamVersion = Number(event.streamVersion);
+    this.eventType = event.eventType;
+    this.rawData = event.data;
+    this.rawMetadata = event.metadata ?? '{}';
+    this.recordedAt = Number(event.recordedAt ?? 0);
+    this.id = event.id ?? '';
   }
 
   /** The payload as JavaScript values. */
@@ -390,15 +392,28 @@ export class View {
 
   /** Fetch every not-yet-cached key in one `get-many` crossing. */
   prefetch(keys) {
-    const missing = [...new Set(keys)].filter((k) => !this.#cache.has(k));
+    // Plain loops: in a component's interpreter a callback or an iterator step per key
+    // costs more than the key's own work.
+    const cache = this.#cache;
+    const seen = new Set();
+    const missing = [];
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      if (!cache.has(k) && !seen.has(k)) {
+        seen.add(k);
+        missing.push(k);
+      }
+    }
     if (missing.length === 0) return;
     const values = this.#host.getMany(missing);
-    missing.forEach((k, i) => this.#cache.set(k, values[i] ?? null));
+    for (let i = 0; i < missing.length; i++) cache.set(missing[i], values[i] ?? null);
   }
 
   /** The JSON text at `key`, or null. */
   getRaw(key) {
-    if (!this.#cache.has(key)) this.prefetch([key]);
+    const raw = this.#cache.get(key);
+    if (raw !== undefined) return raw;
+    this.prefetch([key]);
     return this.#cache.get(key);
   }
 
@@ -566,7 +581,12 @@ export class Runtime {
       const keys = [];
       for (let i = 0; i < events.length; i++) {
         try {
-          for (const key of p.keys(events[i]) ?? []) keys.push(key);
+          const named = p.keys(events[i]) ?? [];
+          if (Array.isArray(named)) {
+            for (let j = 0; j < named.length; j++) keys.push(named[j]);
+          } else {
+            for (const key of named) keys.push(key);
+          }
         } catch (e) {
           return { index: i, message: `keys(): ${describeError(e)}` };
         }
