@@ -37,9 +37,14 @@ function owner(event) {
   return owner;
 }
 
+// A digit followed by `.`, `e` or `E`: where a number with a fraction or an exponent is
+// written. A text without one writes every number as a plain integer.
+const FRACTION_OR_EXPONENT = /\d[.eE]/;
+
 /** The amount: a number when it has at most 15 digits (so is exact), a BigInt beyond. */
 function amount(event) {
-  object(event);
+  const { amount: parsed } = object(event);
+  if (Number.isSafeInteger(parsed) && !FRACTION_OR_EXPONENT.test(event.rawData)) return parsed;
   // The literal as written: parsing would read `10.0` as the integer 10.
   const literal = rawMember(event.rawData, 'amount');
   if (literal !== undefined && /^-?\d{1,15}$/.test(literal)) return Number(literal);
