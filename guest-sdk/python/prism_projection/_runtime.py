@@ -402,18 +402,20 @@ class Runtime:
     def handle(self, events):
         """Apply `events`; return None on success or a `HandleError` (then nothing was written)."""
         view = View(self.host)
-        p = self.projection
+        # Bound once: thousands of events per batch.
+        keys_of = self.projection.keys
+        handle = self.projection.handle
         keys = []
         for index, event in enumerate(events):
             try:
-                keys.extend(p.keys(event) or ())
+                keys.extend(keys_of(event) or ())
             except BaseException as exc:  # noqa: BLE001 - user code (even sys.exit): report, never trap
                 return HandleError(index, f"keys(): {_describe_error(exc)}")
         if keys:
             view.prefetch(keys)
         for index, event in enumerate(events):
             try:
-                p.handle(view, event)
+                handle(view, event)
             except BaseException as exc:  # noqa: BLE001 - user code (even sys.exit): report, never trap
                 return HandleError(index, _describe_error(exc))
         writes = view.pending_writes()
