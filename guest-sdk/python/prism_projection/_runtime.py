@@ -271,7 +271,9 @@ class View:
 
         Every call decodes afresh, so mutating the result changes nothing until `put`.
         """
-        raw = self.get_raw(key)
+        raw = self._cache.get(key, _ABSENT)
+        if raw is _ABSENT:
+            raw = self.get_raw(key)
         return default if raw is None else loads(raw)
 
     def __contains__(self, key):
@@ -308,7 +310,8 @@ class View:
 
     def put(self, key, value):
         """Store `value` (anything JSON can hold) at `key`."""
-        self._check_writable()
+        if self._read_only:
+            self._check_writable()
         check_key(key)
         raw = dumps(value)
         self._cache[key] = raw
