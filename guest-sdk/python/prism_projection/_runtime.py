@@ -312,7 +312,8 @@ class View:
         """Store `value` (anything JSON can hold) at `key`."""
         if self._read_only:
             self._check_writable()
-        check_key(key)
+        if type(key) is not str or not key or len(key) > MAX_KEY_LEN // 4:
+            check_key(key)
         raw = dumps(value)
         self._cache[key] = raw
         self._pending[key] = raw
