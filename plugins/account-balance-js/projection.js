@@ -41,7 +41,7 @@ function owner(event) {
 // written. A text without one writes every number as a plain integer.
 const FRACTION_OR_EXPONENT = /\d[.eE]/;
 
-/** The amount: a number when it has at most 15 digits (so is exact), a BigInt beyond. */
+/** The amount: a number while that is exact (a safe integer), a BigInt beyond. */
 function amount(event) {
   const { amount: parsed } = object(event);
   if (Number.isSafeInteger(parsed) && !FRACTION_OR_EXPONENT.test(event.rawData)) return parsed;
