@@ -37,19 +37,42 @@ function owner(event) {
   return owner;
 }
 
+// A digit followed by `.`, `e` or `E`: where a number with a fraction or an exponent is
+// written. A text without one writes every number as a plain integer.
+const FRACTION_OR_EXPONENT = /\d[.eE]/;
+
+/** The amount: a number while that is exact (a safe integer), a BigInt beyond. */
 function amount(event) {
-  object(event);
+  const { amount: parsed } = object(event);
+  if (Number.isSafeInteger(parsed) && !FRACTION_OR_EXPONENT.test(event.rawData)) return parsed;
   // The literal as written: parsing would read `10.0` as the integer 10.
   const literal = rawMember(event.rawData, 'amount');
+  if (literal !== undefined && /^-?\d{1,15}$/.test(literal)) return Number(literal);
   if (literal === undefined || !/^-?\d+$/.test(literal) || BigInt(literal) < I64_MIN || BigInt(literal) > I64_MAX) {
     throw new TypeError(`${event.eventType} amount must be a 64-bit integer, not ${literal}`);
   }
   return BigInt(literal);
 }
 
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** A BigInt as a plain number when that is exact, so documents hold ordinary numbers. */
 function integer(n) {
-  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  return n >= MIN_SAFE && n <= MAX_SAFE ? Number(n) : n;
+}
+
+/**
+ * `balance` moved by `moved`, exactly: in plain numbers while both and the result are safe
+ * integers (the sum of two safe integers is exact when it is one), else in BigInt.
+ */
+function move(eventType, balance, moved) {
+  if (typeof balance === 'number' && typeof moved === 'number') {
+    const after = eventType === 'Deposited' ? balance + moved : balance - moved;
+    if (Number.isSafeInteger(after)) return after;
+  }
+  const before = BigInt(balance);
+  return eventType === 'Deposited' ? before + BigInt(moved) : before - BigInt(moved);
 }
 
 export default defineProjection({
@@ -69,14 +92,13 @@ export default defineProjection({
       case 'Deposited':
       case 'Withdrawn': {
         const moved = amount(event);
-        const before = BigInt(account.balance);
-        const after = event.eventType === 'Deposited' ? before + moved : before - moved;
-        if (after < I64_MIN || after > I64_MAX) {
+        const after = move(event.eventType, account.balance, moved);
+        if (typeof after === 'bigint' && (after < I64_MIN || after > I64_MAX)) {
           throw new RangeError(
-            `${event.eventType} of ${moved} at position ${event.position} overflows the balance ${before} of ${key}`,
+            `${event.eventType} of ${moved} at position ${event.position} overflows the balance ${account.balance} of ${key}`,
           );
         }
-        account.balance = integer(after);
+        account.balance = typeof after === 'bigint' ? integer(after) : after;
         account.transactions += 1;
         break;
       }

@@ -14,12 +14,19 @@ import { Event, QueryError, Runtime, ViewError, setLogSink } from './index.js';
 /** `Runtime`'s host over the `view` import: every method is one boundary crossing. */
 const witHost = {
   getMany(keys) {
-    return getMany(keys).map((v) => v ?? null);
+    const values = getMany(keys);
+    for (let i = 0; i < values.length; i++) values[i] ??= null;
+    return values;
   },
   writeMany(writes) {
-    const batch = writes.map(([key, value]) =>
-      value === null ? { tag: 'delete', val: key } : { tag: 'put', val: { key, value } },
-    );
+    // Plain loops and indexes: the component's interpreter pays for each callback and each
+    // destructuring pattern, and a batch has thousands of writes.
+    const batch = new Array(writes.length);
+    for (let i = 0; i < writes.length; i++) {
+      const key = writes[i][0];
+      const value = writes[i][1];
+      batch[i] = value === null ? { tag: 'delete', val: key } : { tag: 'put', val: { key, value } };
+    }
     try {
       writeMany(batch);
     } catch (e) {
@@ -100,7 +107,9 @@ export function exportProjection(definition) {
       return runtime.describe();
     },
     handle(batch) {
-      const failure = runtime.handle(batch.map((e) => new Event(e)));
+      const events = new Array(batch.length);
+      for (let i = 0; i < batch.length; i++) events[i] = new Event(batch[i]);
+      const failure = runtime.handle(events);
       if (failure !== undefined) {
         throw { payload: { index: failure.index, message: failure.message } };
       }

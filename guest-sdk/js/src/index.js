@@ -60,9 +60,13 @@ function stringifyWithBigInt(value, key) {
   }
 }
 
+// Sixteen digits in a row, spelled out: engines without a JIT (StarlingMonkey in a component)
+// match `\d{16}` several times slower than this, and every event and document is tested.
+const SIXTEEN_DIGITS = new RegExp('\\d'.repeat(16));
+
 /** Parse JSON; integers outside the safe range come back as BigInt, exactly. */
 export function parse(text) {
-  if (!/\d{16}/.test(text)) return JSON.parse(text);
+  if (!SIXTEEN_DIGITS.test(text)) return JSON.parse(text);
   return new ExactParser(text).document();
 }
 
@@ -71,12 +75,38 @@ export function parse(text) {
  * written, which parsing loses (`10` and `10.0` both parse to 10). Throws on invalid JSON.
  */
 export function rawMember(text, key) {
+  const literal = scalarMember(text, key);
+  if (literal !== undefined) return literal;
   const p = new ExactParser(text);
   let found;
   p.members((k, start, end) => {
     if (k === key) found = text.slice(start, end);
   });
   return found;
+}
+
+// After a member name: the colon and a number, literal or string without escapes.
+const SCALAR_VALUE = /[ \t\n\r]*:[ \t\n\r]*(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null|"[^"\\]*")/y;
+const WORD = /^\w+$/;
+
+/**
+ * `rawMember` without walking the document, for the common case: a key of word characters
+ * whose value is a scalar, in a text with no backslash. There every `"` delimits a string,
+ * and a `"` followed by a word character opens one, so the text's only `"key"` followed by a
+ * colon names a member; the document's top-level member `key`, if it has one, is written
+ * there. Undefined when that cannot be told this way (the caller walks the document then).
+ */
+function scalarMember(text, key) {
+  if (!WORD.test(key) || text.includes('\\')) return undefined;
+  const quoted = `"${key}"`;
+  const at = text.indexOf(quoted);
+  if (at < 0 || text.indexOf(quoted, at + 1) >= 0) return undefined;
+  SCALAR_VALUE.lastIndex = at + quoted.length;
+  const m = SCALAR_VALUE.exec(text);
+  if (m === null) return undefined;
+  const doc = JSON.parse(text);
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc) || !Object.hasOwn(doc, key)) return undefined;
+  return m[1];
 }
 
 const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
@@ -265,15 +295,17 @@ export class Event {
   #data;
   #metadata;
 
-  constructor({ position, streamId, streamVersion, eventType, data, metadata = '{}', recordedAt = 0, id = '' }) {
-    this.position = Number(position);
-    this.streamId = streamId;
-    this.streamVersion = Number(streamVersion);
-    this.eventType = eventType;
-    this.rawData = data;
-    this.rawMetadata = metadata;
-    this.recordedAt = Number(recordedAt);
-    this.id = id;
+  constructor(event) {
+    // Member reads rather than a destructuring pattern: one event per call of this, so the
+    // interpreter's cost of the pattern shows.
+    this.position = Number(event.position);
+    this.streamId = event.streamId;
+    this.streamVersion = Number(event.streamVersion);
+    this.eventType = event.eventType;
+    this.rawData = event.data;
+    this.rawMetadata = event.metadata ?? '{}';
+    this.recordedAt = Number(event.recordedAt ?? 0);
+    this.id = event.id ?? '';
   }
 
   /** The payload as JavaScript values. */
@@ -304,6 +336,8 @@ function utf8Length(text) {
 export function checkKey(key) {
   if (typeof key !== 'string') throw new TypeError(`view keys are strings, not ${typeof key}`);
   if (key === '') throw new ViewError('invalid-key', 'the key is empty');
+  // No UTF-16 code unit takes more than 3 bytes in UTF-8.
+  if (key.length <= MAX_KEY_LEN / 3) return;
   const size = utf8Length(key);
   if (size > MAX_KEY_LEN) {
     throw new ViewError('invalid-key', `the key is ${size} bytes long; at most ${MAX_KEY_LEN} are allowed`);
@@ -358,15 +392,28 @@ export class View {
 
   /** Fetch every not-yet-cached key in one `get-many` crossing. */
   prefetch(keys) {
-    const missing = [...new Set(keys)].filter((k) => !this.#cache.has(k));
+    // Plain loops: in a component's interpreter a callback or an iterator step per key
+    // costs more than the key's own work.
+    const cache = this.#cache;
+    const seen = new Set();
+    const missing = [];
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      if (!cache.has(k) && !seen.has(k)) {
+        seen.add(k);
+        missing.push(k);
+      }
+    }
     if (missing.length === 0) return;
     const values = this.#host.getMany(missing);
-    missing.forEach((k, i) => this.#cache.set(k, values[i] ?? null));
+    for (let i = 0; i < missing.length; i++) cache.set(missing[i], values[i] ?? null);
   }
 
   /** The JSON text at `key`, or null. */
   getRaw(key) {
-    if (!this.#cache.has(key)) this.prefetch([key]);
+    const raw = this.#cache.get(key);
+    if (raw !== undefined) return raw;
+    this.prefetch([key]);
     return this.#cache.get(key);
   }
 
@@ -534,7 +581,12 @@ export class Runtime {
       const keys = [];
       for (let i = 0; i < events.length; i++) {
         try {
-          keys.push(...(p.keys(events[i]) ?? []));
+          const named = p.keys(events[i]) ?? [];
+          if (Array.isArray(named)) {
+            for (let j = 0; j < named.length; j++) keys.push(named[j]);
+          } else {
+            for (const key of named) keys.push(key);
+          }
         } catch (e) {
           return { index: i, message: `keys(): ${describeError(e)}` };
         }

@@ -41,12 +41,8 @@ class WitHost:
         return wit_view.get_many(list(keys))
 
     def write_many(self, writes):
-        batch = [
-            wit_view.Write_Delete(key)
-            if raw is None
-            else wit_view.Write_Put(wit_view.Entry(key, raw))
-            for key, raw in writes
-        ]
+        put, entry, delete = wit_view.Write_Put, wit_view.Entry, wit_view.Write_Delete
+        batch = [delete(key) if raw is None else put(entry(key, raw)) for key, raw in writes]
         try:
             wit_view.write_many(batch)
         except Err as err:
@@ -89,8 +85,9 @@ def make_export(projection):
             return wit_types.Description(d["name"], d["version"], d["event_types"], d["queries"], indexes)
 
         def handle(self, batch):
+            event = Event
             events = [
-                Event(
+                event(
                     e.position,
                     e.stream_id,
                     e.stream_version,

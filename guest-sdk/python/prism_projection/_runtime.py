@@ -9,6 +9,8 @@ so a test exercises exactly the code the plugin runs.
 """
 
 import json
+import json.encoder
+import json.scanner
 
 __all__ = [
     "Event",
@@ -26,9 +28,41 @@ __all__ = [
 _ABSENT = object()
 
 
+def _not_serializable(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# Every event costs a decode of its data and of the document it changes, and an encode of
+# that document: `json.loads` and `json.dumps` build a decoder or an encoder each call and
+# check their arguments, which costs more than the work itself on documents this small.
+# So the C scanner and encoder are made once. The encoder keeps no circular-reference
+# markers (they would outlive a failed call): a cyclic value fails with RecursionError.
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())
+_encode = (
+    json.encoder.c_make_encoder(
+        None, _not_serializable, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+
+
 def dumps(value):
     """Compact JSON, as serde_json writes it: no spaces, non-ASCII kept as UTF-8."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if _encode is None:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return "".join(_encode(value, 0))
+
+
+def loads(text):
+    """`json.loads(text)`, without its per-call set-up when `text` is one bare JSON value."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)  # leading whitespace, or the error json.loads reports
+    if end != len(text):
+        return json.loads(text)  # trailing whitespace, or "Extra data"
+    return value
 
 
 class Event:
@@ -73,14 +107,14 @@ class Event:
     def data(self):
         """The payload as Python values (dict, list, str, int, float, bool, None)."""
         if self._data is _ABSENT:
-            self._data = json.loads(self.raw_data)
+            self._data = loads(self.raw_data)
         return self._data
 
     @property
     def metadata(self):
         """The metadata as Python values (`{}` when the writer gave none)."""
         if self._metadata is _ABSENT:
-            self._metadata = json.loads(self.raw_metadata)
+            self._metadata = loads(self.raw_metadata)
         return self._metadata
 
     def __repr__(self):
@@ -226,17 +260,21 @@ class View:
 
     def get_raw(self, key):
         """The JSON text at `key`, or None."""
-        if key not in self._cache:
+        raw = self._cache.get(key, _ABSENT)
+        if raw is _ABSENT:
             self.prefetch([key])
-        return self._cache[key]
+            raw = self._cache[key]
+        return raw
 
     def get(self, key, default=None):
         """The document at `key` as Python values, or `default` when absent.
 
         Every call decodes afresh, so mutating the result changes nothing until `put`.
         """
-        raw = self.get_raw(key)
-        return default if raw is None else json.loads(raw)
+        raw = self._cache.get(key, _ABSENT)
+        if raw is _ABSENT:
+            raw = self.get_raw(key)
+        return default if raw is None else loads(raw)
 
     def __contains__(self, key):
         return self.get_raw(key) is not None
@@ -266,14 +304,16 @@ class View:
             pending = {k: v for k, v in pending.items() if k <= last}
         merged.update(pending)
         keys = sorted(k for k, v in merged.items() if v is not None)[:limit]
-        return [(k, json.loads(merged[k])) for k in keys]
+        return [(k, loads(merged[k])) for k in keys]
 
     # writes
 
     def put(self, key, value):
         """Store `value` (anything JSON can hold) at `key`."""
-        self._check_writable()
-        check_key(key)
+        if self._read_only:
+            self._check_writable()
+        if type(key) is not str or not key or len(key) > MAX_KEY_LEN // 4:
+            check_key(key)
         raw = dumps(value)
         self._cache[key] = raw
         self._pending[key] = raw
@@ -293,7 +333,7 @@ class View:
         """
         current = self.get(key)
         if current is None:
-            current = json.loads(dumps(default))
+            current = loads(dumps(default))
         new = fn(current)
         if new is None:
             self.delete(key)
@@ -321,6 +361,8 @@ def check_key(key):
         raise TypeError(f"view keys are strings, not {type(key).__name__}")
     if not key:
         raise ViewError("invalid-key", "the key is empty")
+    if len(key) <= MAX_KEY_LEN // 4:
+        return  # no character takes more than 4 bytes in UTF-8
     size = len(key.encode("utf-8"))
     if size > MAX_KEY_LEN:
         raise ViewError("invalid-key", f"the key is {size} bytes long; at most {MAX_KEY_LEN} are allowed")
@@ -364,18 +406,20 @@ class Runtime:
     def handle(self, events):
         """Apply `events`; return None on success or a `HandleError` (then nothing was written)."""
         view = View(self.host)
-        p = self.projection
+        # Bound once: thousands of events per batch.
+        keys_of = self.projection.keys
+        handle = self.projection.handle
         keys = []
         for index, event in enumerate(events):
             try:
-                keys.extend(p.keys(event) or ())
+                keys.extend(keys_of(event) or ())
             except BaseException as exc:  # noqa: BLE001 - user code (even sys.exit): report, never trap
                 return HandleError(index, f"keys(): {_describe_error(exc)}")
         if keys:
             view.prefetch(keys)
         for index, event in enumerate(events):
             try:
-                p.handle(view, event)
+                handle(view, event)
             except BaseException as exc:  # noqa: BLE001 - user code (even sys.exit): report, never trap
                 return HandleError(index, _describe_error(exc))
         writes = view.pending_writes()
