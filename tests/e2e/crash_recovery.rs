@@ -15,19 +15,8 @@ async fn views_built_across_sigkills_equal_views_built_in_one_go() {
             p["state"] == "replaying"
         })
         .await;
-    let mut kills = 0;
-    let mut positions = Vec::new();
-    for round in 0..30 {
-        tokio::time::sleep(Duration::from_millis(40 + (round * 37) % 120)).await;
-        let status = server.plugin("bank").await;
-        if status["state"] == "live" {
-            break;
-        }
-        positions.push(status["position"].as_u64().unwrap());
-        server.kill();
-        server.restart().await;
-        kills += 1;
-    }
+    let positions = kill_while_replaying(&mut server, "bank").await;
+    let kills = positions.len();
     assert!(kills >= 1, "the replay was never interrupted");
     server.wait_caught_up("bank").await;
     assert_balances(&server, "bank", &expected).await;
@@ -58,16 +47,7 @@ async fn a_partitioned_replay_killed_repeatedly_equals_a_replay_in_order() {
             p["state"] == "replaying"
         })
         .await;
-    let mut kills = 0;
-    for round in 0..30 {
-        tokio::time::sleep(Duration::from_millis(30 + (round * 41) % 110)).await;
-        if server.plugin("bank").await["state"] == "live" {
-            break;
-        }
-        server.kill();
-        server.restart().await;
-        kills += 1;
-    }
+    let kills = kill_while_replaying(&mut server, "bank").await.len();
     assert!(kills >= 1, "the replay was never interrupted");
     server.wait_caught_up("bank").await;
     assert_balances(&server, "bank", &expected).await;
@@ -81,4 +61,21 @@ async fn a_partitioned_replay_killed_repeatedly_equals_a_replay_in_order() {
     let log = server.server_log();
     assert!(log.contains("replaying in partitions"), "{log}");
     eprintln!("killed {kills} times during a partitioned replay");
+}
+
+/// SIGKILL and restart the server at uneven moments (up to 30 times)
+/// while `plugin` replays; the positions it had reached at each kill.
+async fn kill_while_replaying(server: &mut TestServer, plugin: &str) -> Vec<u64> {
+    let mut positions = Vec::new();
+    for round in 0..30 {
+        tokio::time::sleep(Duration::from_millis(40 + (round * 37) % 120)).await;
+        let status = server.plugin(plugin).await;
+        if status["state"] == "live" {
+            break;
+        }
+        positions.push(status["position"].as_u64().unwrap());
+        server.kill();
+        server.restart().await;
+    }
+    positions
 }

@@ -313,15 +313,9 @@ impl EventLog {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, LogError> {
         let expected = vec![(stream.clone(), expected)];
-        let outcome = self
-            .append_runs(vec![StreamEvents { stream, events }], expected)
-            .await?;
-        Ok(AppendOutcome {
-            first_position: outcome.first_position,
-            last_position: outcome.last_position,
-            stream_version: outcome.streams[0].1,
-            duplicate: outcome.duplicate,
-        })
+        self.append_runs(vec![StreamEvents { stream, events }], expected)
+            .await
+            .map(MultiOutcome::into_single)
     }
 
     /// Append events of several streams atomically and durably, in the

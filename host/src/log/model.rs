@@ -126,6 +126,18 @@ pub struct MultiOutcome {
     pub duplicate: bool,
 }
 
+impl MultiOutcome {
+    /// The outcome of an append to one stream (the first of this one's).
+    pub fn into_single(self) -> AppendOutcome {
+        AppendOutcome {
+            first_position: self.first_position,
+            last_position: self.last_position,
+            stream_version: self.streams[0].1,
+            duplicate: self.duplicate,
+        }
+    }
+}
+
 /// A recorded event borrowed from the store, for readers that pass it on
 /// (the HTTP API) and need no copy of its payload.
 #[derive(Debug, Clone, Copy, PartialEq)]

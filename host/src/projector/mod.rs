@@ -880,6 +880,24 @@ mod tests {
         }
     }
 
+    /// The counting projection, consuming every event type.
+    fn counter(with_index: bool, calls: Arc<AtomicUsize>) -> Arc<Counter> {
+        Arc::new(Counter {
+            described: Described {
+                name: "counter".into(),
+                version: "1".into(),
+                kind: "test".into(),
+                event_types: vec![],
+                queries: vec![],
+                indexes: vec![],
+                emits: vec![],
+                targets: vec![],
+            },
+            with_index,
+            calls,
+        })
+    }
+
     /// 300 events over 3 streams with one `Poison` at `poison`; run to the
     /// end (or the halt) and return the keyspace, status, dead letters and
     /// the number of `handle` calls.
@@ -912,20 +930,7 @@ mod tests {
         let seen = events.clone();
         let ctx = ProjectorContext {
             plugin: "counter".into(),
-            projection: Arc::new(Counter {
-                described: Described {
-                    name: "counter".into(),
-                    version: "1".into(),
-                    kind: "test".into(),
-                    event_types: vec![],
-                    queries: vec![],
-                    indexes: vec![],
-                    emits: vec![],
-                    targets: vec![],
-                },
-                with_index,
-                calls: calls.clone(),
-            }),
+            projection: counter(with_index, calls.clone()),
             log,
             keyspace: keyspace.clone(),
             config: ProjectorConfig {
@@ -1020,20 +1025,7 @@ mod tests {
             let (_hold_tx, hold) = watch::channel(None);
             let ctx = ProjectorContext {
                 plugin: "counter".into(),
-                projection: Arc::new(Counter {
-                    described: Described {
-                        name: "counter".into(),
-                        version: "1".into(),
-                        kind: "test".into(),
-                        event_types: vec![],
-                        queries: vec![],
-                        indexes: vec![],
-                        emits: vec![],
-                        targets: vec![],
-                    },
-                    with_index: false,
-                    calls: Arc::new(AtomicUsize::new(0)),
-                }),
+                projection: counter(false, Arc::new(AtomicUsize::new(0))),
                 log: log.clone(),
                 keyspace: keyspace.clone(),
                 config: *config,
