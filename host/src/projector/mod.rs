@@ -1139,14 +1139,7 @@ mod tests {
     }
 
     fn counts(keyspace: &Keyspace) -> Vec<u64> {
-        (0..3)
-            .map(|s| {
-                keyspace
-                    .get(&format!("s{s}"))
-                    .unwrap()
-                    .map_or(0, |v| v.parse().unwrap())
-            })
-            .collect()
+        counts_of(keyspace, 3)
     }
 
     #[tokio::test(flavor = "multi_thread")]
