@@ -79,8 +79,8 @@ pub struct LogConfig {
     pub replicas: usize,
     /// The JetStream stream's name. Default `PRISM_EVENTS`.
     pub stream: String,
-    /// How long JetStream remembers event ids for idempotent retries, in
-    /// seconds. Default 120.
+    /// How long JetStream itself remembers event ids, in seconds (after
+    /// that, a node's copy of the log recognises them). Default 120.
     pub duplicate_window_secs: u64,
 }
 

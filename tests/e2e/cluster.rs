@@ -353,3 +353,86 @@ async fn a_node_whose_cluster_is_unreachable_serves_its_views_and_says_so() {
         "{body}"
     );
 }
+
+/// `prism import` into a node on a single JetStream server (which checks a
+/// publish's expectations before its event id), run again within the
+/// duplicate window and past it, with concurrent retries of one append in
+/// between: every line and every retried event is in the log once.
+#[tokio::test]
+async fn imports_and_retries_on_jetstream_store_each_event_once_within_and_past_the_window() {
+    let nats = NatsCluster::start(1).await;
+    let server = TestServer::start_with_config(&format!(
+        "node = \"solo\"\n[log]\nurl = \"{}\"\nreplicas = 1\nduplicate_window_secs = 1\n",
+        nats.servers()
+    ))
+    .await;
+    let lines: Vec<String> = (0..2500)
+        .map(|i| {
+            json!({
+                "stream": format!("account-{}", (i * 7) % 50),
+                "type": "Deposited",
+                "data": {"line": i + 1},
+            })
+            .to_string()
+        })
+        .collect();
+    let file = server.dir.path().join("events.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let import = || {
+        let out = crate::common::prism_command(server.dir.path())
+            .arg("import")
+            .arg(&file)
+            .args(["--server", &server.base])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}");
+        said
+    };
+    let first = import();
+    assert!(first.contains("2500 appended now, 0 already"), "{first}");
+    let again = import();
+    assert!(again.contains("0 appended now, 2500 already"), "{again}");
+
+    // One append across streams sent by 8 clients at once: one stores it,
+    // the others get its outcome as a duplicate.
+    let id = |n: u32| format!("00000000-0000-4000-8000-{n:012}");
+    let body = json!({"events": [
+        {"stream": "retried-a", "type": "T", "id": id(1)},
+        {"stream": "retried-b", "type": "T", "id": id(2)},
+        {"stream": "retried-a", "type": "T", "id": id(3)},
+    ]});
+    let answers = futures::future::join_all((0..8).map(|_| server.post("/events", &body))).await;
+    let outcome = json!({"first_position": 2501, "last_position": 2503,
+        "streams": {"retried-a": 1, "retried-b": 0}});
+    let mut stored = 0;
+    for (status, answer) in &answers {
+        let mut answer = answer.clone();
+        let duplicate = answer["duplicate"] == true;
+        answer.as_object_mut().unwrap().remove("duplicate");
+        assert_eq!(answer, outcome);
+        assert_eq!(*status, if duplicate { 200 } else { 201 });
+        stored += usize::from(!duplicate);
+    }
+    assert_eq!(stored, 1);
+
+    // Past the window JetStream has forgotten the ids; the node's copy has not.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, late) = server.post("/events", &body).await;
+    assert_eq!((status, late["last_position"].clone()), (200, json!(2503)));
+    let past = import();
+    assert!(past.contains("0 appended now, 2500 already"), "{past}");
+
+    let events = server.all_events().await;
+    assert_eq!(events.len(), 2503, "events in the log");
+    let order: Vec<u64> = events[..2500]
+        .iter()
+        .map(|e| e["data"]["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        (1..=2500).collect::<Vec<_>>(),
+        "each line once, in order"
+    );
+}

@@ -57,14 +57,19 @@
 //! # Idempotent retries
 //! Every event is published with `Nats-Msg-Id` = its id, so JetStream
 //! refuses an id it has stored within the stream's duplicate window
-//! ([`JetStreamConfig::duplicate_window`], 2 minutes by default). A batch
-//! holding a known id fails as a whole (10201, without a sequence), so
-//! whenever a publish meets a known id, and whenever an append with
-//! client-chosen ids fails its expectation (a retry usually does, its first
-//! attempt having moved the stream), the ids are looked up, each with a
-//! publish that cannot be stored (`Nats-Expected-Last-Subject-Sequence:
-//! 2^62`: a known id answers "duplicate" with its sequence, an unknown one
-//! fails 10071 and stores nothing). Then, as in the embedded log:
+//! ([`JetStreamConfig::duplicate_window`], 2 minutes by default): a single
+//! event answers "duplicate", a batch holding a known id fails as a whole
+//! (10201, without saying which id nor where it is). So the ids are looked
+//! up in a copy of the log ([`RecordedIds`]: this node's, which keeps every
+//! event's id forever):
+//! - before the first attempt, if the client chose ids, in the copy as it
+//!   is: this recognises a retry stored longer ago than the window;
+//! - whenever a publish meets a known id, whenever an append with
+//!   client-chosen ids fails its expectation (a retry usually does, its
+//!   first attempt having moved the stream), and after an unanswered
+//!   attempt, once the copy holds every event the stream has now.
+//!
+//! Then, as in the embedded log:
 //! - every id known, all in this stream: the original outcome is returned
 //!   with `duplicate: true` (nothing is appended);
 //! - some known: [`LogError::IdempotencyConflict`];
@@ -86,12 +91,12 @@
 //! appends.
 //!
 //! # What does not hold as in the embedded log
-//! - **De-duplication ends with the window.** An id stored longer ago than
-//!   the duplicate window is no longer recognised: a retry with
-//!   `expected_version` `any` or `exists` is appended a second time; with
-//!   `no_stream` or a version it fails with `WrongExpectedVersion` instead
-//!   of returning the original outcome. (The embedded log remembers ids
-//!   forever.) A longer window costs server memory for every id in it.
+//! - **Past the window, ids are recognised by the node's copy.** A retry of
+//!   an append stored longer ago than the duplicate window is recognised
+//!   only if the node it goes to has copied that append (a node copies
+//!   the log from JetStream continuously, so only one far behind, e.g.
+//!   catching up after joining, has not). Within the window JetStream
+//!   itself refuses the ids.
 //! - **At most [`JetStreamConfig::max_batch`] events per append** (1,000,
 //!   JetStream's default atomic batch limit), not 10,000: larger appends
 //!   are refused with [`LogError::Invalid`] before anything is sent. A
@@ -110,9 +115,9 @@
 //! - **An append that was not answered may have been stored.** After a
 //!   time-out or a lost connection it is retried with the same ids, which
 //!   resolves it; if the cluster stays unavailable until the deadline, the
-//!   [`Unavailable`] error says the append may have been stored, and only a
-//!   retry with the same ids within the window finds out. (Event ids the
-//!   server generated cannot be retried that way by a client.)
+//!   [`Unavailable`] error says the append may have been stored, and a
+//!   retry with the same ids finds out. (Event ids the server generated
+//!   cannot be retried that way by a client.)
 //! - **Duplicate ids inside one append** are refused ([`LogError::Invalid`]):
 //!   JetStream rejects a batch holding an id twice.
 //! - **Only Prism may publish to the stream's subjects.** A message stored
@@ -144,9 +149,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::log::idempotency::IdEntry;
 use crate::log::{
     AppendOutcome, ExpectedVersion, LogError, MultiOutcome, NewEvent, Position, RecordedEvent,
-    StreamEvents, StreamVersion, limits, recorded,
+    StreamEvents, StreamVersion, idempotency, limits, recorded,
 };
 use crate::storage::StorageError;
 use crate::storage::codec::{self, StoredEvent};
@@ -161,13 +167,10 @@ const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
 const BATCH_COMMIT: &str = "Nats-Batch-Commit";
 /// The event's stream version, so a stream's head is read without decoding.
 const VERSION: &str = "Prism-Version";
-/// An expected subject sequence no subject reaches: a publish carrying it
-/// is never stored, and answers whether its `Nats-Msg-Id` is known.
-const UNREACHABLE_SEQUENCE: u64 = 1 << 62;
 /// How long a follower's pull request waits at the head; its heartbeats
 /// come every half of it.
 const FOLLOWER_PULL_EXPIRY: Duration = Duration::from_secs(2);
-/// Id look-ups in flight at once.
+/// Stream heads read at once.
 const LOOKUPS_IN_FLIGHT: usize = 64;
 
 /// Where the log is and how it is kept. [`JetStreamConfig::new`] gives the
@@ -184,8 +187,9 @@ pub struct JetStreamConfig {
     /// Replicas of the stream when it is created (3 in a cluster, 1 for a
     /// single server); an existing stream with fewer is refused. Default 3.
     pub replicas: usize,
-    /// How long JetStream remembers event ids (the reach of idempotent
-    /// retries); an existing stream with a shorter window is refused.
+    /// How long JetStream itself remembers event ids (after that, only a
+    /// copy of the log does); an existing stream with a shorter window is
+    /// refused.
     /// Default 2 minutes.
     pub duplicate_window: Duration,
     /// Most events in one append: JetStream's atomic batch limit, 1,000
@@ -212,6 +216,23 @@ impl JetStreamConfig {
             request_timeout: Duration::from_secs(3),
         }
     }
+}
+
+/// Where an append finds what the log recorded under its event ids: a copy
+/// of the log (this node's, `log::replica::CopiedIds`). JetStream's own
+/// de-duplication only says that a batch holds some known id, and a single
+/// server answers no look-up of one by publishing it (it checks a publish's
+/// expectations before its id), so the ids are looked up there instead.
+pub trait RecordedIds: Sync {
+    /// What the log recorded under each of `ids`, in order (`None` for an
+    /// id it does not hold), once the copy holds every event up to `head`:
+    /// waits for the copy until `deadline`, then fails as [`Unavailable`].
+    fn find(
+        &self,
+        ids: Vec<Uuid>,
+        head: Position,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Vec<Option<IdEntry>>, LogError>> + Send;
 }
 
 /// Why [`JetStreamLog::connect`] failed. Nothing was changed on the server
@@ -243,7 +264,7 @@ pub enum ConnectError {
 pub struct Unavailable {
     pub reason: String,
     /// Whether an unanswered attempt may have stored the append. A retry
-    /// with the same event ids within the duplicate window finds out.
+    /// with the same event ids finds out.
     pub maybe_appended: bool,
 }
 
@@ -276,7 +297,7 @@ pub fn as_unavailable(error: &LogError) -> Option<&Unavailable> {
     }
 }
 
-fn unavailable(reason: impl Into<String>, maybe_appended: bool) -> LogError {
+pub(crate) fn unavailable(reason: impl Into<String>, maybe_appended: bool) -> LogError {
     LogError::Io(std::io::Error::new(
         std::io::ErrorKind::TimedOut,
         Unavailable {
@@ -462,9 +483,10 @@ impl JetStreamLog {
         stream: String,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
+        recorded: &impl RecordedIds,
     ) -> Result<AppendOutcome, LogError> {
         let expected = vec![(stream.clone(), expected)];
-        self.append_runs(vec![StreamEvents { stream, events }], expected)
+        self.append_runs(vec![StreamEvents { stream, events }], expected, recorded)
             .await
             .map(MultiOutcome::into_single)
     }
@@ -473,10 +495,12 @@ impl JetStreamLog {
     /// if every expectation holds: one atomic batch whose first message of
     /// each stream's subject carries that subject's expected last sequence,
     /// so a concurrent append to any of the streams fails the whole batch.
+    /// Event ids are looked up in `recorded` (see the module documentation).
     pub async fn append_runs(
         &self,
         runs: Vec<StreamEvents>,
         expected: Vec<(String, ExpectedVersion)>,
+        recorded: &impl RecordedIds,
     ) -> Result<MultiOutcome, LogError> {
         let plan = Plan::new(self, &runs);
         self.check_append(&plan)?;
@@ -488,6 +512,16 @@ impl JetStreamLog {
         let mut last_refusal = String::new();
         let mut rereads = 0;
         let has_client_ids = plan.messages.iter().any(|(_, e)| e.client_id);
+        // A retry of an append stored longer ago than the duplicate window
+        // is recognised by the copy as it is now (no waiting: an append
+        // within the window is JetStream's to recognise).
+        if has_client_ids
+            && let Some(outcome) = self
+                .already_appended(&plan, false, false, deadline, recorded)
+                .await?
+        {
+            return Ok(outcome);
+        }
         'attempt: loop {
             if Instant::now() >= deadline {
                 let stored = if maybe_appended {
@@ -540,7 +574,7 @@ impl JetStreamLog {
                 // its expectation: its first attempt moved the stream.
                 if (maybe_appended || has_client_ids)
                     && let Some(outcome) = self
-                        .already_appended(&plan, maybe_appended, deadline)
+                        .already_appended(&plan, maybe_appended, true, deadline, recorded)
                         .await?
                 {
                     return Ok(outcome);
@@ -554,13 +588,13 @@ impl JetStreamLog {
             match self.publish(&plan, &heads, recorded_at_ms).await {
                 Ok(last) => return Ok(plan.outcome(last, &heads)),
                 Err(Refusal::WrongLastSequence) => pause.conflict().await,
-                Err(Refusal::Busy { why, .. }) => {
+                Err(Refusal::Busy { why }) => {
                     last_refusal = why;
                     pause.conflict().await;
                 }
                 Err(Refusal::Duplicate) => {
                     if let Some(outcome) = self
-                        .already_appended(&plan, maybe_appended, deadline)
+                        .already_appended(&plan, maybe_appended, true, deadline, recorded)
                         .await?
                     {
                         return Ok(outcome);
@@ -739,117 +773,35 @@ impl JetStreamLog {
         }
     }
 
-    /// The original outcome if every id of the plan's events is stored in
-    /// its stream; `IdempotencyConflict` if only some are; `None` if none is.
+    /// The original outcome if every id of the plan's events is recorded
+    /// for its stream; `IdempotencyConflict` if only some are; `None` if
+    /// none is. With `settled`, ids are looked up once `recorded` holds
+    /// every event stored so far (waiting for it until `deadline`);
+    /// otherwise in `recorded` as it is.
     async fn already_appended(
         &self,
         plan: &Plan<'_>,
         maybe_ours: bool,
+        settled: bool,
         deadline: Instant,
+        recorded: &impl RecordedIds,
     ) -> Result<Option<MultiOutcome>, LogError> {
-        // Owned, so that the future stays `Send` for any caller. An id is
-        // looked up on its own event's subject (the id check is the
-        // stream's, whatever the subject).
-        let lookups: Vec<(String, Uuid)> = plan
-            .messages
-            .iter()
-            .map(|(index, e)| (plan.subjects[*index].clone(), e.id))
-            .collect();
-        let found: Vec<Option<u64>> = futures::stream::iter(lookups)
-            .map(|(subject, id)| async move { self.lookup(&subject, id, deadline).await })
-            .buffered(LOOKUPS_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        let known = found.iter().flatten().count();
-        if known == 0 {
-            return Ok(None);
-        }
-        let total = found.len();
-        let conflict = || {
-            LogError::IdempotencyConflict(format!(
-                "{known} of the {total} event ids are already in the log (for this or another \
-                 stream): resend exactly the original append, or use new ids"
-            ))
+        let head = if settled {
+            self.last_position().await?
+        } else {
+            Position(0)
         };
-        if known < total {
-            return Err(conflict());
-        }
-        let sequences: Vec<u64> = found.into_iter().flatten().collect();
-        let stored: Vec<RecordedEvent> = futures::stream::iter(sequences)
-            .map(|sequence| self.read_event(Position(sequence)))
-            .buffered(LOOKUPS_IN_FLIGHT)
-            .try_collect::<Vec<_>>()
-            .await?
-            .into_iter()
-            .map(|event| event.ok_or_else(|| unexpected("a known event id's message is gone")))
-            .collect::<Result<_, _>>()?;
-        let same_streams = stored
-            .iter()
-            .zip(&plan.messages)
-            .all(|(e, (index, _))| e.stream == plan.streams[*index]);
-        if !same_streams {
-            return Err(conflict());
-        }
-        let mut streams: Vec<(String, StreamVersion)> = plan
-            .streams
-            .iter()
-            .map(|s| (s.clone(), StreamVersion(0)))
-            .collect();
-        for (event, (index, _)) in stored.iter().zip(&plan.messages) {
-            streams[*index].1 = event.stream_version;
-        }
-        Ok(Some(MultiOutcome {
-            first_position: stored[0].position,
-            last_position: stored.last().expect("at least one event").position,
-            streams,
-            // Found after an unanswered attempt of this very call: most
-            // likely that attempt's events (the outcome is the same).
-            duplicate: !maybe_ours,
-        }))
-    }
-
-    /// The sequence of the message stored with id `id` within the duplicate
-    /// window, without storing anything.
-    async fn lookup(
-        &self,
-        subject: &str,
-        id: Uuid,
-        deadline: Instant,
-    ) -> Result<Option<u64>, LogError> {
-        let mut pause = Pause::default();
-        loop {
-            let mut headers = HeaderMap::new();
-            headers.insert(MSG_ID, id.to_string());
-            headers.insert(
-                EXPECTED_LAST_SUBJECT_SEQUENCE,
-                UNREACHABLE_SEQUENCE.to_string(),
-            );
-            let why = match self.request(subject, headers, Bytes::new(), false).await {
-                Ok(Some(ack)) if ack.duplicate => return Ok(Some(ack.seq)),
-                // The id check comes before the expectation: a failed
-                // expectation means the id is unknown.
-                Err(Refusal::WrongLastSequence) => return Ok(None),
-                Err(Refusal::Busy { code: 10164, .. }) => return Ok(None),
-                Ok(Some(ack)) => {
-                    return Err(unexpected(format!(
-                        "a look-up of event id {id} was stored at sequence {}",
-                        ack.seq
-                    )));
-                }
-                Ok(None) => "an empty answer to a look-up".to_string(),
-                Err(Refusal::Busy { why, .. }) => why,
-                Err(Refusal::Unavailable { why, .. }) => why,
-                Err(Refusal::Duplicate) => "a look-up's id is being stored".to_string(),
-                Err(Refusal::Final(e)) => return Err(e),
-            };
-            if Instant::now() >= deadline {
-                return Err(unavailable(
-                    format!("looking up event id {id}: {why}"),
-                    true,
-                ));
-            }
-            pause.unavailable().await;
-        }
+        let ids = plan.messages.iter().map(|(_, e)| e.id).collect();
+        let found = recorded.find(ids, head, deadline).await?;
+        let streams = plan.messages.iter().map(|(i, _)| plan.streams[*i].as_str());
+        Ok(
+            idempotency::outcome(streams, found)?.map(|outcome| MultiOutcome {
+                // Found after an unanswered attempt of this very call: most
+                // likely that attempt's events (the outcome is the same).
+                duplicate: !maybe_ours,
+                ..outcome
+            }),
+        )
     }
 
     /// The last event of `subject`, read through the stream leader (so it
@@ -1140,8 +1092,8 @@ impl Follower {
 enum Refusal {
     /// 10071: the subject's last sequence is not the expected one.
     WrongLastSequence,
-    /// A transient refusal (JetStream error `code`): retry soon.
-    Busy { code: u64, why: String },
+    /// A transient refusal (`why` has JetStream's description): retry soon.
+    Busy { why: String },
     /// 10201 or a duplicate ack: some event id is already stored.
     Duplicate,
     /// No answer or no leader; `maybe_stored` if the publish may have been stored anyway.
@@ -1183,7 +1135,7 @@ fn classify(error: ApiError) -> Refusal {
         // A write in flight on the subject (or a false conflict), an id in
         // process, an abandoned or gapped batch, too many open batches, the
         // per-subject check not ready yet.
-        code @ (10164 | 10158 | 10176 | 10210 | 10163) => Refusal::Busy { code, why },
+        10164 | 10158 | 10176 | 10210 | 10163 => Refusal::Busy { why },
         // The servers ran out of storage.
         10023 | 10047 | 10002 => Refusal::Final(LogError::Storage(StorageError::Full)),
         10054 | 10097 => Refusal::Final(LogError::Invalid(format!(

@@ -9,12 +9,58 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::jetstream::{ConnectError, JetStreamConfig, JetStreamLog, is_unavailable};
+use super::jetstream::{ConnectError, JetStreamConfig, JetStreamLog, RecordedIds, is_unavailable};
 use super::testing::NatsCluster;
+use crate::log::idempotency::IdEntry;
 use crate::log::{
     AppendOutcome, ExpectedVersion, LogError, NewEvent, Position, RecordedEvent, StreamEvents,
     StreamVersion,
 };
+
+/// The JetStream stream's own events, read in order as far as asked and
+/// kept: the copy of the log these tests look event ids up in (a Prism
+/// node looks them up in its local copy).
+#[derive(Clone)]
+struct StreamIds {
+    log: JetStreamLog,
+    seen: Arc<tokio::sync::Mutex<(Position, HashMap<Uuid, IdEntry>)>>,
+}
+
+impl StreamIds {
+    fn of(log: &JetStreamLog) -> StreamIds {
+        StreamIds {
+            log: log.clone(),
+            seen: Arc::default(),
+        }
+    }
+}
+
+impl RecordedIds for StreamIds {
+    async fn find(
+        &self,
+        ids: Vec<Uuid>,
+        head: Position,
+        _deadline: Instant,
+    ) -> Result<Vec<Option<IdEntry>>, LogError> {
+        let mut seen = self.seen.lock().await;
+        while seen.0 < head {
+            let events = self.log.read(seen.0.next(), 1000).await?;
+            if events.is_empty() {
+                panic!("the stream ends before position {head}");
+            }
+            for e in events {
+                let entry = IdEntry {
+                    position: e.position,
+                    stream: e.stream,
+                    version: e.stream_version,
+                };
+                seen.1.insert(e.id, entry);
+                seen.0 = e.position;
+            }
+        }
+        Ok(ids.iter().map(|id| seen.1.get(id).cloned()).collect())
+    }
+}
 
 async fn within<T>(seconds: u64, what: &str, future: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(seconds), future)
@@ -55,7 +101,12 @@ async fn append(
     within(
         40,
         "an append",
-        log.append(stream.to_string(), expected, events.to_vec()),
+        log.append(
+            stream.to_string(),
+            expected,
+            events.to_vec(),
+            &StreamIds::of(log),
+        ),
     )
     .await
 }
@@ -138,6 +189,7 @@ async fn an_append_across_streams_is_atomic_ordered_and_checked_per_stream() {
             })
             .collect()
     };
+    let ids = StreamIds::of(&log);
     let interleaved = runs(&[("a", 1), ("b", 2), ("a", 1), ("c", 1), ("b", 1)]);
     let expected = vec![
         ("a".to_string(), ExpectedVersion::Exact(StreamVersion(1))),
@@ -146,7 +198,7 @@ async fn an_append_across_streams_is_atomic_ordered_and_checked_per_stream() {
     let outcome = within(
         40,
         "an append across streams",
-        log.append_runs(interleaved.clone(), expected.clone()),
+        log.append_runs(interleaved.clone(), expected.clone(), &ids),
     )
     .await
     .unwrap();
@@ -180,7 +232,7 @@ async fn an_append_across_streams_is_atomic_ordered_and_checked_per_stream() {
     assert_eq!(stored[2..].iter().map(|e| e.id).collect::<Vec<_>>(), sent);
 
     // The same append again (a client's retry): the original outcome, nothing stored.
-    let retry = within(40, "a retry", log.append_runs(interleaved, expected))
+    let retry = within(40, "a retry", log.append_runs(interleaved, expected, &ids))
         .await
         .unwrap();
     assert_eq!(
@@ -204,6 +256,7 @@ async fn an_append_across_streams_is_atomic_ordered_and_checked_per_stream() {
         log.append_runs(
             runs(&[("c", 1), ("a", 1), ("d", 1)]),
             vec![("a".to_string(), ExpectedVersion::Exact(StreamVersion(2)))],
+            &ids,
         ),
     )
     .await;
@@ -418,29 +471,43 @@ async fn retries_with_the_same_ids_return_the_original_outcome() {
 }
 
 #[tokio::test]
-async fn beyond_the_duplicate_window_a_retry_is_not_recognised() {
+async fn beyond_the_duplicate_window_a_retry_is_recognised_by_a_copy_that_holds_it() {
     let cluster = NatsCluster::start(3).await;
     let mut config = JetStreamConfig::new(cluster.servers());
     config.duplicate_window = Duration::from_secs(1);
     let log = JetStreamLog::connect(config).await.unwrap();
     let batch = events(2);
-    let original = append(&log, "s", ExpectedVersion::NoStream, &batch)
+    let copy = StreamIds::of(&log);
+    let original = within(
+        40,
+        "an append",
+        log.append("s".into(), ExpectedVersion::NoStream, batch.clone(), &copy),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The copy has read the log up to the append, as a following node has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    copy.find(Vec::new(), original.last_position, deadline)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    // With an expectation the retry is refused rather than appended twice...
-    let refused = append(&log, "s", ExpectedVersion::NoStream, &batch).await;
-    assert!(
-        matches!(
-            refused,
-            Err(LogError::WrongExpectedVersion {
-                current: Some(StreamVersion(1)),
-                ..
-            })
-        ),
-        "{refused:?}"
-    );
-    // ... without one it is appended again: the documented limit.
+    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Any] {
+        let retry = within(
+            40,
+            "a retry",
+            log.append("s".into(), expected, batch.clone(), &copy),
+        )
+        .await
+        .unwrap();
+        assert!(retry.duplicate, "{expected:?}");
+        assert_eq!(
+            (retry.first_position, retry.last_position),
+            (original.first_position, original.last_position)
+        );
+    }
+    assert_eq!(log.last_position().await.unwrap(), original.last_position);
+    // A copy that has not got the append yet (a node far behind) does not
+    // recognise it once JetStream has forgotten the ids: the documented limit.
     let again = append(&log, "s", ExpectedVersion::Any, &batch)
         .await
         .unwrap();
@@ -502,8 +569,10 @@ async fn racing_writers_with_expected_versions_lose_and_duplicate_nothing() {
     let (_cluster, log) = cluster_and_log().await;
     let started = Instant::now();
     let mut tasks = Vec::new();
+    let ids = StreamIds::of(&log);
     for task in 0..TASKS {
         let log = log.clone();
+        let ids = ids.clone();
         tasks.push(tokio::spawn(async move {
             let stream = format!("race-{}", task % 4);
             let mut acked = Vec::new();
@@ -516,7 +585,9 @@ async fn racing_writers_with_expected_versions_lose_and_duplicate_nothing() {
                         None => ExpectedVersion::NoStream,
                         Some(v) => ExpectedVersion::Exact(v),
                     };
-                    let result = log.append(stream.clone(), expected, batch.clone()).await;
+                    let result = log
+                        .append(stream.clone(), expected, batch.clone(), &ids)
+                        .await;
                     match result {
                         Ok(outcome) => {
                             assert!(!outcome.duplicate);
@@ -567,8 +638,10 @@ async fn appends_survive_killing_the_stream_leader() {
     let resumed_after: Arc<std::sync::Mutex<Option<Duration>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
+    let ids = StreamIds::of(&log);
     for writer in 0..WRITERS {
         let log = log.clone();
+        let ids = ids.clone();
         let (killed_at, resumed_after) = (killed_at.clone(), resumed_after.clone());
         let stop = stop.clone();
         writers.push(tokio::spawn(async move {
@@ -582,7 +655,7 @@ async fn appends_survive_killing_the_stream_leader() {
                 // client would after an `Unavailable` answer.
                 let outcome = loop {
                     let result = log
-                        .append(stream.clone(), ExpectedVersion::Any, batch.clone())
+                        .append(stream.clone(), ExpectedVersion::Any, batch.clone(), &ids)
                         .await;
                     match result {
                         Ok(outcome) => break outcome,
@@ -743,10 +816,18 @@ async fn streams_that_would_lose_events_are_refused_and_a_single_server_works() 
     let log = within(10, "connecting", JetStreamLog::connect(config.clone()))
         .await
         .unwrap();
-    let outcome = append(&log, "s", ExpectedVersion::NoStream, &events(3))
+    let batch = events(3);
+    let outcome = append(&log, "s", ExpectedVersion::NoStream, &batch)
         .await
         .unwrap();
     assert_eq!(outcome.last_position, Position(3));
+    // A retry is recognised on a single server too, which checks a
+    // publish's expectations before its id.
+    let retry = append(&log, "s", ExpectedVersion::Any, &batch)
+        .await
+        .unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.last_position, Position(3));
     drop(log);
     // The stream is there now: connecting again checks and accepts it.
     JetStreamLog::connect(config.clone()).await.unwrap();

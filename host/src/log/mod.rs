@@ -38,6 +38,7 @@
 //! answered with an error; a client that retries with the same event ids
 //! gets the original outcome, not a second copy.
 
+pub mod idempotency;
 pub mod json;
 #[cfg(test)]
 mod json_corpus;
@@ -405,7 +406,14 @@ impl EventLog {
         let outcome = replication
             .log(std::time::Duration::from_secs(5))
             .await?
-            .append_runs(runs, expected)
+            .append_runs(
+                runs,
+                expected,
+                &replica::CopiedIds {
+                    store: self.store.clone(),
+                    head: self.head.clone(),
+                },
+            )
             .await
             .map_err(replicated_error)?;
         replication.saw(outcome.last_position);

@@ -20,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
+use super::idempotency::{self, IdEntry};
 use super::{LogError, Position};
 use crate::cluster::jetstream::{self, JetStreamConfig, JetStreamLog};
 use crate::storage::codec;
@@ -140,6 +141,37 @@ impl Replication {
             known_head: self.known_head(),
             ..self.state.borrow().clone()
         }
+    }
+}
+
+/// This node's copy of the log, where a replicated append looks up its
+/// event ids ([`jetstream::RecordedIds`]).
+pub(crate) struct CopiedIds {
+    pub(crate) store: Store,
+    /// The copy's head.
+    pub(crate) head: watch::Receiver<Position>,
+}
+
+impl jetstream::RecordedIds for CopiedIds {
+    async fn find(
+        &self,
+        ids: Vec<uuid::Uuid>,
+        head: Position,
+        deadline: std::time::Instant,
+    ) -> Result<Vec<Option<IdEntry>>, LogError> {
+        let mut copied = self.head.clone();
+        let caught_up = tokio::time::timeout_at(deadline.into(), copied.wait_for(|h| *h >= head));
+        if !matches!(caught_up.await, Ok(Ok(_))) {
+            return Err(jetstream::unavailable(
+                format!("this node's copy of the log has not reached position {head} yet"),
+                true,
+            ));
+        }
+        let store = self.store.clone();
+        let ids: Vec<[u8; 16]> = ids.iter().map(|id| *id.as_bytes()).collect();
+        tokio::task::spawn_blocking(move || idempotency::lookup(&store, &ids))
+            .await
+            .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?
     }
 }
 

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::idempotency::{self, IdEntry};
 use super::space::{AppendState, Shortage};
 use super::{
     AppendRequest, Committed, LogError, MultiOutcome, Position, StreamEvents, StreamVersion,
@@ -91,14 +92,6 @@ pub(super) struct Writer {
     /// The outbox's last sequence number, published once stored (the
     /// delivery task reads the new requests from there).
     outbox: watch::Sender<u64>,
-}
-
-/// Where an event id lives, to answer an idempotent retry.
-#[derive(Clone)]
-struct IdEntry {
-    position: Position,
-    stream: String,
-    version: StreamVersion,
 }
 
 /// State of the group being assembled, seen by its later requests.
@@ -544,68 +537,13 @@ impl Writer {
         if !events().any(|(_, e)| e.client_id) {
             return Ok(None);
         }
-        let ids_cf = self.store.fixed(CF_EVENT_IDS);
         let ids: Vec<[u8; 16]> = events().map(|(_, e)| *e.id.as_bytes()).collect();
-        let stored = self.store.get_many(&ids_cf, ids.iter().map(|id| &id[..]))?;
-        let mut found = Vec::with_capacity(ids.len());
-        for (id, stored) in ids.iter().zip(stored) {
+        let mut found = idempotency::lookup(&self.store, &ids)?;
+        for (id, found) in ids.iter().zip(&mut found) {
             if let Some(entry) = group.ids.get(id) {
-                found.push(Some(entry.clone()));
-            } else if let Some(pos) = stored {
-                found.push(Some(self.id_entry(Position(codec::decode_u64(&pos)?))?));
-            } else {
-                found.push(None);
+                *found = Some(entry.clone());
             }
         }
-        let known = found.iter().filter(|f| f.is_some()).count();
-        if known == 0 {
-            return Ok(None);
-        }
-        let same_streams = events()
-            .zip(&found)
-            .all(|((run, _), f)| f.as_ref().is_some_and(|f| f.stream == run.stream));
-        if known < found.len() || !same_streams {
-            return Err(LogError::IdempotencyConflict(format!(
-                "{known} of the {} event ids are already in the log (for this or another \
-                 stream): resend exactly the original append, or use new ids",
-                found.len()
-            )));
-        }
-        let found: Vec<IdEntry> = found.into_iter().flatten().collect();
-        let mut streams: Vec<(String, StreamVersion)> = Vec::new();
-        let mut places: HashMap<&str, usize> = HashMap::new();
-        for entry in &found {
-            match places.get(entry.stream.as_str()) {
-                Some(&i) => streams[i].1 = streams[i].1.max(entry.version),
-                None => {
-                    places.insert(&entry.stream, streams.len());
-                    streams.push((entry.stream.clone(), entry.version));
-                }
-            }
-        }
-        Ok(Some(MultiOutcome {
-            first_position: found.iter().map(|e| e.position).min().expect("non-empty"),
-            last_position: found.iter().map(|e| e.position).max().expect("non-empty"),
-            streams,
-            duplicate: true,
-        }))
-    }
-
-    fn id_entry(&self, position: Position) -> Result<IdEntry, LogError> {
-        let events = self.store.fixed(CF_EVENTS);
-        let bytes = self
-            .store
-            .get(&events, codec::u64_key(position.0))?
-            .ok_or_else(|| {
-                crate::storage::StorageError::Corrupt(format!(
-                    "event id points at missing position {position}"
-                ))
-            })?;
-        let event = codec::decode_event(&bytes)?;
-        Ok(IdEntry {
-            position,
-            stream: event.stream,
-            version: StreamVersion(event.stream_version),
-        })
+        idempotency::outcome(events().map(|(run, _)| run.stream.as_str()), found)
     }
 }
