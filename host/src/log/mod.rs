@@ -663,6 +663,46 @@ mod tests {
         }]
     }
 
+    /// The stream index is hashed by stream name in memory: a stream is
+    /// read whole and alone, also beside streams whose names it begins,
+    /// with its entries partly in table files and partly in the memtable.
+    #[tokio::test]
+    async fn streams_read_alone_from_any_version_across_memtable_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::open(dir.path()).unwrap();
+        let log = EventLog::open(db.clone(), 0).unwrap();
+        let names = ["a", "ab", "a-b", "b", "é", "a b"];
+        for round in 0..3 {
+            let runs = names
+                .iter()
+                .map(|name| StreamEvents {
+                    stream: name.to_string(),
+                    events: vec![noted()[0].clone(), noted()[0].clone()],
+                })
+                .collect();
+            log.append_runs(runs, vec![]).await.unwrap();
+            if round == 0 {
+                db.flush(&db.fixed(CF_STREAMS)).unwrap();
+            }
+        }
+        for name in names {
+            for from in 0..7 {
+                let events = log
+                    .read_stream(name, StreamVersion(from), 100)
+                    .unwrap()
+                    .unwrap();
+                let versions: Vec<u64> = events.iter().map(|e| e.stream_version.0).collect();
+                assert_eq!(
+                    versions,
+                    (from..6).collect::<Vec<_>>(),
+                    "{name} from {from}"
+                );
+                assert!(events.iter().all(|e| e.stream == name));
+            }
+        }
+        assert_eq!(log.read_stream("a-", StreamVersion(0), 100).unwrap(), None);
+    }
+
     #[tokio::test]
     async fn appends_refused_for_lack_of_space_store_nothing_and_positions_stay_gapless() {
         let dir = tempfile::tempdir().unwrap();

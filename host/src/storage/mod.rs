@@ -83,16 +83,45 @@ impl From<rocksdb::Error> for StorageError {
 }
 
 /// Options for a column family: views and the log are both read by
-/// ordered scans and point lookups, so one tuning serves both — except
-/// that the event ids and the stream heads are mostly asked for keys they
-/// do not hold (every new event's id, every new stream), so their
-/// memtables get a whole-key bloom filter that answers such a miss without
-/// searching the memtable.
+/// ordered scans and point lookups, so one tuning serves both, except for
+/// the log's indexes, whose keys an import writes scattered over their key
+/// spaces (each event of an interleaved history is another stream), where
+/// RocksDB's skiplist memtable spends most of an append's time finding
+/// where each key goes:
+/// - the event ids and the stream heads are only ever looked up by whole
+///   key, so their memtables are hash tables (a bucket per key) with a
+///   whole-key bloom filter that answers the usual miss (every new
+///   event's id, every new stream) without searching;
+/// - the stream index is read one stream at a time, so its memtable is a
+///   hash of small skiplists, one per stream (the prefix extractor cuts a
+///   key at the stream name's end), and a stream's next entries go at the
+///   end of its own list. A seek in it only sees its stream: readers stop
+///   at the end of the stream's keys (`EventLog::visit_stream`).
+///
+/// Hash memtables take no concurrent inserts, so the database inserts each
+/// write group's batches one after the other
+/// (`allow_concurrent_memtable_write` off).
 fn family_options(name: &str) -> Options {
     let mut opts = Options::default();
     if name == CF_EVENT_IDS || name == CF_STREAM_HEADS {
         opts.set_memtable_prefix_bloom_ratio(0.1);
         opts.set_memtable_whole_key_filtering(true);
+        opts.set_prefix_extractor(rocksdb::SliceTransform::create_noop());
+        opts.set_memtable_factory(rocksdb::MemtableFactory::HashLinkList {
+            bucket_count: 1 << 18,
+        });
+    }
+    if name == CF_STREAMS {
+        opts.set_prefix_extractor(rocksdb::SliceTransform::create(
+            "prism.stream",
+            stream_of_key,
+            Some(|key: &[u8]| key.contains(&0)),
+        ));
+        opts.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
+            bucket_count: 1 << 18,
+            height: 12,
+            branching_factor: 4,
+        });
     }
     opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -105,6 +134,14 @@ fn family_options(name: &str) -> Options {
     opts
 }
 
+/// The stream part of a stream index key (`stream 0x00 version`).
+fn stream_of_key(key: &[u8]) -> &[u8] {
+    match key.iter().position(|b| *b == 0) {
+        Some(end) => &key[..=end],
+        None => key,
+    }
+}
+
 /// Open (creating if needed) the database in `dir`, with every column family
 /// that exists on disk — view keyspaces included — so that none is lost.
 pub(crate) fn open(dir: &Path) -> Result<Store, StorageError> {
@@ -112,6 +149,7 @@ pub(crate) fn open(dir: &Path) -> Result<Store, StorageError> {
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.increase_parallelism(2);
+    opts.set_allow_concurrent_memtable_write(false);
     // RocksDB's info LOG sits on the database's disk and keeps writing to it
     // after a write failed (one line every 5 s while the disk is full).
     // Debian's librocksdb is built with assertions, and the LOG writer

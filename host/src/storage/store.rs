@@ -281,6 +281,12 @@ impl Store {
             .map(Value))
     }
 
+    /// Write `family`'s memtable to a table file (so tests read through both).
+    #[cfg(test)]
+    pub(crate) fn flush(&self, family: &Family<'_>) -> Result<(), StorageError> {
+        Ok(self.db.flush_cf(&family.0)?)
+    }
+
     /// The values at `keys`, in order, in one batched lookup.
     pub(crate) fn get_many<'k>(
         &self,
