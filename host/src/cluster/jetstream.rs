@@ -60,7 +60,7 @@
 //! ([`JetStreamConfig::duplicate_window`], 2 minutes by default): a single
 //! event answers "duplicate", a batch holding a known id fails as a whole
 //! (10201, without saying which id nor where it is). So the ids are looked
-//! up in a copy of the log ([`RecordedIds`]: this node's, which keeps every
+//! up in a copy of the log ([`LogCopy`]: this node's, which keeps every
 //! event's id forever):
 //! - before the first attempt, if the client chose ids, in the copy as it
 //!   is: this recognises a retry stored longer ago than the window;
@@ -218,12 +218,22 @@ impl JetStreamConfig {
     }
 }
 
-/// Where an append finds what the log recorded under its event ids: a copy
-/// of the log (this node's, `log::replica::CopiedIds`). JetStream's own
-/// de-duplication only says that a batch holds some known id, and a single
-/// server answers no look-up of one by publishing it (it checks a publish's
-/// expectations before its id), so the ids are looked up there instead.
-pub trait RecordedIds: Sync {
+/// A copy of the log (this node's, `log::replica::LocalCopy`), where an
+/// append finds what the log recorded under its event ids and guesses its
+/// streams' heads. JetStream's own de-duplication only says that a batch
+/// holds some known id, and a single server answers no look-up of one by
+/// publishing it (it checks a publish's expectations before its id), so
+/// the ids are looked up there instead.
+pub trait LogCopy: Sync {
+    /// The last event of each of `streams` as the copy has it now (`None`
+    /// for a stream it has no event of). The copy may be behind the log:
+    /// an append only starts from this guess, which JetStream's check of
+    /// each subject's last sequence confirms or refuses.
+    fn heads(
+        &self,
+        streams: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<Head>>, LogError>> + Send;
+
     /// What the log recorded under each of `ids`, in order (`None` for an
     /// id it does not hold), once the copy holds every event up to `head`:
     /// waits for the copy until `deadline`, then fails as [`Unavailable`].
@@ -402,10 +412,10 @@ impl<'a> Plan<'a> {
 }
 
 /// The last event of a Prism stream: where it is and its version.
-#[derive(Debug, Clone, Copy)]
-struct Head {
-    sequence: u64,
-    version: StreamVersion,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub sequence: u64,
+    pub version: StreamVersion,
 }
 
 impl JetStreamLog {
@@ -483,10 +493,10 @@ impl JetStreamLog {
         stream: String,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-        recorded: &impl RecordedIds,
+        copy: &impl LogCopy,
     ) -> Result<AppendOutcome, LogError> {
         let expected = vec![(stream.clone(), expected)];
-        self.append_runs(vec![StreamEvents { stream, events }], expected, recorded)
+        self.append_runs(vec![StreamEvents { stream, events }], expected, copy)
             .await
             .map(MultiOutcome::into_single)
     }
@@ -495,12 +505,12 @@ impl JetStreamLog {
     /// if every expectation holds: one atomic batch whose first message of
     /// each stream's subject carries that subject's expected last sequence,
     /// so a concurrent append to any of the streams fails the whole batch.
-    /// Event ids are looked up in `recorded` (see the module documentation).
+    /// Event ids are looked up in `copy` (see the module documentation).
     pub async fn append_runs(
         &self,
         runs: Vec<StreamEvents>,
         expected: Vec<(String, ExpectedVersion)>,
-        recorded: &impl RecordedIds,
+        copy: &impl LogCopy,
     ) -> Result<MultiOutcome, LogError> {
         let plan = Plan::new(self, &runs);
         self.check_append(&plan)?;
@@ -512,12 +522,13 @@ impl JetStreamLog {
         let mut last_refusal = String::new();
         let mut rereads = 0;
         let has_client_ids = plan.messages.iter().any(|(_, e)| e.client_id);
+        let mut guess = true;
         // A retry of an append stored longer ago than the duplicate window
         // is recognised by the copy as it is now (no waiting: an append
         // within the window is JetStream's to recognise).
         if has_client_ids
             && let Some(outcome) = self
-                .already_appended(&plan, false, false, deadline, recorded)
+                .already_appended(&plan, false, false, deadline, copy)
                 .await?
         {
             return Ok(outcome);
@@ -537,22 +548,34 @@ impl JetStreamLog {
                     maybe_appended,
                 ));
             }
+            // The first attempt starts from the copy's heads (no round trip
+            // per stream); a stale guess costs one refused publish.
+            let guessed = std::mem::take(&mut guess);
+            let from_copy = if guessed {
+                copy.heads(&plan.streams).await.ok()
+            } else {
+                None
+            };
             // Owned subjects, so that the future stays `Send` for any caller.
-            let heads: Vec<Option<Head>> = match futures::stream::iter(plan.subjects.clone())
-                .map(|subject| async move { self.head(&subject).await })
-                .buffered(LOOKUPS_IN_FLIGHT)
-                .try_collect()
-                .await
-            {
-                Ok(heads) => heads,
-                Err(e) => match as_unavailable(&e) {
-                    Some(why) => {
-                        last_refusal = why.reason.clone();
-                        pause.unavailable().await;
-                        continue;
-                    }
-                    None => return Err(e),
-                },
+            let heads: Vec<Option<Head>> = if let Some(heads) = from_copy {
+                heads
+            } else {
+                match futures::stream::iter(plan.subjects.clone())
+                    .map(|subject| async move { self.head(&subject).await })
+                    .buffered(LOOKUPS_IN_FLIGHT)
+                    .try_collect()
+                    .await
+                {
+                    Ok(heads) => heads,
+                    Err(e) => match as_unavailable(&e) {
+                        Some(why) => {
+                            last_refusal = why.reason.clone();
+                            pause.unavailable().await;
+                            continue;
+                        }
+                        None => return Err(e),
+                    },
+                }
             };
             for (stream, expected) in &expected {
                 let Some(index) = plan.streams.iter().position(|s| s == stream) else {
@@ -561,6 +584,9 @@ impl JetStreamLog {
                 let current = heads[index].map(|h| h.version);
                 if expected.admits(current) {
                     continue;
+                }
+                if guessed {
+                    continue 'attempt;
                 }
                 // A leader elected a moment ago may not have applied the
                 // last acknowledged appends yet: a stream that looks older
@@ -574,7 +600,7 @@ impl JetStreamLog {
                 // its expectation: its first attempt moved the stream.
                 if (maybe_appended || has_client_ids)
                     && let Some(outcome) = self
-                        .already_appended(&plan, maybe_appended, true, deadline, recorded)
+                        .already_appended(&plan, maybe_appended, true, deadline, copy)
                         .await?
                 {
                     return Ok(outcome);
@@ -587,6 +613,8 @@ impl JetStreamLog {
             }
             match self.publish(&plan, &heads, recorded_at_ms).await {
                 Ok(last) => return Ok(plan.outcome(last, &heads)),
+                // The copy was behind: read the heads through the leader.
+                Err(Refusal::WrongLastSequence) if guessed => {}
                 Err(Refusal::WrongLastSequence) => pause.conflict().await,
                 Err(Refusal::Busy { why }) => {
                     last_refusal = why;
@@ -594,7 +622,7 @@ impl JetStreamLog {
                 }
                 Err(Refusal::Duplicate) => {
                     if let Some(outcome) = self
-                        .already_appended(&plan, maybe_appended, true, deadline, recorded)
+                        .already_appended(&plan, maybe_appended, true, deadline, copy)
                         .await?
                     {
                         return Ok(outcome);
@@ -775,16 +803,16 @@ impl JetStreamLog {
 
     /// The original outcome if every id of the plan's events is recorded
     /// for its stream; `IdempotencyConflict` if only some are; `None` if
-    /// none is. With `settled`, ids are looked up once `recorded` holds
+    /// none is. With `settled`, ids are looked up once `copy` holds
     /// every event stored so far (waiting for it until `deadline`);
-    /// otherwise in `recorded` as it is.
+    /// otherwise in `copy` as it is.
     async fn already_appended(
         &self,
         plan: &Plan<'_>,
         maybe_ours: bool,
         settled: bool,
         deadline: Instant,
-        recorded: &impl RecordedIds,
+        copy: &impl LogCopy,
     ) -> Result<Option<MultiOutcome>, LogError> {
         let head = if settled {
             self.last_position().await?
@@ -792,7 +820,7 @@ impl JetStreamLog {
             Position(0)
         };
         let ids = plan.messages.iter().map(|(_, e)| e.id).collect();
-        let found = recorded.find(ids, head, deadline).await?;
+        let found = copy.find(ids, head, deadline).await?;
         let streams = plan.messages.iter().map(|(i, _)| plan.streams[*i].as_str());
         Ok(
             idempotency::outcome(streams, found)?.map(|outcome| MultiOutcome {

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::jetstream::{ConnectError, JetStreamConfig, JetStreamLog, RecordedIds, is_unavailable};
+use super::jetstream::{
+    ConnectError, Head, JetStreamConfig, JetStreamLog, LogCopy, is_unavailable,
+};
 use super::testing::NatsCluster;
 use crate::log::idempotency::IdEntry;
 use crate::log::{
@@ -18,24 +20,37 @@ use crate::log::{
 };
 
 /// The JetStream stream's own events, read in order as far as asked and
-/// kept: the copy of the log these tests look event ids up in (a Prism
-/// node looks them up in its local copy).
+/// kept: the copy of the log these tests give appends (a Prism node gives
+/// its local copy). Its heads are what it has read so far, so an append's
+/// first guess is often stale here.
 #[derive(Clone)]
-struct StreamIds {
+struct StreamCopy {
     log: JetStreamLog,
-    seen: Arc<tokio::sync::Mutex<(Position, HashMap<Uuid, IdEntry>)>>,
+    seen: Arc<tokio::sync::Mutex<Seen>>,
 }
 
-impl StreamIds {
-    fn of(log: &JetStreamLog) -> StreamIds {
-        StreamIds {
+#[derive(Default)]
+struct Seen {
+    through: Position,
+    ids: HashMap<Uuid, IdEntry>,
+    heads: HashMap<String, Head>,
+}
+
+impl StreamCopy {
+    fn of(log: &JetStreamLog) -> StreamCopy {
+        StreamCopy {
             log: log.clone(),
             seen: Arc::default(),
         }
     }
 }
 
-impl RecordedIds for StreamIds {
+impl LogCopy for StreamCopy {
+    async fn heads(&self, streams: &[String]) -> Result<Vec<Option<Head>>, LogError> {
+        let seen = self.seen.lock().await;
+        Ok(streams.iter().map(|s| seen.heads.get(s).copied()).collect())
+    }
+
     async fn find(
         &self,
         ids: Vec<Uuid>,
@@ -43,22 +58,27 @@ impl RecordedIds for StreamIds {
         _deadline: Instant,
     ) -> Result<Vec<Option<IdEntry>>, LogError> {
         let mut seen = self.seen.lock().await;
-        while seen.0 < head {
-            let events = self.log.read(seen.0.next(), 1000).await?;
+        while seen.through < head {
+            let events = self.log.read(seen.through.next(), 1000).await?;
             if events.is_empty() {
                 panic!("the stream ends before position {head}");
             }
             for e in events {
+                let head = Head {
+                    sequence: e.position.0,
+                    version: e.stream_version,
+                };
+                seen.heads.insert(e.stream.clone(), head);
                 let entry = IdEntry {
                     position: e.position,
                     stream: e.stream,
                     version: e.stream_version,
                 };
-                seen.1.insert(e.id, entry);
-                seen.0 = e.position;
+                seen.ids.insert(e.id, entry);
+                seen.through = e.position;
             }
         }
-        Ok(ids.iter().map(|id| seen.1.get(id).cloned()).collect())
+        Ok(ids.iter().map(|id| seen.ids.get(id).cloned()).collect())
     }
 }
 
@@ -105,7 +125,7 @@ async fn append(
             stream.to_string(),
             expected,
             events.to_vec(),
-            &StreamIds::of(log),
+            &StreamCopy::of(log),
         ),
     )
     .await
@@ -189,7 +209,7 @@ async fn an_append_across_streams_is_atomic_ordered_and_checked_per_stream() {
             })
             .collect()
     };
-    let ids = StreamIds::of(&log);
+    let ids = StreamCopy::of(&log);
     let interleaved = runs(&[("a", 1), ("b", 2), ("a", 1), ("c", 1), ("b", 1)]);
     let expected = vec![
         ("a".to_string(), ExpectedVersion::Exact(StreamVersion(1))),
@@ -477,7 +497,7 @@ async fn beyond_the_duplicate_window_a_retry_is_recognised_by_a_copy_that_holds_
     config.duplicate_window = Duration::from_secs(1);
     let log = JetStreamLog::connect(config).await.unwrap();
     let batch = events(2);
-    let copy = StreamIds::of(&log);
+    let copy = StreamCopy::of(&log);
     let original = within(
         40,
         "an append",
@@ -569,7 +589,7 @@ async fn racing_writers_with_expected_versions_lose_and_duplicate_nothing() {
     let (_cluster, log) = cluster_and_log().await;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    let ids = StreamIds::of(&log);
+    let ids = StreamCopy::of(&log);
     for task in 0..TASKS {
         let log = log.clone();
         let ids = ids.clone();
@@ -638,7 +658,7 @@ async fn appends_survive_killing_the_stream_leader() {
     let resumed_after: Arc<std::sync::Mutex<Option<Duration>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
-    let ids = StreamIds::of(&log);
+    let ids = StreamCopy::of(&log);
     for writer in 0..WRITERS {
         let log = log.clone();
         let ids = ids.clone();

@@ -2,7 +2,7 @@
 //! gets: the rule of idempotent retries, in one place for both backends.
 //! The embedded log's writer looks ids up in its own store (and in the
 //! group it is assembling); the replicated log looks them up in this
-//! node's copy of the log (`replica::CopiedIds`), because JetStream's own
+//! node's copy of the log (`replica::LocalCopy`), because JetStream's own
 //! de-duplication only says that some id of a batch is known, not which
 //! nor where.
 

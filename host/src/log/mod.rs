@@ -409,7 +409,7 @@ impl EventLog {
             .append_runs(
                 runs,
                 expected,
-                &replica::CopiedIds {
+                &replica::LocalCopy {
                     store: self.store.clone(),
                     head: self.head.clone(),
                 },

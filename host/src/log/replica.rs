@@ -21,7 +21,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::idempotency::{self, IdEntry};
-use super::{LogError, Position};
+use super::{LogError, Position, StreamVersion};
 use crate::cluster::jetstream::{self, JetStreamConfig, JetStreamLog};
 use crate::storage::codec;
 use crate::storage::{
@@ -145,14 +145,22 @@ impl Replication {
 }
 
 /// This node's copy of the log, where a replicated append looks up its
-/// event ids ([`jetstream::RecordedIds`]).
-pub(crate) struct CopiedIds {
+/// event ids ([`jetstream::LogCopy`]).
+pub(crate) struct LocalCopy {
     pub(crate) store: Store,
     /// The copy's head.
     pub(crate) head: watch::Receiver<Position>,
 }
 
-impl jetstream::RecordedIds for CopiedIds {
+impl jetstream::LogCopy for LocalCopy {
+    async fn heads(&self, streams: &[String]) -> Result<Vec<Option<jetstream::Head>>, LogError> {
+        let store = self.store.clone();
+        let streams = streams.to_vec();
+        tokio::task::spawn_blocking(move || local_heads(&store, &streams))
+            .await
+            .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?
+    }
+
     async fn find(
         &self,
         ids: Vec<uuid::Uuid>,
@@ -173,6 +181,44 @@ impl jetstream::RecordedIds for CopiedIds {
             .await
             .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?
     }
+}
+
+/// Each stream's last event in the copy `store`: its version from the
+/// stream heads, its position (the JetStream sequence) from the stream index.
+fn local_heads(
+    store: &Store,
+    streams: &[String],
+) -> Result<Vec<Option<jetstream::Head>>, LogError> {
+    let heads_cf = store.fixed(CF_STREAM_HEADS);
+    let streams_cf = store.fixed(CF_STREAMS);
+    let versions = store.get_many(&heads_cf, streams.iter().map(|s| s.as_bytes()))?;
+    let mut keys = Vec::new();
+    let mut heads = Vec::with_capacity(streams.len());
+    for (stream, version) in streams.iter().zip(versions) {
+        let version = version.map(|v| codec::decode_u64(&v)).transpose()?;
+        if let Some(v) = version {
+            keys.push(codec::stream_key(stream, v));
+        }
+        heads.push(version);
+    }
+    let mut positions = store
+        .get_many(&streams_cf, keys.iter().map(|k| &k[..]))?
+        .into_iter();
+    heads
+        .into_iter()
+        .map(|version| {
+            let Some(version) = version else {
+                return Ok(None);
+            };
+            let position = positions.next().flatten().ok_or_else(|| {
+                StorageError::Corrupt("a stream head without its index entry".into())
+            })?;
+            Ok(Some(jetstream::Head {
+                sequence: codec::decode_u64(&position)?,
+                version: StreamVersion(version),
+            }))
+        })
+        .collect()
 }
 
 /// Connect to the cluster, trying again until it answers.
