@@ -31,8 +31,9 @@
 //!
 //! # Appends
 //! An append reads the stream's last message (its sequence S and version V,
-//! through the stream leader), checks the expected version against V, and
-//! publishes its events with versions V+1, V+2, ... and
+//! through the stream leader; the first attempt guesses it, see below),
+//! checks the expected version against V, and publishes its events with
+//! versions V+1, V+2, ... and
 //! `Nats-Expected-Last-Subject-Sequence: S` on the first message, all in one
 //! atomic batch (a single event is a plain publish). JetStream stores the
 //! batch only if the stream's subject still ends at S, so the version check
@@ -50,9 +51,14 @@
 //!   [`JetStreamConfig::unavailable_timeout`] (30 s); then an
 //!   [`Unavailable`] error (see there).
 //!
-//! So one event costs two round trips to the stream leader (read the head,
-//! publish), a batch three (the batch's first message is a request too, so
-//! that a refusal comes back at once).
+//! The first attempt takes the heads from the node's copy of the log
+//! ([`LogCopy::heads`]) instead of reading them: a copy that is up to date
+//! (the usual case) saves a round trip per stream, and a stale one only
+//! costs one refused publish (10071, or an expectation that looks failed),
+//! after which the heads are read through the leader as above. So one
+//! event usually costs one round trip to the stream leader, a batch two
+//! (the batch's first message is a request too, so that a refusal comes
+//! back at once), whatever the number of streams in it.
 //!
 //! # Idempotent retries
 //! Every event is published with `Nats-Msg-Id` = its id, so JetStream
