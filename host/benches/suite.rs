@@ -893,6 +893,38 @@ impl Suite {
             "the two figures above, one run",
         );
 
+        // The user's path on a cluster: an exported history imported
+        // through a node, against the same file into the embedded server.
+        let bin = prism_binary(&self.root);
+        if bin.exists() {
+            let n = self.scale(100_000, 20_000);
+            let file = dir.join("history.ndjson");
+            write_history(&file, n)?;
+            let mut imported = Vec::new();
+            for (label, server) in [("embedded log", &embedded), ("JetStream R3", &a)] {
+                let r = rate(n, prism_import(&bin, &file, &server.base).await?);
+                imported.push(r);
+                self.figure(
+                    "Cluster",
+                    "cluster",
+                    format!("prism import of an interleaved history, {label}"),
+                    format!("{} events/s", human(r)),
+                    "(reported)",
+                    None,
+                    format!("{n} bank events over {ACCOUNTS} account streams; chunks of at most /healthz's max_events_per_append"),
+                );
+            }
+            self.figure(
+                "Cluster",
+                "cluster",
+                "prism import: JetStream R3 / embedded",
+                format!("{:.2}×", imported[1] / imported[0]),
+                "(reported)",
+                None,
+                "the two figures above, one run",
+            );
+        }
+
         // A node that joins now copies the whole log into its RocksDB.
         let head = head_of(&http, &a.base).await?;
         let started = Instant::now();
@@ -1216,42 +1248,15 @@ impl Suite {
         }
         let n = self.scale(1_000_000, 100_000);
         let file = self.work.path().join("import.ndjson");
-        {
-            use std::io::Write as _;
-            let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
-            let mut rng = Rng(SEED);
-            let mut opened = HashSet::new();
-            for _ in 0..n {
-                let (stream, e) = bank_event(&mut rng, &mut opened);
-                writeln!(
-                    out,
-                    r#"{{"stream":"{stream}","type":"{}","data":{},"metadata":{}}}"#,
-                    e.event_type, e.data, e.metadata
-                )?;
-            }
-            out.flush()?;
-        }
-        let bytes = std::fs::metadata(&file)?.len();
+        let bytes = write_history(&file, n)?;
         let plugins = self.work.path().join("import-plugins");
         std::fs::create_dir_all(&plugins)?;
         let server = start_server(&self.work.path().join("import-data"), &plugins).await?;
         // The server runs in this process and the client in its own: this
         // process's CPU time over the import is the server's.
         let cpu_before = own_cpu_seconds();
-        let started = Instant::now();
-        let status = tokio::process::Command::new(&bin)
-            .arg("import")
-            .arg(&file)
-            .args(["--server", &server.base])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await?;
-        let import_took = started.elapsed();
+        let import_took = prism_import(&bin, &file, &server.base).await?;
         let server_cpu = own_cpu_seconds() - cpu_before;
-        if !status.success() {
-            bail!("prism import failed: {status}");
-        }
         let http = reqwest::Client::new();
         let head = head_of(&http, &server.base).await?;
         if head != n {
@@ -2527,6 +2532,43 @@ fn which(cmd: &str) -> Option<PathBuf> {
             .map(|p| p.join(cmd))
             .find(|p| p.exists())
     })
+}
+
+/// An NDJSON file of `n` bank events interleaved over the account streams,
+/// as a history is exported; its size in bytes.
+fn write_history(file: &Path, n: u64) -> Result<u64> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
+    let mut rng = Rng(SEED);
+    let mut opened = HashSet::new();
+    for _ in 0..n {
+        let (stream, e) = bank_event(&mut rng, &mut opened);
+        writeln!(
+            out,
+            r#"{{"stream":"{stream}","type":"{}","data":{},"metadata":{}}}"#,
+            e.event_type, e.data, e.metadata
+        )?;
+    }
+    out.flush()?;
+    Ok(std::fs::metadata(file)?.len())
+}
+
+/// `prism import FILE` into the server at `base`, in its own process; how
+/// long it took.
+async fn prism_import(bin: &Path, file: &Path, base: &str) -> Result<Duration> {
+    let started = Instant::now();
+    let status = tokio::process::Command::new(bin)
+        .arg("import")
+        .arg(file)
+        .args(["--server", base])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("prism import failed: {status}");
+    }
+    Ok(started.elapsed())
 }
 
 /// Run wrk (2 threads, 64 connections) with the request script `lua`;
