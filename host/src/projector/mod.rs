@@ -12,6 +12,24 @@
 //! event and goes on. While it is behind, the next batch is read from the
 //! log on a second thread as the current one is applied ([`reader`]).
 //!
+//! # Batches held together while far behind
+//! While more is to be read after a batch, a replay may keep the batch's
+//! writes uncommitted and hand the next batch the same transaction (it reads
+//! those writes there), committing up to [`MAX_HELD_BATCHES`] batches at
+//! once with the last one's checkpoint ([`Held`]). A view whose batches
+//! touch many documents (an imported, interleaved history) then writes each
+//! document once per commit instead of once per batch. Batches are held
+//! for [`ProjectorConfig::hold_batches_for`] at most (200 ms), so the
+//! checkpoint keeps moving while a long replay goes on. Nothing changes for
+//! exactness: what is held is not in the view, so a crash resumes from the
+//! last checkpoint as before. A batch that fails while others are held is
+//! taken back ([`Transaction::undo`]), the held ones are committed, and the
+//! failing batch is applied again alone, down the usual path. Only
+//! projections whose commit is the view's writes alone hold batches: not
+//! those with indexes, emitted events or outbox targets, nor while a
+//! quarantine is stepped through, a change log is recorded, or partitions
+//! are ahead of the checkpoint.
+//!
 //! # The seam every kind of projection goes through
 //! A projector does not know what a plugin is made of. It asks a
 //! [`Projection`] (a compiled WebAssembly component, or a view file run
@@ -166,6 +184,10 @@ pub struct ProjectorConfig {
     /// Workers replaying in partitions by stream (see `partitioned`); 1
     /// replays in order. Default 1.
     pub replay_workers: usize,
+    /// How long batches may be held before they are committed, so that the
+    /// checkpoint (and what `/plugins` and `min_position` see) keeps moving
+    /// during a replay (see the module docs). Default 200 ms.
+    pub hold_batches_for: Duration,
 }
 
 impl Default for ProjectorConfig {
@@ -180,6 +202,7 @@ impl Default for ProjectorConfig {
             careful_until: None,
             read_ahead: true,
             replay_workers: 1,
+            hold_batches_for: Duration::from_millis(200),
         }
     }
 }
@@ -225,6 +248,19 @@ enum Applied {
     Halted,
 }
 
+/// Most batches a replay handles before it commits (see the module docs).
+pub const MAX_HELD_BATCHES: usize = 16;
+
+/// Batches handled but not committed yet: their writes, and the checkpoint
+/// they reach.
+struct Held {
+    txn: Transaction,
+    upto: Position,
+    batches: usize,
+    /// When the first of them was handled.
+    since: std::time::Instant,
+}
+
 pub struct Projector {
     ctx: ProjectorContext,
     handler: Option<Box<dyn Handler>>,
@@ -239,6 +275,8 @@ pub struct Projector {
     /// (see `partitioned`): their events are left out until the
     /// checkpoint passes them.
     partitions: Option<Positions>,
+    /// Batches handled, not committed yet (see the module docs).
+    held: Option<Held>,
 }
 
 impl Projector {
@@ -266,6 +304,7 @@ impl Projector {
                 caught_up: false,
                 recording: false,
                 partitions: None,
+                held: None,
             };
             projector.run();
         })
@@ -419,7 +458,7 @@ impl Projector {
             self.reader.read_ahead(batch.last, upto, next);
         }
         let started = std::time::Instant::now();
-        let applied = self.apply(&batch.events, batch.last)?;
+        let applied = self.apply_step(&batch.events, batch.last, batch.last < upto)?;
         self.ctx.status.batch_applied(started.elapsed());
         match applied {
             Applied::Ok => {
@@ -479,6 +518,86 @@ impl Projector {
         batch_limits(&self.ctx.config, position, upto)
     }
 
+    /// Whether this projection's batches may be held together (see the
+    /// module docs).
+    fn may_hold(&self) -> bool {
+        let described = self.ctx.projection.described();
+        described.indexes.is_empty()
+            && described.emits.is_empty()
+            && described.targets.is_empty()
+            && self.ctx.config.careful_until.is_none()
+            && !self.recording
+            && self.partitions.is_none()
+    }
+
+    /// Apply a batch the run loop read, reaching checkpoint `upto`: held
+    /// with the batches before it while `more` is to be read and the
+    /// projection allows it, else committed with them (see [`Held`]).
+    fn apply_step(
+        &mut self,
+        events: &[Event],
+        upto: Position,
+        more: bool,
+    ) -> Result<Applied, Interrupted> {
+        let holding = more && self.may_hold();
+        if !holding && self.held.is_none() {
+            return self.apply(events, upto);
+        }
+        let mut held = self.held.take().unwrap_or_else(|| Held {
+            txn: Transaction::new(),
+            upto,
+            batches: 0,
+            since: std::time::Instant::now(),
+        });
+        if !events.is_empty() {
+            held.txn.mark();
+            let note = crash::InFlight {
+                family: self.ctx.keyspace.family().to_string(),
+                from: Position(events[0].position),
+                to: Position(events[events.len() - 1].position),
+            };
+            let handler = self.fresh_handler()?;
+            let ok = match crash::during(&note, || handler.handle(events, &mut held.txn)) {
+                Ok(Ok(())) => self.over_quota(&held.txn).is_none(),
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    self.handler = None;
+                    false
+                }
+            };
+            if !ok {
+                // Commit what was held before this batch, then apply the
+                // batch alone, where a failure is dealt with as always.
+                held.txn.undo();
+                if held.batches > 0 {
+                    self.commit(&held.txn, &[], held.upto)?;
+                }
+                return self.apply(events, upto);
+            }
+            held.txn.keep();
+        }
+        held.upto = upto;
+        held.batches += 1;
+        let room = held.txn.held_bytes() < self.ctx.config.limits.host_bytes / 4
+            && held.batches < MAX_HELD_BATCHES
+            && held.since.elapsed() < self.ctx.config.hold_batches_for;
+        if holding && room {
+            self.held = Some(held);
+        } else {
+            self.commit(&held.txn, &[], upto)?;
+        }
+        self.retire_worn_out();
+        Ok(Applied::Ok)
+    }
+
+    /// Start afresh between batches instead of failing inside one.
+    fn retire_worn_out(&mut self) {
+        if self.handler.as_ref().is_some_and(|h| h.worn_out()) {
+            tracing::debug!(plugin = %self.ctx.plugin, "replacing a worn-out handler");
+            self.handler = None;
+        }
+    }
+
     /// Apply `events` and commit with checkpoint `upto` (≥ the last event's position).
     fn apply(&mut self, events: &[Event], upto: Position) -> Result<Applied, Interrupted> {
         let mut txn = Transaction::new();
@@ -513,11 +632,7 @@ impl Projector {
                     outbox: txn.take_outbox(),
                 };
                 self.commit_with(&txn, &index_writes, &[], upto, reactions)?;
-                if self.handler.as_ref().is_some_and(|h| h.worn_out()) {
-                    // Start afresh between batches instead of failing inside one.
-                    tracing::debug!(plugin = %self.ctx.plugin, "replacing a worn-out handler");
-                    self.handler = None;
-                }
+                self.retire_worn_out();
                 Ok(Applied::Ok)
             }
             Ok(Err(HandleError { index, message })) => {
@@ -1091,6 +1206,42 @@ mod tests {
     /// Replayed by workers in partitions, stopped in the middle (some
     /// partitions ahead of others) and resumed, in partitions or in order,
     /// the view is the one a replay in order builds.
+    /// Far behind, batches are committed 16 at a time: every checkpoint seen
+    /// during the replay is such a boundary, and the view is exact.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_replay_far_behind_commits_its_batches_together_and_exactly() {
+        let (_dir, log, views, expected) = seven_streams(None).await;
+        let keyspace = views.keyspace("counter", "g").unwrap();
+        let watched = keyspace.clone();
+        let head = log.head();
+        let watcher = std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                let at = watched.checkpoint().unwrap();
+                seen.insert(at.0);
+                if at == head {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            seen
+        });
+        let config = ProjectorConfig {
+            hold_batches_for: Duration::from_secs(60),
+            ..small_batches(1)
+        };
+        run_until(&log, &keyspace, &[(config, None)]).await;
+        let seen = watcher.join().unwrap();
+        let boundary = (MAX_HELD_BATCHES * 16) as u64;
+        assert!(
+            seen.iter().all(|p| p % boundary == 0 || *p == head.0),
+            "{seen:?}"
+        );
+        assert!(seen.len() > 2, "commits seen during the replay: {seen:?}");
+        assert_eq!(counts_of(&keyspace, 7), expected);
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_partitioned_replay_builds_the_view_a_replay_in_order_builds() {
         let (_dir, log, views, expected) = seven_streams(None).await;

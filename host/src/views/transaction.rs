@@ -1,6 +1,6 @@
 //! A batch's uncommitted view writes, layered over the committed keyspace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use super::Keyspace;
@@ -24,6 +24,21 @@ pub struct Transaction {
     emitted_bytes: usize,
     /// Outbox requests the batch made, in order, to enqueue when it commits.
     outbox: Vec<crate::outbox::NewEntry>,
+    /// Since [`Transaction::mark`]: what each key written since had pending
+    /// before (`None`: nothing), and the sizes then, so that
+    /// [`Transaction::undo`] can take those writes back.
+    undo: Option<Undo>,
+}
+
+#[derive(Debug, Default)]
+struct Undo {
+    before: HashMap<String, Option<Option<String>>>,
+    bytes: usize,
+    /// Runs of emitted events, and events in the last of them.
+    emitted_runs: usize,
+    last_run_events: usize,
+    emitted_bytes: usize,
+    outbox: usize,
 }
 
 impl Transaction {
@@ -41,6 +56,7 @@ impl Transaction {
     }
 
     pub fn clear(&mut self) {
+        self.undo = None;
         self.writes.clear();
         self.emitted.clear();
         self.outbox.clear();
@@ -104,7 +120,60 @@ impl Transaction {
         ENTRY_OVERHEAD + key.len() + value.map_or(0, String::len)
     }
 
+    /// From now on, remember what each write replaces, until [`undo`]
+    /// takes the writes back or [`keep`] forgets what they replaced.
+    ///
+    /// [`undo`]: Transaction::undo
+    /// [`keep`]: Transaction::keep
+    pub fn mark(&mut self) {
+        self.undo = Some(Undo {
+            before: HashMap::new(),
+            bytes: self.bytes,
+            emitted_runs: self.emitted.len(),
+            last_run_events: self.emitted.last().map_or(0, |run| run.events.len()),
+            emitted_bytes: self.emitted_bytes,
+            outbox: self.outbox.len(),
+        });
+    }
+
+    /// Keep the writes made since [`Transaction::mark`].
+    pub fn keep(&mut self) {
+        self.undo = None;
+    }
+
+    /// Take back every write, emitted event and outbox request since
+    /// [`Transaction::mark`]: the transaction is as it was then.
+    pub fn undo(&mut self) {
+        let Some(undo) = self.undo.take() else {
+            return;
+        };
+        for (key, before) in undo.before {
+            match before {
+                Some(value) => {
+                    self.writes.insert(key, value);
+                }
+                None => {
+                    self.writes.remove(&key);
+                }
+            }
+        }
+        self.bytes = undo.bytes;
+        // An event emitted since the mark may have joined the last run.
+        self.emitted.truncate(undo.emitted_runs);
+        if let Some(run) = self.emitted.last_mut() {
+            run.events.truncate(undo.last_run_events);
+        }
+        self.emitted_bytes = undo.emitted_bytes;
+        self.outbox.truncate(undo.outbox);
+    }
+
     fn set(&mut self, key: String, value: Option<String>) {
+        if let Some(undo) = &mut self.undo
+            && !undo.before.contains_key(&key)
+        {
+            undo.before
+                .insert(key.clone(), self.writes.get(&key).cloned());
+        }
         self.bytes += Self::cost(&key, value.as_ref());
         if let Some(old) = self.writes.get(&key) {
             self.bytes -= Self::cost(&key, old.as_ref());
@@ -287,5 +356,48 @@ mod tests {
         assert_eq!(txn.bytes(), one - 100);
         txn.clear();
         assert_eq!(txn.bytes(), 0);
+    }
+
+    #[test]
+    fn undo_takes_back_exactly_the_writes_since_the_mark() {
+        let event = || crate::log::NewEvent {
+            id: uuid::Uuid::new_v4(),
+            client_id: false,
+            event_type: "T".into(),
+            data: "{}".into(),
+            metadata: "{}".into(),
+        };
+        let mut txn = Transaction::new();
+        txn.put("kept".into(), "1".into());
+        txn.put("changed".into(), "1".into());
+        txn.delete("gone".into());
+        txn.emit("s", event());
+        let (bytes, held) = (txn.bytes(), txn.held_bytes());
+        let before: Vec<_> = txn.writes().map(|(k, v)| (k.clone(), v.clone())).collect();
+
+        txn.mark();
+        txn.put("changed".into(), "2".into());
+        txn.put("changed".into(), "3".into());
+        txn.put("gone".into(), "back".into());
+        txn.put("new".into(), "x".repeat(50));
+        txn.delete("kept".into());
+        txn.emit("s", event());
+        txn.emit("t", event());
+        txn.undo();
+
+        let after: Vec<_> = txn.writes().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(after, before);
+        assert_eq!((txn.bytes(), txn.held_bytes()), (bytes, held));
+        assert_eq!(txn.emitted().len(), 1);
+        assert_eq!(txn.emitted()[0].events.len(), 1);
+
+        // Kept writes stay, and a later undo goes back only to its own mark.
+        txn.mark();
+        txn.put("new".into(), "1".into());
+        txn.keep();
+        txn.mark();
+        txn.put("new".into(), "2".into());
+        txn.undo();
+        assert_eq!(txn.pending("new"), Some(&Some("1".to_string())));
     }
 }
