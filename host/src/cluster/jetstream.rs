@@ -157,8 +157,8 @@ use uuid::Uuid;
 
 use crate::log::idempotency::IdEntry;
 use crate::log::{
-    AppendOutcome, ExpectedVersion, LogError, MultiOutcome, NewEvent, Position, RecordedEvent,
-    StreamEvents, StreamVersion, idempotency, limits, recorded,
+    ExpectedVersion, LogError, MultiOutcome, NewEvent, Position, RecordedEvent, StreamEvents,
+    StreamVersion, idempotency, limits, recorded,
 };
 use crate::storage::StorageError;
 use crate::storage::codec::{self, StoredEvent};
@@ -490,21 +490,6 @@ impl JetStreamLog {
             self.config.subject_prefix,
             encode_stream_name(stream)
         )
-    }
-
-    /// Append `events` to `stream` atomically if `expected` holds; see the
-    /// module documentation for what JetStream promises.
-    pub async fn append(
-        &self,
-        stream: String,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        copy: &impl LogCopy,
-    ) -> Result<AppendOutcome, LogError> {
-        let expected = vec![(stream.clone(), expected)];
-        self.append_runs(vec![StreamEvents { stream, events }], expected, copy)
-            .await
-            .map(MultiOutcome::into_single)
     }
 
     /// Append events of several streams atomically, in the order given,

@@ -15,8 +15,8 @@ use super::jetstream::{
 use super::testing::NatsCluster;
 use crate::log::idempotency::IdEntry;
 use crate::log::{
-    AppendOutcome, ExpectedVersion, LogError, NewEvent, Position, RecordedEvent, StreamEvents,
-    StreamVersion,
+    AppendOutcome, ExpectedVersion, LogError, MultiOutcome, NewEvent, Position, RecordedEvent,
+    StreamEvents, StreamVersion,
 };
 
 /// The JetStream stream's own events, read in order as far as asked and
@@ -118,17 +118,30 @@ async fn append(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendOutcome, LogError> {
+    let copy = StreamCopy::of(log);
     within(
         40,
         "an append",
-        log.append(
-            stream.to_string(),
-            expected,
-            events.to_vec(),
-            &StreamCopy::of(log),
-        ),
+        append_with(log, stream, expected, events, &copy),
     )
     .await
+}
+
+/// Append `events` to one stream, looking ids and heads up in `copy`.
+async fn append_with(
+    log: &JetStreamLog,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    copy: &StreamCopy,
+) -> Result<AppendOutcome, LogError> {
+    let runs = vec![StreamEvents {
+        stream: stream.to_string(),
+        events: events.to_vec(),
+    }];
+    log.append_runs(runs, vec![(stream.to_string(), expected)], copy)
+        .await
+        .map(MultiOutcome::into_single)
 }
 
 /// Everything in the log, read by following it from position 1.
@@ -501,7 +514,7 @@ async fn beyond_the_duplicate_window_a_retry_is_recognised_by_a_copy_that_holds_
     let original = within(
         40,
         "an append",
-        log.append("s".into(), ExpectedVersion::NoStream, batch.clone(), &copy),
+        append_with(&log, "s", ExpectedVersion::NoStream, &batch, &copy),
     )
     .await
     .unwrap();
@@ -515,7 +528,7 @@ async fn beyond_the_duplicate_window_a_retry_is_recognised_by_a_copy_that_holds_
         let retry = within(
             40,
             "a retry",
-            log.append("s".into(), expected, batch.clone(), &copy),
+            append_with(&log, "s", expected, &batch, &copy),
         )
         .await
         .unwrap();
@@ -605,9 +618,7 @@ async fn racing_writers_with_expected_versions_lose_and_duplicate_nothing() {
                         None => ExpectedVersion::NoStream,
                         Some(v) => ExpectedVersion::Exact(v),
                     };
-                    let result = log
-                        .append(stream.clone(), expected, batch.clone(), &ids)
-                        .await;
+                    let result = append_with(&log, &stream, expected, &batch, &ids).await;
                     match result {
                         Ok(outcome) => {
                             assert!(!outcome.duplicate);
@@ -674,9 +685,8 @@ async fn appends_survive_killing_the_stream_leader() {
                 // Retried by hand with the same ids until acknowledged, as a
                 // client would after an `Unavailable` answer.
                 let outcome = loop {
-                    let result = log
-                        .append(stream.clone(), ExpectedVersion::Any, batch.clone(), &ids)
-                        .await;
+                    let result =
+                        append_with(&log, &stream, ExpectedVersion::Any, &batch, &ids).await;
                     match result {
                         Ok(outcome) => break outcome,
                         Err(e) if is_unavailable(&e) => unavailable += 1,
