@@ -31,6 +31,18 @@ pub struct InFlight {
     pub to: Position,
 }
 
+impl InFlight {
+    /// The note of handing `events` (not empty) to the generation whose
+    /// column family is `family`.
+    pub fn batch(family: &str, events: &[crate::runtime::bindings::Event]) -> InFlight {
+        InFlight {
+            family: family.to_string(),
+            from: Position(events[0].position),
+            to: Position(events[events.len() - 1].position),
+        }
+    }
+}
+
 /// The note file's path, set once at start, read by the signal handler.
 static NOTE_PATH: OnceLock<CString> = OnceLock::new();
 

@@ -551,11 +551,7 @@ impl Projector {
         });
         if !events.is_empty() {
             held.txn.mark();
-            let note = crash::InFlight {
-                family: self.ctx.keyspace.family().to_string(),
-                from: Position(events[0].position),
-                to: Position(events[events.len() - 1].position),
-            };
+            let note = crash::InFlight::batch(self.ctx.keyspace.family(), events);
             let handler = self.fresh_handler()?;
             let ok = match crash::during(&note, || handler.handle(events, &mut held.txn)) {
                 Ok(Ok(())) => self.over_quota(&held.txn).is_none(),
@@ -605,11 +601,7 @@ impl Projector {
             self.commit(&txn, &[], upto)?;
             return Ok(Applied::Ok);
         }
-        let note = crash::InFlight {
-            family: self.ctx.keyspace.family().to_string(),
-            from: Position(events[0].position),
-            to: Position(events[events.len() - 1].position),
-        };
+        let note = crash::InFlight::batch(self.ctx.keyspace.family(), events);
         let handler = self.fresh_handler()?;
         let outcome = crash::during(&note, || handler.handle(events, &mut txn));
         match outcome {
@@ -1203,9 +1195,6 @@ mod tests {
         assert_eq!(counts_of(&keyspace, 7), expected);
     }
 
-    /// Replayed by workers in partitions, stopped in the middle (some
-    /// partitions ahead of others) and resumed, in partitions or in order,
-    /// the view is the one a replay in order builds.
     /// Far behind, batches are committed 16 at a time: every checkpoint seen
     /// during the replay is such a boundary, and the view is exact.
     #[tokio::test(flavor = "multi_thread")]
@@ -1242,6 +1231,9 @@ mod tests {
         assert_eq!(counts_of(&keyspace, 7), expected);
     }
 
+    /// Replayed by workers in partitions, stopped in the middle (some
+    /// partitions ahead of others) and resumed, in partitions or in order,
+    /// the view is the one a replay in order builds.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_partitioned_replay_builds_the_view_a_replay_in_order_builds() {
         let (_dir, log, views, expected) = seven_streams(None).await;

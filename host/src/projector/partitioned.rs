@@ -211,11 +211,7 @@ impl Worker<'_> {
             };
             let mut txn = Transaction::new();
             if !batch.events.is_empty() {
-                let note = super::crash::InFlight {
-                    family: self.keyspace.family().to_string(),
-                    from: Position(batch.events[0].position),
-                    to: Position(batch.events[batch.events.len() - 1].position),
-                };
+                let note = super::crash::InFlight::batch(self.keyspace.family(), &batch.events);
                 let handled =
                     super::crash::during(&note, || handler.handle(&batch.events, &mut txn));
                 // A failing batch is left to the projector, which finds
