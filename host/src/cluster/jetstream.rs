@@ -513,7 +513,7 @@ impl JetStreamLog {
         let mut last_refusal = String::new();
         let mut rereads = 0;
         let has_client_ids = plan.messages.iter().any(|(_, e)| e.client_id);
-        let mut guess = true;
+        let mut first = true;
         // A retry of an append stored longer ago than the duplicate window
         // is recognised by the copy as it is now (no waiting: an append
         // within the window is JetStream's to recognise).
@@ -541,22 +541,15 @@ impl JetStreamLog {
             }
             // The first attempt starts from the copy's heads (no round trip
             // per stream); a stale guess costs one refused publish.
-            let guessed = std::mem::take(&mut guess);
-            let from_copy = if guessed {
+            let from_copy = if std::mem::take(&mut first) {
                 copy.heads(&plan.streams).await.ok()
             } else {
                 None
             };
-            // Owned subjects, so that the future stays `Send` for any caller.
-            let heads: Vec<Option<Head>> = if let Some(heads) = from_copy {
-                heads
-            } else {
-                match futures::stream::iter(plan.subjects.clone())
-                    .map(|subject| async move { self.head(&subject).await })
-                    .buffered(LOOKUPS_IN_FLIGHT)
-                    .try_collect()
-                    .await
-                {
+            let guessed = from_copy.is_some();
+            let heads = match from_copy {
+                Some(heads) => heads,
+                None => match self.heads(&plan).await {
                     Ok(heads) => heads,
                     Err(e) => match as_unavailable(&e) {
                         Some(why) => {
@@ -566,7 +559,7 @@ impl JetStreamLog {
                         }
                         None => return Err(e),
                     },
-                }
+                },
             };
             for (stream, expected) in &expected {
                 let Some(index) = plan.streams.iter().position(|s| s == stream) else {
@@ -821,6 +814,17 @@ impl JetStreamLog {
                 ..outcome
             }),
         )
+    }
+
+    /// The last event of each of the plan's streams, read through the
+    /// stream leader.
+    async fn heads(&self, plan: &Plan<'_>) -> Result<Vec<Option<Head>>, LogError> {
+        // Owned subjects, so that the future stays `Send` for any caller.
+        futures::stream::iter(plan.subjects.clone())
+            .map(|subject| async move { self.head(&subject).await })
+            .buffered(LOOKUPS_IN_FLIGHT)
+            .try_collect()
+            .await
     }
 
     /// The last event of `subject`, read through the stream leader (so it

@@ -156,9 +156,7 @@ impl jetstream::LogCopy for LocalCopy {
     async fn heads(&self, streams: &[String]) -> Result<Vec<Option<jetstream::Head>>, LogError> {
         let store = self.store.clone();
         let streams = streams.to_vec();
-        tokio::task::spawn_blocking(move || local_heads(&store, &streams))
-            .await
-            .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?
+        off_thread(move || local_heads(&store, &streams)).await
     }
 
     async fn find(
@@ -177,10 +175,17 @@ impl jetstream::LogCopy for LocalCopy {
         }
         let store = self.store.clone();
         let ids: Vec<[u8; 16]> = ids.iter().map(|id| *id.as_bytes()).collect();
-        tokio::task::spawn_blocking(move || idempotency::lookup(&store, &ids))
-            .await
-            .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?
+        off_thread(move || idempotency::lookup(&store, &ids)).await
     }
+}
+
+/// Run the RocksDB reads `read` on the blocking pool.
+async fn off_thread<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?
 }
 
 /// Each stream's last event in the copy `store`: its version from the
