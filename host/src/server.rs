@@ -198,9 +198,18 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(config.header_read_timeout_secs));
     serve_http(listener, app.router.clone(), http, shutdown).await;
-    app.shutdown().await;
+    // Return only once the database is closed: RocksDB's background work
+    // must not outlive the process's own teardown (the runtime and the
+    // library's statics), which aborts the process at exit.
+    if let Err(e) = app.close(CLOSE_PATIENCE).await {
+        tracing::warn!(error = %e, "shutting down");
+    }
     Ok(())
 }
+
+/// How long shutting down waits for the last users of the database
+/// (requests being answered, projectors finishing a batch) to let go.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Accept connections and serve `app` on each until `shutdown` resolves,
 /// then wait for the requests in flight. `axum::serve` does the same but
