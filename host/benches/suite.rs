@@ -369,11 +369,11 @@ fn replay_native(log: &EventLog, views: &ViewStore, family: &str) -> Result<(u64
                 if let Some(e) = event {
                     batch.push(prism_guest::Event {
                         position: e.position.0,
-                        stream_id: e.stream,
+                        stream_id: e.stream.to_owned(),
                         stream_version: e.stream_version.0,
-                        event_type: e.event_type,
-                        data: e.data,
-                        metadata: e.metadata,
+                        event_type: e.event_type.to_owned(),
+                        data: e.data.to_owned(),
+                        metadata: e.metadata.to_owned(),
                         recorded_at: e.recorded_at_ms,
                         id: e.id.hyphenated().to_string(),
                     });

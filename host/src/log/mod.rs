@@ -461,19 +461,20 @@ impl EventLog {
         self.scan_where(
             from,
             |_, _| true,
-            |_, event| visit(event.expect("every type wanted")),
+            |_, event| visit(event.expect("every type wanted").to_recorded()),
         )
     }
 
     /// Visit positions from `from` on, oldest first, until `visit` returns
     /// false. Events `wants` refuses (given their stream and type) are
     /// passed as `None` without being decoded, so skipping them costs almost
-    /// nothing.
+    /// nothing; the others are borrowed from the store, for the visitor to
+    /// copy where it wants them.
     pub fn scan_where(
         &self,
         from: Position,
         wants: impl Fn(&str, &str) -> bool,
-        mut visit: impl FnMut(Position, Option<RecordedEvent>) -> bool,
+        mut visit: impl FnMut(Position, Option<EventRef<'_>>) -> bool,
     ) -> Result<(), LogError> {
         let events = self.store.fixed(CF_EVENTS);
         let start = codec::u64_key(from.0.max(1));
@@ -485,7 +486,7 @@ impl EventLog {
             let position = Position(codec::decode_u64(&key)?);
             let (stream, event_type) = codec::stream_and_type(&value)?;
             let event = if wants(stream, event_type) {
-                Some(recorded(position, codec::decode_event(&value)?))
+                Some(borrowed(position, codec::decode_event_ref(&value)?))
             } else {
                 None
             };

@@ -56,7 +56,7 @@ pub use status::{EmittedCounts, EnqueuedCounts, ErrorReport, State, Status, Stat
 
 use crate::views::partitions::Positions;
 
-use crate::log::{EventLog, LogError, Position, RecordedEvent, StreamEvents};
+use crate::log::{EventLog, LogError, Position, StreamEvents};
 use crate::runtime::CallError;
 use crate::runtime::PluginLimits;
 use crate::runtime::bindings::{Event, HandleError};
@@ -475,7 +475,9 @@ impl Projector {
                     self.partitions = None;
                     self.reader.skip_applied(None);
                 }
-                Ok(Some(batch.last))
+                let last = batch.last;
+                self.reader.recycle(batch);
+                Ok(Some(last))
             }
             Applied::Halted => Ok(None),
         }
@@ -899,20 +901,6 @@ fn batch_limits(cfg: &ProjectorConfig, position: Position, upto: Position) -> re
     reader::Limits {
         events,
         bytes: cfg.max_batch_bytes,
-    }
-}
-
-/// A log event as the WIT `event` record.
-pub fn to_wit(e: RecordedEvent) -> Event {
-    Event {
-        position: e.position.0,
-        stream_id: e.stream,
-        stream_version: e.stream_version.0,
-        event_type: e.event_type,
-        data: e.data,
-        metadata: e.metadata,
-        recorded_at: e.recorded_at_ms,
-        id: e.id.hyphenated().to_string(),
     }
 }
 

@@ -200,9 +200,18 @@ impl Worker<'_> {
                 return position;
             }
         };
+        let mut spare = Vec::new();
         while position < self.target && !*self.stop.borrow() {
             let limits = batch_limits(&self.config, position, self.target);
-            let batch = match reader::read(self.log, &self.filter, position, self.target, limits) {
+            let read = reader::read(
+                self.log,
+                &self.filter,
+                position,
+                self.target,
+                limits,
+                std::mem::take(&mut spare),
+            );
+            let batch = match read {
                 Ok(batch) => batch,
                 Err(e) => {
                     tracing::warn!(plugin, error = %e, "a partition worker could not read the log");
@@ -229,6 +238,7 @@ impl Worker<'_> {
             }
             position = batch.last;
             self.status.counted(batch.events.len() as u64);
+            spare = reader::recycled(batch);
             if handler.worn_out() {
                 match self.projection.handler(self.keyspace) {
                     Ok(fresh) => handler = fresh,

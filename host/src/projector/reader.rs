@@ -16,15 +16,20 @@
 //! projector's thread, one batch at a time with its checkpoint, so a crash
 //! at any moment loses at most batches that were read and not committed,
 //! which the next run reads again from the checkpoint.
+//!
+//! A batch's events are recycled: once applied, the projector hands the
+//! batch back ([`Reader::recycle`]) and the next read overwrites its events
+//! in place, reusing their strings' buffers. Replaying thus allocates and
+//! frees nothing per event on the host once the buffers have grown, and
+//! the thread applying batches (the one a replay waits on) no longer frees
+//! what the reader's thread allocated.
 
 use std::collections::HashSet;
 use std::sync::mpsc;
 
-use crate::log::{EventLog, LogError, Position};
+use crate::log::{EventLog, EventRef, LogError, Position};
 use crate::runtime::bindings::Event;
 use crate::views::partitions::{Partition, Positions};
-
-use super::to_wit;
 
 /// How much one batch may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,21 +84,30 @@ impl Filter {
 }
 
 /// Read the events after `after` up to `upto` at most, within `limits`,
-/// keeping those `filter` wants.
+/// keeping those `filter` wants, into `spare` (the events of a batch done
+/// with, overwritten in place; empty for none).
 pub(super) fn read(
     log: &EventLog,
     filter: &Filter,
     after: Position,
     upto: Position,
     limits: Limits,
+    spare: Vec<Event>,
 ) -> Result<Batch, LogError> {
+    let mut events = spare;
+    if events.capacity() == 0 {
+        events.reserve(limits.events.min(1024));
+    }
     let mut batch = Batch {
         after,
         last: after,
-        events: Vec::with_capacity(limits.events.min(1024)),
+        events,
         scanned: 0,
         limits,
     };
+    // How many of `batch.events` hold this batch's events; the rest are
+    // left from the spare, to be overwritten or cut off at the end.
+    let mut kept = 0usize;
     let mut bytes = 0usize;
     // Filtered-out events are not decoded: let the scan run further past
     // them (a partition's worker passes over the other partitions' events).
@@ -111,17 +125,74 @@ pub(super) fn read(
                 && !filter
                     .applied
                     .as_ref()
-                    .is_some_and(|a| a.applied(after, &e.stream, at))
+                    .is_some_and(|a| a.applied(after, e.stream, at))
             {
                 bytes += e.data.len() + e.metadata.len();
-                batch.events.push(to_wit(e));
+                match batch.events.get_mut(kept) {
+                    Some(slot) => overwrite(slot, &e),
+                    None => batch.events.push(to_wit(&e)),
+                }
+                kept += 1;
             }
-            batch.events.len() < limits.events
-                && bytes < limits.bytes
-                && batch.scanned < max_scanned
+            kept < limits.events && bytes < limits.bytes && batch.scanned < max_scanned
         },
     )?;
+    batch.events.truncate(kept);
     Ok(batch)
+}
+
+/// A log event as the WIT `event` record.
+fn to_wit(e: &EventRef<'_>) -> Event {
+    let mut id = uuid::Uuid::encode_buffer();
+    Event {
+        position: e.position.0,
+        stream_id: e.stream.to_owned(),
+        stream_version: e.stream_version.0,
+        event_type: e.event_type.to_owned(),
+        data: e.data.to_owned(),
+        metadata: e.metadata.to_owned(),
+        recorded_at: e.recorded_at_ms,
+        id: e.id.hyphenated().encode_lower(&mut id).to_owned(),
+    }
+}
+
+/// Make `slot` the WIT record of `e`, in the buffers it has.
+fn overwrite(slot: &mut Event, e: &EventRef<'_>) {
+    fn set(to: &mut String, from: &str) {
+        to.clear();
+        to.push_str(from);
+    }
+    let mut id = uuid::Uuid::encode_buffer();
+    slot.position = e.position.0;
+    set(&mut slot.stream_id, e.stream);
+    slot.stream_version = e.stream_version.0;
+    set(&mut slot.event_type, e.event_type);
+    set(&mut slot.data, e.data);
+    set(&mut slot.metadata, e.metadata);
+    slot.recorded_at = e.recorded_at_ms;
+    set(&mut slot.id, e.id.hyphenated().encode_lower(&mut id));
+}
+
+/// The events of a batch done with, to read the next batch into: none when
+/// their buffers grew far past what a batch may hold (one huge event
+/// followed by small ones would otherwise pin its buffer for good).
+pub(super) fn recycled(batch: Batch) -> Vec<Event> {
+    let held: usize = batch
+        .events
+        .iter()
+        .map(|e| {
+            e.stream_id.capacity()
+                + e.event_type.capacity()
+                + e.data.capacity()
+                + e.metadata.capacity()
+                + e.id.capacity()
+        })
+        .sum();
+    if held <= 2 * batch.limits.bytes + batch.limits.events * 256 {
+        batch.events
+    } else {
+        Vec::new()
+    }
 }
 
 /// A read asked of the reader thread.
@@ -129,6 +200,8 @@ struct Request {
     after: Position,
     upto: Position,
     limits: Limits,
+    /// Events to read into (see [`read`]).
+    spare: Vec<Event>,
 }
 
 /// Reads batches ahead on a thread of its own, one at a time. The thread
@@ -142,6 +215,8 @@ pub(super) struct Reader {
     thread: Option<Thread>,
     /// Whether a read was asked for and its batch not yet taken.
     pending: bool,
+    /// The events of a batch done with, for the next read.
+    spare: Vec<Event>,
     /// Batches read ahead and used, for tests.
     used: u64,
 }
@@ -160,6 +235,7 @@ impl Reader {
             plugin: plugin.to_string(),
             thread: None,
             pending: false,
+            spare: Vec::new(),
             used: 0,
         }
     }
@@ -172,16 +248,21 @@ impl Reader {
         upto: Position,
         limits: Limits,
     ) -> Result<Batch, String> {
-        if let Some(batch) = self.take_ahead()?
-            && batch.after == after
-            && batch.last <= upto
-            && batch.limits == limits
-        {
-            self.used += 1;
-            return Ok(batch);
+        if let Some(batch) = self.take_ahead()? {
+            if batch.after == after && batch.last <= upto && batch.limits == limits {
+                self.used += 1;
+                return Ok(batch);
+            }
+            self.recycle(batch);
         }
-        read(&self.log, &self.filter, after, upto, limits)
+        let spare = std::mem::take(&mut self.spare);
+        read(&self.log, &self.filter, after, upto, limits, spare)
             .map_err(|e| format!("reading the log: {e}"))
+    }
+
+    /// Hand back a batch done with: the next read reuses its events.
+    pub(super) fn recycle(&mut self, batch: Batch) {
+        self.spare = recycled(batch);
     }
 
     /// Which events it reads.
@@ -235,6 +316,7 @@ impl Reader {
                 after,
                 upto,
                 limits,
+                spare: std::mem::take(&mut self.spare),
             })
             .is_ok();
     }
@@ -272,7 +354,7 @@ impl Reader {
             .name(format!("prism-reader-{}", self.plugin))
             .spawn(move || {
                 for r in incoming {
-                    let batch = read(&log, &filter, r.after, r.upto, r.limits)
+                    let batch = read(&log, &filter, r.after, r.upto, r.limits, r.spare)
                         .map_err(|e| format!("reading the log: {e}"));
                     if outgoing.send(batch).is_err() {
                         return;
@@ -338,7 +420,7 @@ mod tests {
         reader.read_ahead(first.last, Position(100), LIMITS);
         let ahead = reader.next(first.last, Position(100), LIMITS).unwrap();
         assert_eq!(reader.used(), 1);
-        let in_turn = read(&log, &filter, first.last, Position(100), LIMITS).unwrap();
+        let in_turn = read(&log, &filter, first.last, Position(100), LIMITS, Vec::new()).unwrap();
         assert_eq!(positions(&ahead), positions(&in_turn));
         assert_eq!((ahead.last, ahead.scanned), (in_turn.last, in_turn.scanned));
         assert!(positions(&ahead).iter().all(|p| p % 3 != 0));
@@ -346,6 +428,44 @@ mod tests {
             ahead.events[0].data,
             format!("{{\"n\":{}}}", ahead.events[0].position)
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_batch_read_into_a_recycled_one_is_the_batch_read_afresh() {
+        let (_dir, log) = log_of(100).await;
+        let filter = Filter::default();
+        let afresh = |after: u64, upto: u64| {
+            let batch = read(
+                &log,
+                &filter,
+                Position(after),
+                Position(upto),
+                LIMITS,
+                Vec::new(),
+            );
+            format!("{:?}", batch.unwrap().events)
+        };
+        let mut reader = Reader::new(log.clone(), filter.clone(), "t");
+        // Later events have longer payloads than the earlier ones read into
+        // their buffers, and a shorter batch leaves spare events over.
+        let first = reader.next(Position(0), Position(100), LIMITS).unwrap();
+        reader.recycle(first);
+        let second = reader.next(Position(90), Position(100), LIMITS).unwrap();
+        assert_eq!(format!("{:?}", second.events), afresh(90, 100));
+        reader.recycle(second);
+        let shorter = reader.next(Position(3), Position(7), LIMITS).unwrap();
+        assert_eq!(shorter.events.len(), 4);
+        assert_eq!(format!("{:?}", shorter.events), afresh(3, 7));
+        // The same through the thread reading ahead.
+        reader.recycle(shorter);
+        reader.read_ahead(Position(40), Position(100), LIMITS);
+        let ahead = reader.next(Position(40), Position(100), LIMITS).unwrap();
+        assert_eq!(reader.used(), 1);
+        assert_eq!(format!("{:?}", ahead.events), afresh(40, 50));
+        // Buffers grown far past what a batch may hold are not kept.
+        let mut big = ahead;
+        big.events[0].data = "x".repeat(3 * LIMITS.bytes);
+        assert!(recycled(big).is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread")]
