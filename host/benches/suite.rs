@@ -1567,8 +1567,8 @@ impl Suite {
                 "replay",
                 "WASM / native ratio (Rust account-balance)",
                 format!("{ratio:.2}"),
-                "≥ 0.5",
-                Some(ratio >= 0.5),
+                "≥ 0.8",
+                Some(ratio >= 0.8),
                 "same run, same events",
             );
         }
@@ -1811,8 +1811,8 @@ impl Suite {
             "swap",
             "File dropped → new generation current (compile, replay, take over)",
             format!("{:.2} s", took.as_secs_f64()),
-            "≤ 2 s",
-            Some(took <= Duration::from_secs(2)),
+            "≤ 1.5 s",
+            Some(took <= Duration::from_millis(1500)),
             format!("account-balance over {n} events"),
         );
         self.figure(
