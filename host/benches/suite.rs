@@ -355,7 +355,9 @@ fn replay_native(log: &EventLog, views: &ViewStore, family: &str) -> Result<(u64
     let description = account_balance::AccountBalance::describe();
     let mut projection = account_balance::AccountBalance;
     let head = log.head();
-    let max_batch = prism::projector::ProjectorConfig::default().max_batch_events;
+    // The size the projector's batches keep on this log (each batch
+    // touches a few streams, so they do not grow).
+    let max_batch = prism::projector::BASE_BATCH_EVENTS;
     let started = Instant::now();
     let mut position = Position::ZERO;
     while position < head {

@@ -28,7 +28,8 @@ pub struct PluginSettings {
     /// `halt` (default) or `skip`: what to do with an event the plugin fails on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_error: Option<PoisonPolicy>,
-    /// Most events per batch (default 8192).
+    /// Most events per batch (default 65,536; batches start at 8,192 and grow
+    /// while the plugin's memory has room).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_batch_events: Option<usize>,
     /// `auto` (default): a caught-up candidate takes over by itself;

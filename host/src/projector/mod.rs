@@ -30,6 +30,23 @@
 //! quarantine is stepped through, a change log is recorded, or partitions
 //! are ahead of the checkpoint.
 //!
+//! # Batches grow while they touch many documents
+//! A replay's batches start at [`BASE_BATCH_EVENTS`] events. A batch's
+//! documents are read, decoded, encoded and written back once per batch,
+//! so where batches touch many documents (an interleaved history, every
+//! event another stream's) larger batches touch each one for more events.
+//! So after a full batch, held (see above), that wrote at least one
+//! document per [`MANY_KEYS_PER_EVENTS`] events, the next ones may hold
+//! twice as many events and payload bytes (up to [`MAX_BATCH_SCALE`]
+//! times, and never past [`ProjectorConfig::max_batch_events`]) while the
+//! plugin uses at most a quarter of its memory limit and a batch of the
+//! next size would fit in another quarter. Batches that touch few
+//! documents (a log written stream by stream) stay at the starting size,
+//! where they are faster (the working set stays in the caches), and so do
+//! runtimes that take much memory (Python, JavaScript). A failing batch
+//! brings batches back to the starting size. Batches are what the plugin
+//! is handed, so nothing changes for exactness.
+//!
 //! # The seam every kind of projection goes through
 //! A projector does not know what a plugin is made of. It asks a
 //! [`Projection`] (a compiled WebAssembly component, or a view file run
@@ -102,6 +119,13 @@ pub trait Handler: Send {
     fn worn_out(&self) -> bool {
         false
     }
+
+    /// The linear memory the plugin uses and the most it may use, in
+    /// bytes, if it has such a limit: batches grow only while it has room
+    /// (see the module docs).
+    fn memory(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Why a named query did not answer.
@@ -166,9 +190,13 @@ pub enum PoisonPolicy {
 /// Tuning of a projector.
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectorConfig {
-    /// Most events handed to the plugin in one call. Default 8192.
+    /// Most events handed to the plugin in one call. Batches start at
+    /// [`BASE_BATCH_EVENTS`] (or this, if lower) and grow towards it while
+    /// replaying (see the module docs). Default 65,536.
     pub max_batch_events: usize,
-    /// Most payload bytes in one batch, to stay well inside the plugin's memory. Default 4 MiB.
+    /// Most payload bytes in a batch of the starting size, to stay well
+    /// inside the plugin's memory; a batch that grew may hold as many times
+    /// more as it has more events. Default 4 MiB.
     pub max_batch_bytes: usize,
     pub policy: PoisonPolicy,
     pub limits: PluginLimits,
@@ -193,7 +221,7 @@ pub struct ProjectorConfig {
 impl Default for ProjectorConfig {
     fn default() -> Self {
         ProjectorConfig {
-            max_batch_events: 8192,
+            max_batch_events: 65_536,
             max_batch_bytes: 4 << 20,
             policy: PoisonPolicy::Halt,
             limits: PluginLimits::default(),
@@ -277,6 +305,11 @@ pub struct Projector {
     partitions: Option<Positions>,
     /// Batches handled, not committed yet (see the module docs).
     held: Option<Held>,
+    /// How many times [`BASE_BATCH_EVENTS`] a batch may hold now (see the
+    /// module docs).
+    batch_scale: usize,
+    /// Documents the last batch wrote, when it was held (see the module docs).
+    last_batch_keys: Option<usize>,
 }
 
 impl Projector {
@@ -305,6 +338,8 @@ impl Projector {
                 recording: false,
                 partitions: None,
                 held: None,
+                batch_scale: 1,
+                last_batch_keys: None,
             };
             projector.run();
         })
@@ -462,6 +497,8 @@ impl Projector {
         self.ctx.status.batch_applied(started.elapsed());
         match applied {
             Applied::Ok => {
+                let events = batch.events.len();
+                self.grow_batches(events, events >= limits.events && limits.events > 1);
                 self.ctx.status.counted(batch.scanned as u64);
                 if self
                     .partitions
@@ -517,7 +554,24 @@ impl Projector {
     }
 
     fn limits(&self, position: Position, upto: Position) -> reader::Limits {
-        batch_limits(&self.ctx.config, position, upto)
+        batch_limits(&self.ctx.config, position, upto, self.batch_scale)
+    }
+
+    /// After a full batch that wrote many documents: let the next ones hold
+    /// twice as much if the plugin's memory has room for it (see the module
+    /// docs).
+    fn grow_batches(&mut self, events: usize, full: bool) {
+        let many = self
+            .last_batch_keys
+            .is_some_and(|keys| keys >= events / MANY_KEYS_PER_EVENTS);
+        if full && many {
+            let memory = self.handler.as_ref().and_then(|h| h.memory());
+            let scale = grown(self.batch_scale, memory, self.ctx.config.max_batch_bytes);
+            if scale != self.batch_scale {
+                tracing::debug!(plugin = %self.ctx.plugin, scale, ?memory, "batches grow");
+                self.batch_scale = scale;
+            }
+        }
     }
 
     /// Whether this projection's batches may be held together (see the
@@ -542,6 +596,7 @@ impl Projector {
         more: bool,
     ) -> Result<Applied, Interrupted> {
         let holding = more && self.may_hold();
+        self.last_batch_keys = None;
         if !holding && self.held.is_none() {
             return self.apply(events, upto);
         }
@@ -572,6 +627,7 @@ impl Projector {
                 }
                 return self.apply(events, upto);
             }
+            self.last_batch_keys = Some(held.txn.keys_since_mark());
             held.txn.keep();
         }
         held.upto = upto;
@@ -649,6 +705,8 @@ impl Projector {
         index: Option<usize>,
         message: String,
     ) -> Result<Applied, Interrupted> {
+        // Batches start small again after a failure.
+        self.batch_scale = 1;
         if events.len() == 1 {
             return self.poisoned(&events[0], upto, message);
         }
@@ -889,18 +947,48 @@ fn over_quota(keyspace: &Keyspace, quota: Option<u64>, txn: &Transaction) -> Opt
 /// How much the batch after `position` may hold: as much as the lag up to
 /// `upto` allows, within the configured caps; one event while stepping
 /// carefully through a quarantine.
-fn batch_limits(cfg: &ProjectorConfig, position: Position, upto: Position) -> reader::Limits {
+fn batch_limits(
+    cfg: &ProjectorConfig,
+    position: Position,
+    upto: Position,
+    scale: usize,
+) -> reader::Limits {
     let careful = cfg.careful_until.is_some_and(|until| position < until);
     let events = if careful {
         1
     } else {
-        cfg.max_batch_events
+        (BASE_BATCH_EVENTS * scale)
+            .min(cfg.max_batch_events)
             .min((upto.0 - position.0) as usize)
             .max(1)
     };
     reader::Limits {
         events,
-        bytes: cfg.max_batch_bytes,
+        bytes: cfg.max_batch_bytes * scale,
+    }
+}
+
+/// Most events in a batch before batches grow (see the module docs).
+pub const BASE_BATCH_EVENTS: usize = 8192;
+
+/// How many times [`BASE_BATCH_EVENTS`] a batch may grow to.
+const MAX_BATCH_SCALE: usize = 8;
+
+/// Batches grow only after one that wrote at least one document per this
+/// many events (see the module docs).
+const MANY_KEYS_PER_EVENTS: usize = 8;
+
+/// The scale of batches after a full one at `scale`, given the plugin's
+/// memory (used, limit) and the bytes a batch of scale 1 may hold.
+fn grown(scale: usize, memory: Option<(usize, usize)>, base_bytes: usize) -> usize {
+    let next = scale * 2;
+    let room = memory.is_some_and(|(used, limit)| {
+        used <= limit / 4 && base_bytes.saturating_mul(next) <= limit / 4
+    });
+    if room && next <= MAX_BATCH_SCALE {
+        next
+    } else {
+        scale
     }
 }
 
@@ -973,6 +1061,45 @@ mod tests {
         fn query(&self, _: &Keyspace, name: &str, _: &str) -> Result<String, QueryFailure> {
             Err(QueryFailure::Unknown(name.into()))
         }
+    }
+
+    #[test]
+    fn batches_grow_while_the_plugin_has_memory_to_spare() {
+        const MIB: usize = 1 << 20;
+        let base = ProjectorConfig::default().max_batch_bytes;
+        let roomy = Some((5 * MIB, 64 * MIB));
+        // 4 MiB at scale 1: a quarter of 64 MiB holds a batch of scale 4.
+        let mut scale = 1;
+        let mut scales = vec![];
+        for _ in 0..5 {
+            scale = grown(scale, roomy, base);
+            scales.push(scale);
+        }
+        assert_eq!(scales, [2, 4, 4, 4, 4]);
+        // A plugin using more than a quarter of its memory (Python, say),
+        // or one without a limit, keeps the size it has.
+        assert_eq!(grown(1, Some((17 * MIB, 64 * MIB)), base), 1);
+        assert_eq!(grown(2, None, base), 2);
+        // Never past the largest scale, however much memory there is.
+        assert_eq!(
+            grown(MAX_BATCH_SCALE, Some((MIB, 1 << 40)), base),
+            MAX_BATCH_SCALE
+        );
+        // The events follow the scale, within the configured cap and the lag.
+        let cfg = ProjectorConfig::default();
+        let limits = |scale, lag: u64| batch_limits(&cfg, Position(10), Position(10 + lag), scale);
+        assert_eq!(limits(4, 1 << 20).events, 4 * BASE_BATCH_EVENTS);
+        assert_eq!(limits(4, 1 << 20).bytes, 4 * base);
+        assert_eq!(limits(8, 1 << 20).events, cfg.max_batch_events);
+        assert_eq!(limits(4, 100).events, 100);
+        let capped = ProjectorConfig {
+            max_batch_events: 1000,
+            ..ProjectorConfig::default()
+        };
+        assert_eq!(
+            batch_limits(&capped, Position(0), Position(1 << 20), 4).events,
+            1000
+        );
     }
 
     /// The counting projection, consuming every event type.
@@ -1217,6 +1344,136 @@ mod tests {
         );
         assert!(seen.len() > 2, "commits seen during the replay: {seen:?}");
         assert_eq!(counts_of(&keyspace, 7), expected);
+    }
+
+    /// Counts like [`Counter`], with room in its memory, noting how many
+    /// events each batch it is handed holds.
+    struct Sizing {
+        described: Described,
+        sizes: Arc<Mutex<Vec<usize>>>,
+    }
+
+    struct SizingHandler {
+        counter: CounterHandler,
+        sizes: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Handler for SizingHandler {
+        fn handle(
+            &mut self,
+            batch: &[Event],
+            txn: &mut Transaction,
+        ) -> Result<Result<(), HandleError>, CallError> {
+            self.sizes.lock().unwrap().push(batch.len());
+            self.counter.handle(batch, txn)
+        }
+
+        fn memory(&self) -> Option<(usize, usize)> {
+            Some((2 << 20, 64 << 20))
+        }
+    }
+
+    impl Projection for Sizing {
+        fn described(&self) -> &Described {
+            &self.described
+        }
+
+        fn handler(&self, keyspace: &Keyspace) -> Result<Box<dyn Handler>, String> {
+            let counter = CounterHandler {
+                keyspace: keyspace.clone(),
+                with_index: false,
+                calls: Arc::new(AtomicUsize::new(0)),
+            };
+            let sizes = self.sizes.clone();
+            Ok(Box::new(SizingHandler { counter, sizes }))
+        }
+
+        fn query(&self, _: &Keyspace, name: &str, _: &str) -> Result<String, QueryFailure> {
+            Err(QueryFailure::Unknown(name.into()))
+        }
+    }
+
+    /// Replay 70,000 events, event `i` on stream `i % streams`: the sizes
+    /// of the batches handed to the plugin, and whether the view counts
+    /// every event.
+    async fn batch_sizes(streams: u64) -> (Vec<usize>, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, views) = crate::server::open_stores(dir.path()).unwrap();
+        let total = 70_000u64;
+        for start in (0..total).step_by(1000) {
+            let runs = (start..start + 1000)
+                .map(|i| StreamEvents {
+                    stream: format!("s{}", i % streams),
+                    events: vec![NewEvent {
+                        id: uuid::Uuid::new_v4(),
+                        client_id: false,
+                        event_type: "Counted".into(),
+                        data: "{}".into(),
+                        metadata: "{}".into(),
+                    }],
+                })
+                .collect();
+            log.append_runs(runs, vec![]).await.unwrap();
+        }
+        let keyspace = views.keyspace("sizing", "g").unwrap();
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let projection = Arc::new(Sizing {
+            described: counter(false, Arc::new(AtomicUsize::new(0)))
+                .described
+                .clone(),
+            sizes: sizes.clone(),
+        });
+        let status = Arc::new(Status::new(Position::ZERO));
+        let (stop_tx, stop) = watch::channel(false);
+        let (_hold_tx, hold) = watch::channel(None);
+        let ctx = ProjectorContext {
+            plugin: "sizing".into(),
+            projection,
+            log: log.clone(),
+            keyspace: keyspace.clone(),
+            config: ProjectorConfig::default(),
+            status: status.clone(),
+            applied: Arc::new(watch::Sender::new(Progress::default())),
+            stop,
+            hold,
+            notify: Box::new(|_| {}),
+        };
+        let thread = Projector::spawn(ctx, tokio::runtime::Handle::current()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while status.position() < log.head() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop_tx.send_replace(true);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        let counted: u64 = (0..streams)
+            .map(|s| {
+                keyspace
+                    .get(&format!("s{s}"))
+                    .unwrap()
+                    .map_or(0, |v| v.parse::<u64>().unwrap())
+            })
+            .sum();
+        let sizes = sizes.lock().unwrap().clone();
+        (sizes, counted == total)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn batches_grow_on_a_history_whose_batches_touch_many_documents() {
+        let base = BASE_BATCH_EVENTS;
+        // Every event another stream's: each batch writes a document per
+        // event, so batches double while the plugin's memory has room
+        // (4 MiB of payload per 8,192 events: a quarter of 64 MiB holds 4x).
+        let (sizes, exact) = batch_sizes(50_000).await;
+        assert!(exact);
+        assert_eq!(sizes[..3], [base, 2 * base, 4 * base], "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 70_000);
+        // A few streams: few documents per batch, the starting size throughout.
+        let (sizes, exact) = batch_sizes(4).await;
+        assert!(exact);
+        assert!(sizes.iter().all(|n| *n <= base), "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 70_000);
     }
 
     /// Replayed by workers in partitions, stopped in the middle (some

@@ -87,7 +87,8 @@ impl Projector {
             None => {
                 let workers = cfg.replay_workers;
                 let lag = head.0.saturating_sub(start.0) as usize;
-                (workers > 1 && lag >= cfg.max_batch_events * workers).then_some(workers)
+                let batch = cfg.max_batch_events.min(super::BASE_BATCH_EVENTS);
+                (workers > 1 && lag >= batch * workers).then_some(workers)
             }
         }
     }
@@ -202,7 +203,7 @@ impl Worker<'_> {
         };
         let mut spare = Vec::new();
         while position < self.target && !*self.stop.borrow() {
-            let limits = batch_limits(&self.config, position, self.target);
+            let limits = batch_limits(&self.config, position, self.target, 1);
             let read = reader::read(
                 self.log,
                 &self.filter,

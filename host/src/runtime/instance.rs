@@ -271,6 +271,11 @@ impl PluginInstance {
         self.store.data().limits.memory_bytes
     }
 
+    /// Linear memory the instance may grow to, in bytes.
+    pub fn memory_limit(&self) -> usize {
+        self.limits.memory_bytes
+    }
+
     /// Whether the instance has used most of its memory limit: replace it
     /// between batches rather than let it fail mid-batch.
     pub fn nearly_full(&self) -> bool {

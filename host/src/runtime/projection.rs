@@ -80,6 +80,10 @@ impl Handler for WasmHandler {
     fn worn_out(&self) -> bool {
         self.0.nearly_full()
     }
+
+    fn memory(&self) -> Option<(usize, usize)> {
+        Some((self.0.memory_bytes(), self.0.memory_limit()))
+    }
 }
 
 impl Projection for WasmProjection {

@@ -136,6 +136,11 @@ impl Transaction {
         });
     }
 
+    /// How many keys were written since [`Transaction::mark`].
+    pub fn keys_since_mark(&self) -> usize {
+        self.undo.as_ref().map_or(0, |undo| undo.before.len())
+    }
+
     /// Keep the writes made since [`Transaction::mark`].
     pub fn keep(&mut self) {
         self.undo = None;
