@@ -1242,37 +1242,50 @@ mod tests {
         runs: &[(ProjectorConfig, Option<Position>)],
     ) {
         for (config, stop_at) in runs {
-            let status = Arc::new(Status::new(Position::ZERO));
-            let (stop_tx, stop) = watch::channel(false);
-            let (_hold_tx, hold) = watch::channel(None);
-            let ctx = ProjectorContext {
-                plugin: "counter".into(),
-                projection: counter(false, Arc::new(AtomicUsize::new(0))),
-                log: log.clone(),
-                keyspace: keyspace.clone(),
-                config: *config,
-                status: status.clone(),
-                applied: Arc::new(watch::Sender::new(Progress::default())),
-                stop,
-                hold,
-                notify: Box::new(|_| {}),
-            };
-            let thread = Projector::spawn(ctx, tokio::runtime::Handle::current()).unwrap();
-            let goal = stop_at.unwrap_or(log.head());
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while status.position() < goal {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{:?}",
-                    status.report(log.head(), Duration::MAX)
-                );
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            stop_tx.send_replace(true);
-            tokio::task::spawn_blocking(move || thread.join().unwrap())
-                .await
-                .unwrap();
+            let projection = counter(false, Arc::new(AtomicUsize::new(0)));
+            replay_until(projection, log, keyspace, *config, *stop_at).await;
         }
+    }
+
+    /// Run a projector of `projection` over `log` into `keyspace` until it
+    /// reaches `stop_at` (`None`: the head), then stop it.
+    async fn replay_until(
+        projection: Arc<dyn Projection>,
+        log: &EventLog,
+        keyspace: &Keyspace,
+        config: ProjectorConfig,
+        stop_at: Option<Position>,
+    ) {
+        let status = Arc::new(Status::new(Position::ZERO));
+        let (stop_tx, stop) = watch::channel(false);
+        let (_hold_tx, hold) = watch::channel(None);
+        let ctx = ProjectorContext {
+            plugin: "counter".into(),
+            projection,
+            log: log.clone(),
+            keyspace: keyspace.clone(),
+            config,
+            status: status.clone(),
+            applied: Arc::new(watch::Sender::new(Progress::default())),
+            stop,
+            hold,
+            notify: Box::new(|_| {}),
+        };
+        let thread = Projector::spawn(ctx, tokio::runtime::Handle::current()).unwrap();
+        let goal = stop_at.unwrap_or(log.head());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while status.position() < goal {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                status.report(log.head(), Duration::MAX)
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stop_tx.send_replace(true);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
     }
 
     fn counts_of(keyspace: &Keyspace, streams: usize) -> Vec<u64> {
@@ -1423,38 +1436,15 @@ mod tests {
                 .clone(),
             sizes: sizes.clone(),
         });
-        let status = Arc::new(Status::new(Position::ZERO));
-        let (stop_tx, stop) = watch::channel(false);
-        let (_hold_tx, hold) = watch::channel(None);
-        let ctx = ProjectorContext {
-            plugin: "sizing".into(),
+        replay_until(
             projection,
-            log: log.clone(),
-            keyspace: keyspace.clone(),
-            config: ProjectorConfig::default(),
-            status: status.clone(),
-            applied: Arc::new(watch::Sender::new(Progress::default())),
-            stop,
-            hold,
-            notify: Box::new(|_| {}),
-        };
-        let thread = Projector::spawn(ctx, tokio::runtime::Handle::current()).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while status.position() < log.head() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        stop_tx.send_replace(true);
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
-        let counted: u64 = (0..streams)
-            .map(|s| {
-                keyspace
-                    .get(&format!("s{s}"))
-                    .unwrap()
-                    .map_or(0, |v| v.parse::<u64>().unwrap())
-            })
-            .sum();
+            &log,
+            &keyspace,
+            ProjectorConfig::default(),
+            None,
+        )
+        .await;
+        let counted: u64 = counts_of(&keyspace, streams as usize).iter().sum();
         let sizes = sizes.lock().unwrap().clone();
         (sizes, counted == total)
     }
