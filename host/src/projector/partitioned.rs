@@ -239,7 +239,7 @@ impl Worker<'_> {
             }
             position = batch.last;
             self.status.counted(batch.events.len() as u64);
-            spare = reader::recycled(batch);
+            spare = batch.events;
             if handler.worn_out() {
                 match self.projection.handler(self.keyspace) {
                     Ok(fresh) => handler = fresh,

@@ -94,7 +94,11 @@ pub(super) fn read(
     limits: Limits,
     spare: Vec<Event>,
 ) -> Result<Batch, LogError> {
-    let mut events = spare;
+    let mut events = if worth_reusing(&spare, limits) {
+        spare
+    } else {
+        Vec::new()
+    };
     if events.capacity() == 0 {
         events.reserve(limits.events.min(1024));
     }
@@ -128,10 +132,10 @@ pub(super) fn read(
                     .is_some_and(|a| a.applied(after, e.stream, at))
             {
                 bytes += e.data.len() + e.metadata.len();
-                match batch.events.get_mut(kept) {
-                    Some(slot) => overwrite(slot, &e),
-                    None => batch.events.push(to_wit(&e)),
+                if batch.events.len() == kept {
+                    batch.events.push(blank());
                 }
+                overwrite(&mut batch.events[kept], &e);
                 kept += 1;
             }
             kept < limits.events && bytes < limits.bytes && batch.scanned < max_scanned
@@ -141,18 +145,17 @@ pub(super) fn read(
     Ok(batch)
 }
 
-/// A log event as the WIT `event` record.
-fn to_wit(e: &EventRef<'_>) -> Event {
-    let mut id = uuid::Uuid::encode_buffer();
+/// An event record with nothing in it yet, for [`overwrite`] to fill.
+fn blank() -> Event {
     Event {
-        position: e.position.0,
-        stream_id: e.stream.to_owned(),
-        stream_version: e.stream_version.0,
-        event_type: e.event_type.to_owned(),
-        data: e.data.to_owned(),
-        metadata: e.metadata.to_owned(),
-        recorded_at: e.recorded_at_ms,
-        id: e.id.hyphenated().encode_lower(&mut id).to_owned(),
+        position: 0,
+        stream_id: String::new(),
+        stream_version: 0,
+        event_type: String::new(),
+        data: String::new(),
+        metadata: String::new(),
+        recorded_at: 0,
+        id: String::new(),
     }
 }
 
@@ -173,12 +176,13 @@ fn overwrite(slot: &mut Event, e: &EventRef<'_>) {
     set(&mut slot.id, e.id.hyphenated().encode_lower(&mut id));
 }
 
-/// The events of a batch done with, to read the next batch into: none when
-/// their buffers grew far past what a batch may hold (one huge event
-/// followed by small ones would otherwise pin its buffer for good).
-pub(super) fn recycled(batch: Batch) -> Vec<Event> {
-    let held: usize = batch
-        .events
+/// Whether the events of a batch done with are worth reading a batch within
+/// `limits` into: not when their buffers grew far past what such a batch
+/// holds (one huge event followed by small ones would otherwise pin its
+/// buffer for good). Checked where the batch is read, so that the thread
+/// applying batches only hands them back.
+fn worth_reusing(spare: &[Event], limits: Limits) -> bool {
+    let held: usize = spare
         .iter()
         .map(|e| {
             e.stream_id.capacity()
@@ -188,11 +192,7 @@ pub(super) fn recycled(batch: Batch) -> Vec<Event> {
                 + e.id.capacity()
         })
         .sum();
-    if held <= 2 * batch.limits.bytes + batch.limits.events * 256 {
-        batch.events
-    } else {
-        Vec::new()
-    }
+    held <= 2 * limits.bytes + limits.events * 256
 }
 
 /// A read asked of the reader thread.
@@ -262,7 +262,7 @@ impl Reader {
 
     /// Hand back a batch done with: the next read reuses its events.
     pub(super) fn recycle(&mut self, batch: Batch) {
-        self.spare = recycled(batch);
+        self.spare = batch.events;
     }
 
     /// Which events it reads.
@@ -465,7 +465,11 @@ mod tests {
         // Buffers grown far past what a batch may hold are not kept.
         let mut big = ahead;
         big.events[0].data = "x".repeat(3 * LIMITS.bytes);
-        assert!(recycled(big).is_empty());
+        assert!(!worth_reusing(&big.events, LIMITS));
+        reader.recycle(big);
+        let after_big = reader.next(Position(60), Position(70), LIMITS).unwrap();
+        assert!(after_big.events[0].data.capacity() < LIMITS.bytes);
+        assert_eq!(format!("{:?}", after_big.events), afresh(60, 70));
     }
 
     #[tokio::test(flavor = "multi_thread")]
