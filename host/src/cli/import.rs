@@ -5,6 +5,9 @@
 //! - Every line gets a stable event id: its own `id`, or one derived from
 //!   the file's name, the line's number and its content (a UUID v5). The
 //!   log's idempotent appends then recognise what is already in.
+//! - A line goes into the request as it is written, with only its derived
+//!   id spliced in: it is checked (one JSON object with a string `stream`)
+//!   but never parsed into a tree and written out again.
 //! - Lines go in chunks of whole lines, each one atomic `POST /events` (all
 //!   of a chunk's events or none), one chunk at a time, in file order, so
 //!   when an import stops, the lines before a point are in and none after
@@ -21,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -64,29 +69,57 @@ struct Chunker<R> {
     source: String,
     chunking: Chunking,
     /// A line read but left for the next chunk.
-    held: Option<(u64, Value, u64)>,
+    held: Option<(u64, Vec<u8>, u64)>,
+}
+
+/// What the import looks at in a line; every other member is only checked
+/// to be JSON.
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    stream: Option<&'a RawValue>,
+    /// Present even as `null`: a line that names its id keeps it as written.
+    #[serde(default, deserialize_with = "present")]
+    id: Option<IgnoredAny>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IgnoredAny>, D::Error> {
+    IgnoredAny::deserialize(d).map(Some)
 }
 
 impl<R: BufRead> Chunker<R> {
-    /// The event of line `number`, with its stream and a stable id.
-    fn event(&self, number: u64, text: &str) -> anyhow::Result<Value> {
-        let mut event: Value = serde_json::from_str(text)
-            .with_context(|| format!("line {number}: not a JSON object"))?;
-        let Some(object) = event.as_object_mut() else {
+    /// The event of line `number` as the JSON that goes into the request:
+    /// the line itself, with a stable id spliced in if it has none.
+    fn event(&self, number: u64, text: &str) -> anyhow::Result<Vec<u8>> {
+        let object = text.trim();
+        if !object.starts_with('{') {
             bail!("line {number}: not a JSON object");
-        };
-        if !object.get("stream").is_some_and(Value::is_string) {
+        }
+        let line: Line = serde_json::from_str(object)
+            .with_context(|| format!("line {number}: not a JSON object"))?;
+        if !line.stream.is_some_and(|s| s.get().starts_with('"')) {
             bail!("line {number}: no \"stream\"");
         }
-        if !object.contains_key("id") {
-            let digest = Sha256::digest(text.as_bytes());
-            let name = format!("{}:{number}:{}", self.source, hex::encode(digest));
-            object.insert("id".into(), json!(Uuid::new_v5(&LINE_IDS, name.as_bytes())));
+        if line.id.is_some() {
+            return Ok(object.as_bytes().to_vec());
         }
+        let digest = Sha256::digest(text.as_bytes());
+        let name = format!("{}:{number}:{}", self.source, hex::encode(digest));
+        let id = Uuid::new_v5(&LINE_IDS, name.as_bytes());
+        // `{"id":"…",` and the rest of the object: it has a member (`stream`).
+        let mut event = Vec::with_capacity(object.len() + 48);
+        event.extend_from_slice(b"{\"id\":\"");
+        event.extend_from_slice(
+            id.hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        event.extend_from_slice(b"\",");
+        event.extend_from_slice(&object.as_bytes()[1..]);
         Ok(event)
     }
 
-    fn next_line(&mut self) -> anyhow::Result<Option<(u64, Value, u64)>> {
+    fn next_line(&mut self) -> anyhow::Result<Option<(u64, Vec<u8>, u64)>> {
         if let Some(held) = self.held.take() {
             return Ok(Some(held));
         }
@@ -115,13 +148,12 @@ impl<R: BufRead> Chunker<R> {
         };
         let max_lines = self.chunking.lines.clamp(1, MAX_EVENTS_PER_APPEND);
         while chunk.lines.len() < max_lines {
-            let Some((number, event, size)) = self.next_line()? else {
+            let Some((number, encoded, size)) = self.next_line()? else {
                 break;
             };
-            let encoded = serde_json::to_vec(&event).expect("JSON serializes");
             if !chunk.lines.is_empty() && chunk.body.len() + encoded.len() + 2 > self.chunking.bytes
             {
-                self.held = Some((number, event, size));
+                self.held = Some((number, encoded, size));
                 break;
             }
             if !chunk.lines.is_empty() {
@@ -246,6 +278,7 @@ pub async fn run(client: &Client, file: &Path, chunking: Chunking) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn chunks(text: &str, chunking: Chunking) -> Vec<(Vec<u64>, Value)> {
         let mut chunker = Chunker {
@@ -282,6 +315,47 @@ mod tests {
             chunks(&changed, every)[0].1["events"][0]["id"],
             events[0]["id"]
         );
+    }
+
+    #[test]
+    fn a_line_goes_into_the_request_as_written_with_only_its_id_added() {
+        let text = "{\"stream\":\"a\",\"type\":\"T\"}\n  {\"type\": \"T\", \"stream\": \"b\", \"id\": null, \"data\": {\"n\": 1.50}}\n";
+        let every = Chunking {
+            lines: 100,
+            bytes: 1 << 20,
+        };
+        let chunker = Chunker {
+            lines: std::io::Cursor::new(Vec::new()).lines().enumerate(),
+            source: "events.ndjson".into(),
+            chunking: every,
+            held: None,
+        };
+        // The id a line gets is part of the file format: a run of an older
+        // or newer `prism import` must recognise what this one put in.
+        let first = chunker
+            .event(1, "{\"stream\":\"a\",\"type\":\"T\"}")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(first).unwrap(),
+            "{\"id\":\"4ad99b00-dc29-5d44-bddd-a958c2c4711d\",\"stream\":\"a\",\"type\":\"T\"}"
+        );
+        // A line that names its id, even as null, is sent as written.
+        let second = chunker.event(2, text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8(second).unwrap(),
+            "{\"type\": \"T\", \"stream\": \"b\", \"id\": null, \"data\": {\"n\": 1.50}}"
+        );
+        let body = &chunks(text, every)[0].1;
+        assert_eq!(body["events"].as_array().unwrap().len(), 2);
+        for bad in [
+            "[\"a\", null]",
+            "{\"stream\": 5}",
+            "{\"stream\":\"a\"} x",
+            "{\"stream\":\"a\"",
+        ] {
+            let error = chunker.event(7, bad).err().unwrap();
+            assert!(error.to_string().starts_with("line 7"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -23,8 +23,13 @@
 //! way: those whose ids the outbox holds are left out (`outbox::store`).
 //! The writer also decides whether appends are refused for lack of disk
 //! space (see the `log` module).
+//!
+//! # Stream heads
+//! The writer is the only one that moves a stream's head, so it keeps the
+//! heads it has committed ([`KnownHeads`]) and looks up only the others:
+//! an import touches thousands of streams in every request, and reading
+//! each one's head back from RocksDB was a sixth of the writer's time.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -42,6 +47,34 @@ use crate::storage::{
 
 /// Most requests committed in one group; bounds the latency of the first one.
 const MAX_GROUP: usize = 2048;
+
+/// Most stream heads the writer keeps in memory (about 70 bytes each);
+/// past it, it forgets them all and starts over.
+const MAX_KNOWN_HEADS: usize = 100_000;
+
+/// The writer's maps: keyed by stream names and event ids it hashes many
+/// times per event, with no input an attacker could use to collide them
+/// (ids of one append are checked distinct before, names come one per run).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The heads of streams as committed: what RocksDB's stream heads say, for
+/// the streams the map holds.
+#[derive(Default)]
+struct KnownHeads(HashMap<String, StreamVersion>);
+
+impl KnownHeads {
+    fn get(&self, stream: &str) -> Option<StreamVersion> {
+        self.0.get(stream).copied()
+    }
+
+    /// A group's heads, once it is stored.
+    fn committed(&mut self, heads: HashMap<String, StreamVersion>) {
+        if self.0.len() + heads.len() > MAX_KNOWN_HEADS {
+            self.0.clear();
+        }
+        self.0.extend(heads);
+    }
+}
 
 /// How often a writer that refuses appends checks whether it could store
 /// them again, when no append comes to find out.
@@ -92,6 +125,7 @@ pub(super) struct Writer {
     /// The outbox's last sequence number, published once stored (the
     /// delivery task reads the new requests from there).
     outbox: watch::Sender<u64>,
+    known: KnownHeads,
 }
 
 /// State of the group being assembled, seen by its later requests.
@@ -137,6 +171,7 @@ impl Writer {
             min_free_bytes,
             appends,
             outbox,
+            known: KnownHeads::default(),
         }
     }
 
@@ -217,6 +252,7 @@ impl Writer {
                 let _ = requests.remove(0).reply.send(results.remove(0));
                 continue;
             }
+            let heads = std::mem::take(&mut group.heads);
             let committed = if self.next > group_start || carries_commit {
                 self.store
                     .write(group.seal(&self.store), Durability::Synced)
@@ -225,6 +261,7 @@ impl Writer {
             };
             match committed {
                 Ok(()) => {
+                    self.known.committed(heads);
                     if self.next > group_start {
                         self.accepting();
                         head.send_replace(Position(self.next.0 - 1));
@@ -336,8 +373,8 @@ impl Writer {
 
     /// The version `stream` is at, as this group sees it.
     fn head_of(&self, stream: &str, group: &Group) -> Result<Option<StreamVersion>, LogError> {
-        match group.heads.get(stream) {
-            Some(v) => Ok(Some(*v)),
+        match group.heads.get(stream).copied().or(self.known.get(stream)) {
+            Some(v) => Ok(Some(v)),
             None => Ok(stream_head(&self.store, stream)?),
         }
     }
@@ -349,16 +386,16 @@ impl Writer {
         runs: &'r [StreamEvents],
         group: &Group,
     ) -> Result<HashMap<&'r str, Option<StreamVersion>>, LogError> {
-        let mut heads: HashMap<&str, Option<StreamVersion>> = HashMap::new();
+        let mut heads: HashMap<&str, Option<StreamVersion>> = HashMap::default();
         let mut unknown: Vec<&str> = Vec::new();
         for run in runs {
             let stream = run.stream.as_str();
             if heads.contains_key(stream) {
                 continue;
             }
-            match group.heads.get(stream) {
+            match group.heads.get(stream).copied().or(self.known.get(stream)) {
                 Some(v) => {
-                    heads.insert(stream, Some(*v));
+                    heads.insert(stream, Some(v));
                 }
                 None => {
                     heads.insert(stream, None);
@@ -454,7 +491,7 @@ impl Writer {
         // and where each stream is in it (an import interleaves thousands
         // of streams in one request).
         let mut versions: Vec<(String, StreamVersion)> = Vec::new();
-        let mut places: HashMap<&str, usize> = HashMap::new();
+        let mut places: HashMap<&str, usize> = HashMap::default();
         for run in runs {
             let at = places.get(run.stream.as_str()).copied();
             let current = match at {
@@ -545,5 +582,35 @@ impl Writer {
             }
         }
         idempotency::outcome(events().map(|(run, _)| run.stream.as_str()), found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heads(streams: impl IntoIterator<Item = (String, u64)>) -> HashMap<String, StreamVersion> {
+        streams
+            .into_iter()
+            .map(|(s, v)| (s, StreamVersion(v)))
+            .collect()
+    }
+
+    #[test]
+    fn known_heads_follow_commits_and_start_over_past_their_bound() {
+        let mut known = KnownHeads::default();
+        known.committed(heads([("a".to_string(), 0), ("b".to_string(), 4)]));
+        known.committed(heads([("a".to_string(), 3)]));
+        assert_eq!(known.get("a"), Some(StreamVersion(3)));
+        assert_eq!(known.get("b"), Some(StreamVersion(4)));
+        assert_eq!(known.get("c"), None);
+        let many = (0..MAX_KNOWN_HEADS - 2).map(|i| (format!("s{i}"), i as u64));
+        known.committed(heads(many));
+        assert_eq!(known.0.len(), MAX_KNOWN_HEADS);
+        // One more is past the bound: only the newest group's heads are kept.
+        known.committed(heads([("c".to_string(), 1)]));
+        assert_eq!(known.0.len(), 1);
+        assert_eq!(known.get("c"), Some(StreamVersion(1)));
+        assert_eq!(known.get("a"), None);
     }
 }
