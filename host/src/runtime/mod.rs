@@ -6,10 +6,13 @@
 //! - `view/`, `logging/`, `emit`, `outbox`: the host side of the imports a plugin gets.
 //! - `state`: what a plugin's `Store` holds (WASI granting nothing).
 //! - `instance`: one instantiated plugin and the calls into it.
+//! - `function_cache`: compiled functions kept for the next component that
+//!   has them too (a new version of a plugin compiles only what changed).
 
 pub mod bindings;
 mod causes;
 mod emit;
+mod function_cache;
 mod instance;
 pub mod logging;
 mod outbox;
@@ -117,6 +120,9 @@ pub struct Runtime {
     linker: Arc<Linker<PluginState>>,
     /// Where compiled components are kept between runs.
     cache_dir: PathBuf,
+    /// Compiled functions kept for other components (none if another
+    /// process uses the cache directory's).
+    functions: Option<Arc<function_cache::FunctionCache>>,
     /// Drives plugin calls (their deadlines and WASI waits).
     rt: tokio::runtime::Handle,
     /// A runtime of our own when none was running where we were created
@@ -130,6 +136,11 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.parallel_compilation(true);
+        std::fs::create_dir_all(cache_dir)?;
+        let functions = function_cache::FunctionCache::open(cache_dir).map(Arc::new);
+        if let Some(functions) = &functions {
+            config.enable_incremental_compilation(functions.clone())?;
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -137,7 +148,6 @@ impl Runtime {
         v0_3::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_2::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_1::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        std::fs::create_dir_all(cache_dir)?;
         let ticker = engine.weak();
         std::thread::Builder::new()
             .name("prism-epoch".into())
@@ -163,6 +173,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             cache_dir: cache_dir.to_path_buf(),
+            functions,
             rt,
             _own: own,
         })
@@ -179,6 +190,11 @@ impl Runtime {
         env!("CARGO_PKG_VERSION").hash(&mut h);
         self.cache_dir
             .join(format!("{content_hash}-{:016x}.cwasm", h.finish()))
+    }
+
+    /// Functions found in and added to the function cache so far.
+    pub(crate) fn function_counts(&self) -> (u64, u64) {
+        self.functions.as_ref().map_or((0, 0), |f| f.counts())
     }
 
     /// Compile (or load from the cache) and link a component, checking that
@@ -207,8 +223,17 @@ impl Runtime {
                 if let Some(problem) = not_a_component(bytes) {
                     return Err(RuntimeError::Compile(problem));
                 }
+                let before = self.function_counts();
+                let started = std::time::Instant::now();
                 let c = Component::from_binary(&self.engine, bytes)
                     .map_err(|e| RuntimeError::Compile(unparsable(bytes, &e)))?;
+                let after = self.function_counts();
+                tracing::debug!(
+                    took = ?started.elapsed(),
+                    reused = after.0 - before.0,
+                    compiled = after.1 - before.1,
+                    "compiled a component (functions reused from the function cache, and compiled and kept there; other compiles at the same time count too)"
+                );
                 let serialized = c
                     .serialize()
                     .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;

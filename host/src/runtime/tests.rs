@@ -107,10 +107,12 @@ impl Sandbox {
         }
     }
 
+    /// The compiled components in the cache (not the function cache's pack).
     fn cache_entries(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.dir.path().join("cache"))
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name != "functions.pack")
             .collect();
         names.sort();
         names
@@ -187,6 +189,74 @@ fn concurrent_compiles_of_the_same_component_share_one_cache_entry() {
         let mut instance = sandbox.start(&component, 4 << 20).unwrap();
         assert_eq!(instance.describe().unwrap().name, "twin-memories");
     }
+}
+
+/// `bytes` with a custom section added: another file, the same code.
+fn with_custom_section(bytes: &[u8], text: &str) -> Vec<u8> {
+    let name = b"prism-test";
+    let payload_len = 1 + name.len() + text.len();
+    assert!(payload_len < 128 && name.len() < 128);
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(&[0, payload_len as u8, name.len() as u8]);
+    out.extend_from_slice(name);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+#[test]
+fn a_new_version_of_a_component_reuses_the_functions_compiled_for_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = test_plugin("deposits-only");
+    let functions = {
+        let runtime = Runtime::new(dir.path()).unwrap();
+        assert!(!runtime.compile(&first).unwrap().from_cache);
+        // Some functions are found already: a component's modules share some.
+        let (found, kept) = runtime.function_counts();
+        assert!(kept > 100, "{kept} functions kept");
+        let functions = found + kept;
+        // Another file (not in the component cache) with the same code:
+        // every function is found, none compiled again.
+        let second = with_custom_section(&first, "v2");
+        let compiled = runtime.compile(&second).unwrap();
+        assert!(!compiled.from_cache);
+        // Nearly every function is found; a few get other cache keys from
+        // one compile to the next (about 5 in 100 here).
+        let (found_again, kept_again) = runtime.function_counts();
+        assert!(
+            (found_again - found) * 10 >= functions * 9,
+            "{} of {functions} found",
+            found_again - found
+        );
+        assert!((kept_again - kept) * 10 <= functions, "{kept_again}");
+        // What is reused runs as what was compiled.
+        let db = crate::storage::open(&dir.path().join("db")).unwrap();
+        let view = ViewAccess::new(ViewStore::new(db).detached("view.test"));
+        let mut instance = runtime
+            .instantiate(
+                &compiled,
+                view,
+                Arc::new(PluginLog::new()),
+                PluginLimits::default(),
+            )
+            .unwrap();
+        assert_eq!(instance.describe().unwrap().name, "deposits-only");
+        // A different plugin built with the same SDK finds part of its code.
+        runtime.compile(&test_plugin("indexed-balance")).unwrap();
+        let (found_other, kept_other) = runtime.function_counts();
+        assert!(
+            (found_other - found_again) * 2 > functions,
+            "{} found",
+            found_other - found_again
+        );
+        assert!(kept_other > kept_again, "{kept_other} kept");
+        functions
+    };
+    // A runtime opened later on the same directory finds them too.
+    let again = Runtime::new(dir.path()).unwrap();
+    again.compile(&with_custom_section(&first, "v3")).unwrap();
+    let (found, kept) = again.function_counts();
+    assert!(found * 10 >= functions * 9, "{found} of {functions} found");
+    assert!(kept * 10 <= functions, "{kept} compiled again");
 }
 
 #[test]
