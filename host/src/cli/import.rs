@@ -280,15 +280,20 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn chunks(text: &str, chunking: Chunking) -> Vec<(Vec<u64>, Value)> {
-        let mut chunker = Chunker {
+    /// A chunker over `text` as the file `events.ndjson`.
+    fn chunker(text: &str, chunking: Chunking) -> Chunker<std::io::Cursor<Vec<u8>>> {
+        Chunker {
             lines: std::io::Cursor::new(text.as_bytes().to_vec())
                 .lines()
                 .enumerate(),
             source: "events.ndjson".into(),
             chunking,
             held: None,
-        };
+        }
+    }
+
+    fn chunks(text: &str, chunking: Chunking) -> Vec<(Vec<u64>, Value)> {
+        let mut chunker = chunker(text, chunking);
         let mut out = Vec::new();
         while let Some(chunk) = chunker.next_chunk().unwrap() {
             out.push((chunk.lines, serde_json::from_slice(&chunk.body).unwrap()));
@@ -324,12 +329,7 @@ mod tests {
             lines: 100,
             bytes: 1 << 20,
         };
-        let chunker = Chunker {
-            lines: std::io::Cursor::new(Vec::new()).lines().enumerate(),
-            source: "events.ndjson".into(),
-            chunking: every,
-            held: None,
-        };
+        let chunker = chunker("", every);
         // The id a line gets is part of the file format: a run of an older
         // or newer `prism import` must recognise what this one put in.
         let first = chunker
@@ -379,17 +379,13 @@ mod tests {
 
     #[test]
     fn a_line_that_is_not_an_event_names_its_number() {
-        let mut chunker = Chunker {
-            lines: std::io::Cursor::new(b"{\"stream\":\"s\",\"type\":\"T\"}\n[1]\n".to_vec())
-                .lines()
-                .enumerate(),
-            source: "f".into(),
-            chunking: Chunking {
+        let mut chunker = chunker(
+            "{\"stream\":\"s\",\"type\":\"T\"}\n[1]\n",
+            Chunking {
                 lines: 10,
                 bytes: 1 << 20,
             },
-            held: None,
-        };
+        );
         let error = chunker.next_chunk().err().unwrap();
         assert!(error.to_string().contains("line 2"), "{error}");
     }
