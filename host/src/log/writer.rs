@@ -371,9 +371,20 @@ impl Writer {
         self.appends.send_replace(AppendState::Accepting);
     }
 
+    /// The version `stream` is at as this group sees it, if that is known
+    /// without asking RocksDB: from the group itself, else from the heads
+    /// already committed.
+    fn head_in_memory(&self, stream: &str, group: &Group) -> Option<StreamVersion> {
+        group
+            .heads
+            .get(stream)
+            .copied()
+            .or_else(|| self.known.get(stream))
+    }
+
     /// The version `stream` is at, as this group sees it.
     fn head_of(&self, stream: &str, group: &Group) -> Result<Option<StreamVersion>, LogError> {
-        match group.heads.get(stream).copied().or(self.known.get(stream)) {
+        match self.head_in_memory(stream, group) {
             Some(v) => Ok(Some(v)),
             None => Ok(stream_head(&self.store, stream)?),
         }
@@ -393,7 +404,7 @@ impl Writer {
             if heads.contains_key(stream) {
                 continue;
             }
-            match group.heads.get(stream).copied().or(self.known.get(stream)) {
+            match self.head_in_memory(stream, group) {
                 Some(v) => {
                     heads.insert(stream, Some(v));
                 }
