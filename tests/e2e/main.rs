@@ -33,6 +33,7 @@ mod outbox;
 mod plugin_directory;
 mod plugin_status;
 mod poison_events;
+mod profiling;
 mod reserved_keys;
 mod sandbox_limits;
 mod security;

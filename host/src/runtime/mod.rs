@@ -113,6 +113,10 @@ impl CompiledPlugin {
     }
 }
 
+/// The environment variable that makes the engine list every plugin
+/// function it loads in `/tmp/perf-PID.map`, for `perf` to name them.
+pub const PERF_MAP_VAR: &str = "PRISM_PERFMAP";
+
 /// The process-wide wasmtime engine and linker.
 #[derive(Clone)]
 pub struct Runtime {
@@ -136,6 +140,10 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.parallel_compilation(true);
+        if std::env::var_os(PERF_MAP_VAR).is_some_and(|v| !v.is_empty() && v != "0") {
+            // /tmp/perf-PID.map: Linux perf then names the plugins' functions.
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         std::fs::create_dir_all(cache_dir)?;
         let functions = function_cache::FunctionCache::open(cache_dir).map(Arc::new);
         if let Some(functions) = &functions {

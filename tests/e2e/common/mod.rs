@@ -233,9 +233,14 @@ impl TestServer {
         server
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The server's resident memory, in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        let pid = self.child.as_ref().expect("running").id();
+        let pid = self.pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()
