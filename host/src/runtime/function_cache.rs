@@ -19,28 +19,39 @@
 //! simply compiled again.
 //!
 //! One process uses a pack at a time (an exclusive `flock`); a second one
-//! sharing the cache directory compiles without it. A pack that has grown
-//! past [`MAX_PACK_BYTES`] takes no more functions; one found past it when
-//! opening is started afresh.
+//! sharing the cache directory compiles without it.
+//!
+//! # Bounded
+//! Each compile adds the functions it did not find, and some functions of
+//! unchanged code get another key from one compile to the next, so the pack
+//! grows with every new version. When a function would take it past
+//! [`MAX_PACK_BYTES`], it is compacted: rewritten beside the old one (then
+//! renamed over it) with the functions found or added since it was opened,
+//! then the most recently added others, up to half that size. A pack found
+//! past the bound when opening is compacted the same way. A pack that
+//! cannot be compacted (a full disk) takes no more functions until it is
+//! next opened.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
 /// The pack's file name in the cache directory.
 const PACK: &str = "functions.pack";
 
-/// Size past which the pack takes no more functions (and is started afresh
-/// the next time it is opened). A Python component's functions take about
-/// a tenth of this.
-pub(crate) const MAX_PACK_BYTES: u64 = 1 << 30;
+/// What a pack is compacted into before it is renamed over the pack.
+const COMPACTING: &str = "functions.pack.compacting";
+
+/// Size past which the pack is compacted to half of it. A Python
+/// component's functions take about 30 MB.
+pub(crate) const MAX_PACK_BYTES: u64 = 512 << 20;
 
 /// Bytes before a record's key: two lengths and the digest.
 const HEADER: usize = 4 + 4 + 32;
@@ -51,12 +62,16 @@ struct Place {
     offset: u64,
     len: u32,
     digest: [u8; 32],
+    /// Found or added since the pack was opened: kept first when compacting.
+    used: bool,
 }
 
 /// The pack, open for reading and appending.
 #[derive(Debug)]
 pub(crate) struct FunctionCache {
-    file: File,
+    dir: PathBuf,
+    /// Size past which the pack is compacted ([`MAX_PACK_BYTES`]).
+    limit: u64,
     state: Mutex<State>,
     /// Functions handed out and functions kept, since opening.
     found: AtomicU64,
@@ -65,9 +80,14 @@ pub(crate) struct FunctionCache {
 
 #[derive(Debug)]
 struct State {
+    /// The pack (replaced when compacted; a reader may still hold the old
+    /// one, whose records stay where its place said).
+    file: Arc<File>,
     index: HashMap<Vec<u8>, Place>,
     /// Where the next record goes.
     end: u64,
+    /// Compacting failed: the pack takes no more functions.
+    full: bool,
 }
 
 fn digest(key: &[u8], value: &[u8]) -> [u8; 32] {
@@ -82,7 +102,11 @@ impl FunctionCache {
     /// Open (or create) the pack in `dir`. `None`, after a warning, when it
     /// cannot be used: compiling then works as without it.
     pub(crate) fn open(dir: &Path) -> Option<FunctionCache> {
-        match Self::try_open(dir) {
+        Self::open_with_limit(dir, MAX_PACK_BYTES)
+    }
+
+    fn open_with_limit(dir: &Path, limit: u64) -> Option<FunctionCache> {
+        match Self::try_open(dir, limit) {
             Ok(cache) => cache,
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "compiled functions are not kept: the function cache cannot be opened");
@@ -91,7 +115,7 @@ impl FunctionCache {
         }
     }
 
-    fn try_open(dir: &Path) -> std::io::Result<Option<FunctionCache>> {
+    fn try_open(dir: &Path, limit: u64) -> std::io::Result<Option<FunctionCache>> {
         let path = dir.join(PACK);
         let file = File::options()
             .read(true)
@@ -106,7 +130,7 @@ impl FunctionCache {
         let size = file.metadata()?.len();
         let mut index = HashMap::new();
         let mut end = 0u64;
-        if size <= MAX_PACK_BYTES {
+        {
             let mut reader = std::io::BufReader::new(&file);
             while let Some((key, place)) = next_record(&mut reader, end, size)? {
                 end = place.offset + u64::from(place.len);
@@ -114,15 +138,30 @@ impl FunctionCache {
             }
         }
         if end < size {
-            // A record cut short (or a pack started afresh): drop the rest.
+            // A record cut short by a crash: drop it.
             file.set_len(end)?;
         }
-        Ok(Some(FunctionCache {
-            file,
-            state: Mutex::new(State { index, end }),
+        // What a compaction cut short by a crash left.
+        let _ = std::fs::remove_file(dir.join(COMPACTING));
+        let cache = FunctionCache {
+            dir: dir.to_path_buf(),
+            limit,
+            state: Mutex::new(State {
+                file: Arc::new(file),
+                index,
+                end,
+                full: false,
+            }),
             found: AtomicU64::new(0),
             kept: AtomicU64::new(0),
-        }))
+        };
+        {
+            let mut state = cache.state.lock().expect("function cache");
+            if state.end > limit {
+                cache.compact(&mut state);
+            }
+        }
+        Ok(Some(cache))
     }
 
     /// How many functions the pack holds.
@@ -137,6 +176,73 @@ impl FunctionCache {
             self.found.load(Ordering::Relaxed),
             self.kept.load(Ordering::Relaxed),
         )
+    }
+
+    /// Rewrite the pack with the functions in use, then the most recently
+    /// added ones, up to half its limit. On failure keep it as it is, taking
+    /// no more functions.
+    fn compact(&self, state: &mut State) {
+        let before = state.end;
+        match self.try_compact(state) {
+            Ok(()) => tracing::info!(
+                before,
+                after = state.end,
+                functions = state.index.len(),
+                "function cache compacted"
+            ),
+            Err(e) => {
+                let _ = std::fs::remove_file(self.dir.join(COMPACTING));
+                tracing::warn!(error = %e, "the function cache could not be compacted; it takes no more functions");
+                state.full = true;
+            }
+        }
+    }
+
+    fn try_compact(&self, state: &mut State) -> std::io::Result<()> {
+        let record_len =
+            |key: &[u8], place: &Place| (HEADER + key.len()) as u64 + u64::from(place.len);
+        let mut order: Vec<(&Vec<u8>, &Place)> = state.index.iter().collect();
+        // In use first, then the newest.
+        order.sort_by_key(|(_, place)| (!place.used, std::cmp::Reverse(place.offset)));
+        let mut budget = self.limit / 2;
+        let mut kept: Vec<(&Vec<u8>, &Place)> = Vec::new();
+        for (key, place) in order {
+            let len = record_len(key, place);
+            if len <= budget {
+                budget -= len;
+                kept.push((key, place));
+            }
+        }
+        // Records keep their order, so the pack still reads oldest first.
+        kept.sort_by_key(|(_, place)| place.offset);
+
+        let path = self.dir.join(COMPACTING);
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        // Locked before it is renamed into place, so that no other process
+        // takes the new pack in between.
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+        let mut index = HashMap::with_capacity(kept.len());
+        let mut end = 0u64;
+        let mut record = Vec::new();
+        for (key, place) in kept {
+            let start = place.offset - (HEADER + key.len()) as u64;
+            record.resize(record_len(key, place) as usize, 0);
+            state.file.read_exact_at(&mut record, start)?;
+            file.write_all_at(&record, end)?;
+            let offset = end + (HEADER + key.len()) as u64;
+            index.insert(key.clone(), Place { offset, ..*place });
+            end += record.len() as u64;
+        }
+        std::fs::rename(&path, self.dir.join(PACK))?;
+        state.file = Arc::new(file);
+        state.index = index;
+        state.end = end;
+        Ok(())
     }
 }
 
@@ -169,15 +275,21 @@ fn next_record(
             offset,
             len,
             digest,
+            used: false,
         },
     )))
 }
 
 impl wasmtime::CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
-        let place = *self.state.lock().expect("function cache").index.get(key)?;
+        let (place, file) = {
+            let mut state = self.state.lock().expect("function cache");
+            let place = state.index.get_mut(key)?;
+            place.used = true;
+            (*place, state.file.clone())
+        };
         let mut value = vec![0; place.len as usize];
-        self.file.read_exact_at(&mut value, place.offset).ok()?;
+        file.read_exact_at(&mut value, place.offset).ok()?;
         if digest(key, &value) != place.digest {
             return None;
         }
@@ -196,12 +308,22 @@ impl wasmtime::CacheStore for FunctionCache {
         record.extend_from_slice(&digest);
         record.extend_from_slice(key);
         record.extend_from_slice(&value);
-        let mut state = self.state.lock().expect("function cache");
-        if state.index.contains_key(key) || state.end + record.len() as u64 > MAX_PACK_BYTES {
+        if record.len() as u64 > self.limit / 2 {
+            // More than a compacted pack may hold.
             return false;
         }
+        let mut state = self.state.lock().expect("function cache");
+        if state.index.contains_key(key) || state.full {
+            return false;
+        }
+        if state.end + record.len() as u64 > self.limit {
+            self.compact(&mut state);
+            if state.full || state.end + record.len() as u64 > self.limit {
+                return false;
+            }
+        }
         let at = state.end;
-        if self.file.write_all_at(&record, at).is_err() {
+        if state.file.write_all_at(&record, at).is_err() {
             // Whatever part was written is cut off when the pack is next
             // opened; the next record goes over it.
             return false;
@@ -214,6 +336,7 @@ impl wasmtime::CacheStore for FunctionCache {
                 offset,
                 len,
                 digest,
+                used: true,
             },
         );
         self.kept.fetch_add(1, Ordering::Relaxed);
@@ -268,5 +391,92 @@ mod tests {
         let cache = FunctionCache::open(dir.path()).unwrap();
         assert!(cache.get(b"k1").is_none());
         assert_eq!(cache.get(b"k3").unwrap().as_ref(), b"three");
+    }
+
+    fn key(n: usize) -> Vec<u8> {
+        format!("k{n:02}").into_bytes()
+    }
+
+    fn value(n: usize) -> Vec<u8> {
+        vec![n as u8; 1000]
+    }
+
+    /// Bytes a record of `key(n)` and `value(n)` takes.
+    const RECORD: u64 = (HEADER + 3 + 1000) as u64;
+
+    #[test]
+    fn a_full_pack_keeps_the_functions_in_use_then_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join(PACK);
+        {
+            let cache = FunctionCache::open_with_limit(dir.path(), 10 * RECORD).unwrap();
+            for n in 0..10 {
+                assert!(cache.insert(&key(n), value(n)));
+            }
+            assert_eq!(std::fs::metadata(&pack).unwrap().len(), 10 * RECORD);
+            // Larger than a compacted pack may hold: not kept, and the
+            // pack is left as it is.
+            assert!(!cache.insert(b"huge", vec![0; 5 * RECORD as usize]));
+            assert_eq!(cache.len(), 10);
+        }
+        {
+            let cache = FunctionCache::open_with_limit(dir.path(), 10 * RECORD).unwrap();
+            assert_eq!(cache.len(), 10);
+            // In use in this process: k00 and k01.
+            assert_eq!(cache.get(&key(0)).unwrap().as_ref(), &value(0)[..]);
+            assert_eq!(cache.get(&key(1)).unwrap().as_ref(), &value(1)[..]);
+            // The pack is full: compacted to half (k00, k01, then the newest
+            // k09, k08, k07), then k10 goes in.
+            assert!(cache.insert(&key(10), value(10)));
+            assert_eq!(cache.len(), 6);
+            assert_eq!(std::fs::metadata(&pack).unwrap().len(), 6 * RECORD);
+            for n in [0, 1, 7, 8, 9, 10] {
+                assert_eq!(
+                    cache.get(&key(n)).unwrap().as_ref(),
+                    &value(n)[..],
+                    "k{n:02}"
+                );
+            }
+            for n in 2..7 {
+                assert!(cache.get(&key(n)).is_none(), "k{n:02} was dropped");
+            }
+            // The compacted pack is the one locked.
+            assert!(FunctionCache::open_with_limit(dir.path(), 10 * RECORD).is_none());
+            assert!(!dir.path().join(COMPACTING).exists());
+        }
+        let cache = FunctionCache::open_with_limit(dir.path(), 10 * RECORD).unwrap();
+        assert_eq!(cache.len(), 6);
+        for n in [0, 1, 7, 8, 9, 10] {
+            assert_eq!(
+                cache.get(&key(n)).unwrap().as_ref(),
+                &value(n)[..],
+                "k{n:02}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pack_past_its_bound_when_opened_keeps_its_newest_half() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cache = FunctionCache::open_with_limit(dir.path(), 100 * RECORD).unwrap();
+            for n in 0..10 {
+                assert!(cache.insert(&key(n), value(n)));
+            }
+        }
+        // A compaction a crash cut short left its file behind.
+        std::fs::write(dir.path().join(COMPACTING), b"partial").unwrap();
+        let cache = FunctionCache::open_with_limit(dir.path(), 8 * RECORD).unwrap();
+        assert_eq!(cache.len(), 4);
+        assert!(!dir.path().join(COMPACTING).exists());
+        for n in 6..10 {
+            assert_eq!(
+                cache.get(&key(n)).unwrap().as_ref(),
+                &value(n)[..],
+                "k{n:02}"
+            );
+        }
+        assert!(cache.get(&key(5)).is_none());
+        assert!(cache.insert(&key(10), value(10)));
     }
 }
