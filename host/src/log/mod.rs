@@ -477,23 +477,22 @@ impl EventLog {
         mut visit: impl FnMut(Position, Option<EventRef<'_>>) -> bool,
     ) -> Result<(), LogError> {
         let events = self.store.fixed(CF_EVENTS);
-        let start = codec::u64_key(from.0.max(1));
-        let iter = self
-            .store
-            .scan(&events, Seek::From(&start), Reading::Sequential);
-        for item in iter {
-            let (key, value) = item?;
-            let position = Position(codec::decode_u64(&key)?);
-            let (stream, event_type) = codec::stream_and_type(&value)?;
+        let mut iter = self.store.cursor(&events, Reading::Sequential);
+        iter.seek(codec::u64_key(from.0.max(1)));
+        while let Some((key, value)) = iter.entry() {
+            let position = Position(codec::decode_u64(key)?);
+            let (stream, event_type) = codec::stream_and_type(value)?;
             let event = if wants(stream, event_type) {
-                Some(borrowed(position, codec::decode_event_ref(&value)?))
+                Some(borrowed(position, codec::decode_event_ref(value)?))
             } else {
                 None
             };
             if !visit(position, event) {
-                break;
+                return Ok(());
             }
+            iter.next();
         }
+        iter.status()?;
         Ok(())
     }
 

@@ -56,11 +56,14 @@ pub(super) struct Batch {
     pub limits: Limits,
 }
 
+/// A set of event types, hashed for one lookup per event read.
+pub(super) type EventTypes = HashSet<String, foldhash::fast::RandomState>;
+
 /// Which events of the log a projector hands its plugin.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Filter {
     /// The event types the projection consumes; `None` for all.
-    pub types: Option<HashSet<String>>,
+    pub types: Option<EventTypes>,
     /// Only the streams of this partition (a partitioned replay's worker).
     pub partition: Option<Partition>,
     /// Leave out the events partitions have applied already (see
@@ -70,7 +73,7 @@ pub(super) struct Filter {
 
 impl Filter {
     /// The projection's event types, every stream.
-    pub fn types(types: Option<HashSet<String>>) -> Self {
+    pub fn types(types: Option<EventTypes>) -> Self {
         Filter {
             types,
             ..Filter::default()
@@ -412,7 +415,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_batch_read_ahead_is_the_batch_read_in_turn() {
         let (_dir, log) = log_of(100).await;
-        let wanted: HashSet<String> = ["Kept".to_string()].into();
+        let wanted: EventTypes = ["Kept".to_string()].into_iter().collect();
         let filter = Filter::types(Some(wanted));
         let mut reader = Reader::new(log.clone(), filter.clone(), "t");
         let first = reader.next(Position(0), Position(100), LIMITS).unwrap();
