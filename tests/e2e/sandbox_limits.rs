@@ -296,9 +296,17 @@ async fn an_abort_inside_a_batch_quarantines_the_plugin_instead_of_crash_looping
     assert_eq!(server.view("hostile", "s").await.unwrap()["count"], 2);
     neighbour_keeps_working(&server).await;
 
-    // Resumed one event at a time, it aborts again at the very event.
-    let (status, body) = server.post("/plugins/hostile/resume", &json!({})).await;
-    assert_eq!(status, 202, "{body}");
+    // Resumed one event at a time, it aborts again at the very event: so
+    // soon, at times, that the process is gone before the answer is sent.
+    let resumed = server
+        .http
+        .post(server.url("/plugins/hostile/resume"))
+        .json(&json!({}))
+        .send()
+        .await;
+    if let Ok(response) = resumed {
+        assert_eq!(response.status().as_u16(), 202);
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.exited().is_none() {
         assert!(Instant::now() < deadline, "the process did not abort again");
