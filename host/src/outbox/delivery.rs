@@ -130,10 +130,30 @@ struct Target {
 #[derive(Clone)]
 pub struct Outbox {
     store: OutboxStore,
-    commands: mpsc::Sender<Command>,
+    commands: Arc<Mailbox>,
     stats: Arc<Mutex<Stats>>,
     /// The targets `prism.toml` configures, to say why a request waits.
     configured: Arc<HashSet<String>>,
+}
+
+/// The delivery thread's mailbox. Dropping the last handle closes it and
+/// waits for the thread to end: it holds the database, and a thread still
+/// ending (its runtime, RocksDB's thread-local state) when the process
+/// exits races the library's teardown and can crash it.
+struct Mailbox {
+    tx: Option<mpsc::Sender<Command>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
 }
 
 enum Command {
@@ -189,18 +209,21 @@ impl Outbox {
         // The task's reads and writes of the store are small but blocking:
         // it runs on a thread of its own (its HTTP sends run on that
         // thread's runtime), never on the server's async workers. It ends,
-        // and releases the store, when every handle is gone.
+        // and releases the store, when every handle is gone ([`Mailbox`]).
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("the outbox's delivery thread: {e}"))?;
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("prism-outbox".into())
             .spawn(move || runtime.block_on(task.run(enqueued, mailbox, results)))
             .map_err(|e| format!("the outbox's delivery thread: {e}"))?;
         Ok(Outbox {
             store,
-            commands,
+            commands: Arc::new(Mailbox {
+                tx: Some(commands),
+                thread: Some(thread),
+            }),
             stats,
             configured,
         })
@@ -300,8 +323,8 @@ impl Outbox {
     }
 
     async fn ask(&self, command: Command) -> Result<(), OutboxError> {
-        self.commands
-            .send(command)
+        let tx = self.commands.tx.as_ref().ok_or(OutboxError::ShuttingDown)?;
+        tx.send(command)
             .await
             .map_err(|_| OutboxError::ShuttingDown)
     }
@@ -924,5 +947,29 @@ mod tests {
         let page = outbox.page("p", None, 0, 10).unwrap();
         assert_eq!(page.entries.len(), 1);
         assert!(outbox.waiting_for(&page.entries[0]).is_some());
+    }
+
+    #[tokio::test]
+    async fn the_last_handle_dropped_ends_the_delivery_thread_and_its_hold_on_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::open(dir.path()).unwrap();
+        let weak = db.downgrade();
+        let (_enqueue, enqueued) = watch::channel(0u64);
+        let outbox = Outbox::start(
+            OutboxStore::new(db),
+            enqueued,
+            OutboxConfig::default(),
+            &HashMap::new(),
+        )
+        .unwrap();
+        let other = outbox.clone();
+        drop(outbox);
+        assert!(weak.upgrade().is_some(), "a handle is left");
+        drop(other);
+        // Gone with the last handle, not some time after it.
+        assert!(
+            weak.upgrade().is_none(),
+            "the delivery thread still holds the database"
+        );
     }
 }
