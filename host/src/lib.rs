@@ -18,7 +18,8 @@
 //! - [`api`]: the HTTP API.
 //! - [`server`]: wiring it all together; [`config`]: settings.
 //! - [`client`]: the HTTP client behind the CLI; [`histogram`]: latency
-//!   histograms; [`clock`]: timestamps.
+//!   histograms; [`clock`]: timestamps; `mailbox`: threads fed through a
+//!   channel, waited for when their last handle goes.
 
 pub mod api;
 pub mod client;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod declarative;
 pub mod histogram;
 pub mod log;
+mod mailbox;
 pub mod outbox;
 pub mod plugins;
 pub mod projector;

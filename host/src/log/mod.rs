@@ -51,6 +51,8 @@ mod writer;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::mailbox::Mailbox;
 use uuid::Uuid;
 
 pub use model::{
@@ -132,12 +134,9 @@ pub struct Committed {
     pub enqueued: u64,
 }
 
-/// The writer thread's mailbox. Dropping the last handle closes it and
+/// The writer thread's mailbox: dropping the last handle closes it and
 /// waits for the thread, so that the database is released when the log is.
-struct WriterHandle {
-    tx: Option<mpsc::Sender<AppendRequest>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+struct WriterHandle(Mailbox<AppendRequest>);
 
 impl WriterHandle {
     /// Hand a request to the writer thread and wait for its answer.
@@ -157,22 +156,12 @@ impl WriterHandle {
             outbox,
             reply,
         };
-        self.tx
-            .as_ref()
-            .expect("open until dropped")
+        self.0
+            .sender()
             .send(request)
             .await
             .map_err(|_| LogError::ShuttingDown)?;
         answer.await.map_err(|_| LogError::ShuttingDown)?
-    }
-}
-
-impl Drop for WriterHandle {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -281,10 +270,7 @@ impl EventLog {
         )?;
         Ok(EventLog {
             store,
-            appender: Appender::Local(Arc::new(WriterHandle {
-                tx: Some(tx),
-                thread: Some(thread),
-            })),
+            appender: Appender::Local(Arc::new(WriterHandle(Mailbox::new(tx, thread)))),
             head: head_rx,
             appends: appends_rx,
             outbox: outbox_rx,

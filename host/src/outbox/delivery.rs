@@ -32,6 +32,7 @@ use uuid::Uuid;
 use super::config::{OutboxConfig, TargetConfig};
 use super::store::{Found, OutboxStore};
 use super::{Entry, EntryState};
+use crate::mailbox::Mailbox;
 use crate::storage::StorageError;
 
 /// The header that carries a request's idempotency key.
@@ -130,30 +131,12 @@ struct Target {
 #[derive(Clone)]
 pub struct Outbox {
     store: OutboxStore,
-    commands: Arc<Mailbox>,
+    /// The delivery thread's mailbox: the thread ends, and lets go of the
+    /// store, with the last handle.
+    commands: Arc<Mailbox<Command>>,
     stats: Arc<Mutex<Stats>>,
     /// The targets `prism.toml` configures, to say why a request waits.
     configured: Arc<HashSet<String>>,
-}
-
-/// The delivery thread's mailbox. Dropping the last handle closes it and
-/// waits for the thread to end: it holds the database, and a thread still
-/// ending (its runtime, RocksDB's thread-local state) when the process
-/// exits races the library's teardown and can crash it.
-struct Mailbox {
-    tx: Option<mpsc::Sender<Command>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Mailbox {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(thread) = self.thread.take()
-            && thread.thread().id() != std::thread::current().id()
-        {
-            let _ = thread.join();
-        }
-    }
 }
 
 enum Command {
@@ -209,7 +192,7 @@ impl Outbox {
         // The task's reads and writes of the store are small but blocking:
         // it runs on a thread of its own (its HTTP sends run on that
         // thread's runtime), never on the server's async workers. It ends,
-        // and releases the store, when every handle is gone ([`Mailbox`]).
+        // and releases the store, when every handle is gone.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -220,10 +203,7 @@ impl Outbox {
             .map_err(|e| format!("the outbox's delivery thread: {e}"))?;
         Ok(Outbox {
             store,
-            commands: Arc::new(Mailbox {
-                tx: Some(commands),
-                thread: Some(thread),
-            }),
+            commands: Arc::new(Mailbox::new(commands, thread)),
             stats,
             configured,
         })
@@ -323,8 +303,9 @@ impl Outbox {
     }
 
     async fn ask(&self, command: Command) -> Result<(), OutboxError> {
-        let tx = self.commands.tx.as_ref().ok_or(OutboxError::ShuttingDown)?;
-        tx.send(command)
+        self.commands
+            .sender()
+            .send(command)
             .await
             .map_err(|_| OutboxError::ShuttingDown)
     }

@@ -123,7 +123,7 @@ impl FunctionCache {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        if lock(&file).is_err() {
             tracing::info!(path = %path.display(), "another process uses the function cache; compiling without it");
             return Ok(None);
         }
@@ -225,7 +225,7 @@ impl FunctionCache {
             .open(&path)?;
         // Locked before it is renamed into place, so that no other process
         // takes the new pack in between.
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+        lock(&file)?;
         let mut index = HashMap::with_capacity(kept.len());
         let mut end = 0u64;
         let mut record = Vec::new();
@@ -244,6 +244,14 @@ impl FunctionCache {
         state.end = end;
         Ok(())
     }
+}
+
+/// Take the pack for this process, or fail at once if another has it.
+fn lock(file: &File) -> std::io::Result<()> {
+    Ok(rustix::fs::flock(
+        file,
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )?)
 }
 
 /// The record at `at` (read by `reader`, which is there) if the pack holds

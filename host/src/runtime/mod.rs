@@ -115,7 +115,7 @@ impl CompiledPlugin {
 
 /// The environment variable that makes the engine list every plugin
 /// function it loads in `/tmp/perf-PID.map`, for `perf` to name them.
-pub const PERF_MAP_VAR: &str = "PRISM_PERFMAP";
+const PERF_MAP_VAR: &str = "PRISM_PERFMAP";
 
 /// The process-wide wasmtime engine and linker.
 #[derive(Clone)]
