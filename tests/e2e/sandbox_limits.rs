@@ -252,6 +252,21 @@ async fn sleeping_queries_fill_their_slots_and_the_rest_get_a_clear_503() {
     assert_responsive(&server).await;
 }
 
+/// POST a request that sets off an abort of the process: its status, or
+/// `None` when the process was gone before it answered.
+async fn post_racing_an_abort(server: &TestServer, path: &str, body: &Value) -> Option<u16> {
+    let sent = server.http.post(server.url(path)).json(body).send().await;
+    sent.ok().map(|response| response.status().as_u16())
+}
+
+async fn wait_for_exit(server: &mut TestServer, failure: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.exited().is_none() {
+        assert!(Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_abort_inside_a_batch_quarantines_the_plugin_instead_of_crash_looping() {
     let mut server = TestServer::start_with_env("", &[("PRISM_FAULT_INJECTION", "1")]).await;
@@ -262,25 +277,20 @@ async fn an_abort_inside_a_batch_quarantines_the_plugin_instead_of_crash_looping
     server.install_file("hostile", &test_plugin("hostile"));
     server.wait_caught_up("hostile").await;
     server.wait_caught_up("bank").await;
-    server
-        .append(
-            "s",
-            &[
-                ("Count", json!({})),
-                ("Abort", json!({})),
-                ("Count", json!({})),
-            ],
-        )
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.exited().is_none() {
-        assert!(Instant::now() < deadline, "the process did not abort");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let events = json!({"events": [
+        {"type": "Count", "data": {}},
+        {"type": "Abort", "data": {}},
+        {"type": "Count", "data": {}},
+    ]});
+    let status = post_racing_an_abort(&server, "/streams/s/events", &events).await;
+    assert!(matches!(status, None | Some(201)), "{status:?}");
+    wait_for_exit(&mut server, "the process did not abort").await;
 
-    // It comes back up, and the plugin that took it down waits for an operator.
+    // It comes back up with the append (durable before it was answered),
+    // and the plugin that took it down waits for an operator.
     server.restart().await;
     assert_responsive(&server).await;
+    assert_eq!(server.head().await, 5);
     let status = server
         .wait_plugin("hostile", Duration::from_secs(30), |p| {
             p["state"] == "quarantined"
@@ -298,20 +308,9 @@ async fn an_abort_inside_a_batch_quarantines_the_plugin_instead_of_crash_looping
 
     // Resumed one event at a time, it aborts again at the very event: so
     // soon, at times, that the process is gone before the answer is sent.
-    let resumed = server
-        .http
-        .post(server.url("/plugins/hostile/resume"))
-        .json(&json!({}))
-        .send()
-        .await;
-    if let Ok(response) = resumed {
-        assert_eq!(response.status().as_u16(), 202);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.exited().is_none() {
-        assert!(Instant::now() < deadline, "the process did not abort again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = post_racing_an_abort(&server, "/plugins/hostile/resume", &json!({})).await;
+    assert!(matches!(status, None | Some(202)), "{status:?}");
+    wait_for_exit(&mut server, "the process did not abort again").await;
     server.restart().await;
     let status = server
         .wait_plugin("hostile", Duration::from_secs(30), |p| {
