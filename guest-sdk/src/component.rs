@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 
 use crate::{
-    Backend, Description, Emission, EmitError, Entry, Event, FieldKind, HandleError, Level,
-    OutboxError, OutboxRequest, Params, Projection, QueryError, ViewError, Write,
+    Backend, Description, Emission, EmitError, Entry, FieldKind, HandleError, Level, OutboxError,
+    OutboxRequest, Params, Projection, QueryError, ViewError, Write,
 };
 
 /// Bindings for the `projector` world. Public because the export macro
@@ -155,12 +155,15 @@ pub fn describe<P: Projection>() -> export::Description {
     }
 }
 
-/// `handle` for the instance's projection.
+/// `handle` for the instance's projection, over the packed batch.
 pub fn handle<P: Projection>(
     projection: &RefCell<P>,
-    batch: Vec<export::Event>,
+    batch: Vec<u8>,
 ) -> Result<(), export::HandleError> {
-    let batch: Vec<Event> = batch.into_iter().map(Event::from).collect();
+    let batch = crate::packed::unpack(&batch).map_err(|message| export::HandleError {
+        index: None,
+        message,
+    })?;
     crate::handle_batch(&mut *projection.borrow_mut(), &mut HostBackend, &batch)
         .map_err(|HandleError { index, message }| export::HandleError { index, message })
 }
@@ -181,29 +184,4 @@ pub fn query<P: Projection>(
             QueryError::InvalidParams(message) => export::QueryError::InvalidParams(message),
             QueryError::Failed(message) => export::QueryError::Failed(message),
         })
-}
-
-impl From<export::Event> for Event {
-    fn from(event: export::Event) -> Self {
-        let export::Event {
-            position,
-            stream_id,
-            stream_version,
-            event_type,
-            data,
-            metadata,
-            recorded_at,
-            id,
-        } = event;
-        Self {
-            position,
-            stream_id,
-            stream_version,
-            event_type,
-            data,
-            metadata,
-            recorded_at,
-            id,
-        }
-    }
 }

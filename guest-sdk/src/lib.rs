@@ -98,6 +98,7 @@
 //!   imports, [`MemoryBackend`], or the host's own storage in its native
 //!   benchmark — and the host's rules for keys and values.
 //! - `queries`: [`Queries`], the named queries and what answers each.
+//! - `packed`: how the batch `handle` receives from the host is read.
 //! - `params`: [`Params`], typed access to a query's parameters.
 //! - `logging`: [`log`], also as [`info!`] and friends.
 //! - `error`: [`Error`], [`QueryError`], [`ViewError`], [`HandleError`],
@@ -112,6 +113,8 @@ mod component;
 mod error;
 mod event;
 mod logging;
+#[doc(hidden)]
+pub mod packed;
 mod params;
 mod projection;
 mod queries;
@@ -186,7 +189,7 @@ macro_rules! export_projection {
                 }
 
                 fn handle(
-                    batch: ::std::vec::Vec<$crate::bindings::exports::prism::projection::projection::Event>,
+                    batch: ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<
                     (),
                     $crate::bindings::exports::prism::projection::projection::HandleError,

@@ -87,7 +87,7 @@ async fn the_overview_shows_every_plugin_and_a_replay_until_it_is_live() {
         .await;
     let kind = browser.text("[data-plugin=\"orders\"] .kind").await;
     assert!(
-        kind.contains("wasm component, prism:projection@0.4.0"),
+        kind.contains("wasm component, prism:projection@0.5.0"),
         "{kind}"
     );
     let head = browser.text("#log-head").await;

@@ -1,8 +1,10 @@
 //! The `bindgen!`s of Prism's WIT worlds; everything else imports from here.
 //!
-//! Four versions of the `projector` world are served:
-//! `prism:projection@0.4.0` (`wit/`, the current one: projections put side
-//! effects in the outbox), `prism:projection@0.3.0` (`wit/0.3.0/`, frozen:
+//! Five versions of the `projector` world are served:
+//! `prism:projection@0.5.0` (`wit/`, the current one: `handle` takes its
+//! batch packed in one buffer, see `packed.rs`), `prism:projection@0.4.0`
+//! (`wit/0.4.0/`, frozen: projections put side effects in the outbox),
+//! `prism:projection@0.3.0` (`wit/0.3.0/`, frozen:
 //! projections emit events), `prism:projection@0.2.0` (`wit/0.2.0/`, frozen:
 //! descriptions declare indexes) and `prism:projection@0.1.0` (`wit/0.1.0/`,
 //! frozen), so
@@ -48,8 +50,18 @@ pub mod v0_3 {
     });
 }
 
-/// `prism:projection@0.4.0`, the current contract.
+/// `prism:projection@0.4.0`: events are handed over one record each.
 pub mod v0_4 {
+    wasmtime::component::bindgen!({
+        world: "projector",
+        path: "../wit/0.4.0",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+/// `prism:projection@0.5.0`, the current contract.
+pub mod v0_5 {
     wasmtime::component::bindgen!({
         world: "projector",
         path: "../wit",
@@ -58,11 +70,9 @@ pub mod v0_4 {
     });
 }
 
-pub use v0_4::exports::prism::projection::projection::{
-    Description, Event, HandleError, QueryError,
-};
-pub use v0_4::prism::projection::emit::EmitError;
-pub use v0_4::prism::projection::logging::Level;
-pub use v0_4::prism::projection::outbox::{OutboxError, Request as OutboxRequest};
-pub use v0_4::prism::projection::types::{FieldKind, Index, IndexField};
-pub use v0_4::prism::projection::view::{Entry, ViewError, Write};
+pub use v0_5::exports::prism::projection::projection::{Description, HandleError, QueryError};
+pub use v0_5::prism::projection::emit::EmitError;
+pub use v0_5::prism::projection::logging::Level;
+pub use v0_5::prism::projection::outbox::{OutboxError, Request as OutboxRequest};
+pub use v0_5::prism::projection::types::{Event, FieldKind, Index, IndexField};
+pub use v0_5::prism::projection::view::{Entry, ViewError, Write};

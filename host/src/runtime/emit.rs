@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::causes::Causes;
 use crate::projector::emit::{EmitRules, Refusal};
-use crate::runtime::bindings::v0_4::prism::projection::emit::Host;
-use crate::runtime::bindings::{EmitError, Event, v0_3};
+use crate::runtime::bindings::v0_5::prism::projection::emit::Host;
+use crate::runtime::bindings::{EmitError, Event, v0_3, v0_4};
 use crate::runtime::state::PluginState;
 
 /// What the instance's emissions need: the plugin's rules and the batch in flight.
@@ -72,24 +72,32 @@ impl Host for PluginState {
     }
 }
 
-/// The same import for components of `prism:projection@0.3.0`, whose errors
-/// are the same but for the package version in their names.
-impl v0_3::prism::projection::emit::Host for PluginState {
-    async fn append(
-        &mut self,
-        cause: u64,
-        stream_id: String,
-        event_type: String,
-        data: String,
-        metadata: String,
-    ) -> wasmtime::Result<Result<(), v0_3::prism::projection::emit::EmitError>> {
-        use v0_3::prism::projection::emit::EmitError as Old;
-        let appended = Host::append(self, cause, stream_id, event_type, data, metadata).await?;
-        Ok(appended.map_err(|e| match e {
-            EmitError::UndeclaredStream(m) => Old::UndeclaredStream(m),
-            EmitError::UnknownCause(p) => Old::UnknownCause(p),
-            EmitError::Invalid(m) => Old::Invalid(m),
-            EmitError::TooDeep(m) => Old::TooDeep(m),
-        }))
-    }
+/// The same import for components of an older contract (0.3.0, 0.4.0),
+/// whose errors are the same but for the package version in their names.
+macro_rules! old_emit {
+    ($version:ident) => {
+        impl $version::prism::projection::emit::Host for PluginState {
+            async fn append(
+                &mut self,
+                cause: u64,
+                stream_id: String,
+                event_type: String,
+                data: String,
+                metadata: String,
+            ) -> wasmtime::Result<Result<(), $version::prism::projection::emit::EmitError>> {
+                use $version::prism::projection::emit::EmitError as Old;
+                let appended =
+                    Host::append(self, cause, stream_id, event_type, data, metadata).await?;
+                Ok(appended.map_err(|e| match e {
+                    EmitError::UndeclaredStream(m) => Old::UndeclaredStream(m),
+                    EmitError::UnknownCause(p) => Old::UnknownCause(p),
+                    EmitError::Invalid(m) => Old::Invalid(m),
+                    EmitError::TooDeep(m) => Old::TooDeep(m),
+                }))
+            }
+        }
+    };
 }
+
+old_emit!(v0_3);
+old_emit!(v0_4);

@@ -12,7 +12,7 @@ use std::time::Instant;
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::Pre;
-use super::bindings::{Description, Event, HandleError, QueryError, v0_1, v0_2, v0_3, v0_4};
+use super::bindings::{Description, Event, HandleError, QueryError, v0_1, v0_2, v0_3, v0_4, v0_5};
 use super::logging::PluginLog;
 use super::state::PluginState;
 use super::view::ViewAccess;
@@ -34,6 +34,7 @@ enum Cut {
 
 /// The instance's exports, by the version of the contract it implements.
 enum Exports {
+    V0_5(v0_5::Projector),
     V0_4(v0_4::Projector),
     V0_3(v0_3::Projector),
     V0_2(v0_2::Projector),
@@ -43,6 +44,8 @@ enum Exports {
 pub struct PluginInstance {
     store: Store<PluginState>,
     exports: Exports,
+    /// The last batch packed for `handle` (0.5.0), kept for its allocation.
+    packed: Vec<u8>,
     limits: PluginLimits,
     /// Drives the instance's futures: calls block the calling thread (a
     /// projector's own, or a blocking-pool thread), never an async worker.
@@ -74,6 +77,7 @@ impl PluginInstance {
         store.data_mut().arm(limits.call_timeout);
         let instantiated = rt.block_on(within(limits.call_timeout, async {
             Ok(match pre {
+                Pre::V0_5(pre) => Exports::V0_5(pre.instantiate_async(&mut store).await?),
                 Pre::V0_4(pre) => Exports::V0_4(pre.instantiate_async(&mut store).await?),
                 Pre::V0_3(pre) => Exports::V0_3(pre.instantiate_async(&mut store).await?),
                 Pre::V0_2(pre) => Exports::V0_2(pre.instantiate_async(&mut store).await?),
@@ -85,6 +89,7 @@ impl PluginInstance {
         Ok(PluginInstance {
             store,
             exports,
+            packed: Vec::new(),
             limits,
             rt,
         })
@@ -110,7 +115,19 @@ impl PluginInstance {
         let store = &mut self.store;
         let call = async {
             Ok(match &self.exports {
-                Exports::V0_4(e) => e.prism_projection_projection().call_describe(store).await?,
+                Exports::V0_5(e) => e.prism_projection_projection().call_describe(store).await?,
+                Exports::V0_4(e) => {
+                    let d = e.prism_projection_projection().call_describe(store).await?;
+                    Description {
+                        name: d.name,
+                        version: d.version,
+                        event_types: d.event_types,
+                        queries: d.queries,
+                        indexes: d.indexes.into_iter().map(of_0_4::index).collect(),
+                        emits: d.emits,
+                        targets: d.targets,
+                    }
+                }
                 Exports::V0_3(e) => {
                     let d = e.prism_projection_projection().call_describe(store).await?;
                     Description {
@@ -166,13 +183,28 @@ impl PluginInstance {
         state.view.writable = true;
         state.emit.begin(batch);
         state.outbox.begin(batch);
+        if let Exports::V0_5(_) = self.exports {
+            super::packed::pack(batch, &mut self.packed);
+        }
         let store = &mut self.store;
+        let packed = &self.packed;
         let call = async {
             match &self.exports {
-                Exports::V0_4(e) => {
+                Exports::V0_5(e) => {
                     e.prism_projection_projection()
-                        .call_handle(store, batch)
+                        .call_handle(store, packed)
                         .await
+                }
+                Exports::V0_4(e) => {
+                    let batch: Vec<_> = batch.iter().map(of_0_4::event).collect();
+                    let result = e
+                        .prism_projection_projection()
+                        .call_handle(store, &batch)
+                        .await?;
+                    Ok(result.map_err(|e| HandleError {
+                        index: e.index,
+                        message: e.message,
+                    }))
                 }
                 Exports::V0_3(e) => {
                     let batch: Vec<_> = batch.iter().map(of_0_3::event).collect();
@@ -240,11 +272,16 @@ impl PluginInstance {
         let store = &mut self.store;
         let call = async {
             match &self.exports {
-                Exports::V0_4(e) => {
+                Exports::V0_5(e) => {
                     e.prism_projection_projection()
                         .call_query(store, name, params)
                         .await
                 }
+                Exports::V0_4(e) => Ok(e
+                    .prism_projection_projection()
+                    .call_query(store, name, params)
+                    .await?
+                    .map_err(QueryError::from)),
                 Exports::V0_3(e) => Ok(e
                     .prism_projection_projection()
                     .call_query(store, name, params)
@@ -338,6 +375,7 @@ macro_rules! older_records {
 
 older_records!(of_0_2, v0_2);
 older_records!(of_0_3, v0_3);
+older_records!(of_0_4, v0_4);
 
 /// An event as a component of `prism:projection@0.1.0` takes it.
 fn old_event(e: &Event) -> v0_1::exports::prism::projection::projection::Event {
@@ -421,4 +459,4 @@ macro_rules! query_error_from {
     )*};
 }
 
-query_error_from!(v0_1, v0_2, v0_3);
+query_error_from!(v0_1, v0_2, v0_3, v0_4);

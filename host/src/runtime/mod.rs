@@ -16,6 +16,7 @@ mod function_cache;
 mod instance;
 pub mod logging;
 mod outbox;
+mod packed;
 mod projection;
 pub(crate) mod state;
 pub mod view;
@@ -35,7 +36,7 @@ pub use instance::{CallError, PluginInstance};
 pub use logging::PluginLog;
 pub use projection::WasmProjection;
 
-use bindings::{v0_1, v0_2, v0_3, v0_4};
+use bindings::{v0_1, v0_2, v0_3, v0_4, v0_5};
 use state::PluginState;
 
 /// How often the epoch advances; the granularity of call deadlines.
@@ -75,7 +76,7 @@ pub enum RuntimeError {
     #[error("not a WebAssembly component: {0}")]
     Compile(String),
     #[error(
-        "does not implement the prism:projection projector world (0.4.0, 0.3.0, 0.2.0 or 0.1.0): {0}"
+        "does not implement the prism:projection projector world (0.5.0, 0.4.0, 0.3.0, 0.2.0 or 0.1.0): {0}"
     )]
     WrongWorld(String),
     #[error("failed to start: {0}")]
@@ -95,6 +96,7 @@ pub struct CompiledPlugin {
 /// A linked component of one version of the contract.
 #[derive(Clone)]
 pub(crate) enum Pre {
+    V0_5(v0_5::ProjectorPre<PluginState>),
     V0_4(v0_4::ProjectorPre<PluginState>),
     V0_3(v0_3::ProjectorPre<PluginState>),
     V0_2(v0_2::ProjectorPre<PluginState>),
@@ -105,6 +107,7 @@ impl CompiledPlugin {
     /// The version of the contract the component implements.
     pub fn contract(&self) -> &'static str {
         match self.pre {
+            Pre::V0_5(_) => "prism:projection@0.5.0",
             Pre::V0_4(_) => "prism:projection@0.4.0",
             Pre::V0_3(_) => "prism:projection@0.3.0",
             Pre::V0_2(_) => "prism:projection@0.2.0",
@@ -152,6 +155,7 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        v0_5::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_4::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_3::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_2::Projector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -253,18 +257,10 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
-        let pre = match v0_4::ProjectorPre::new(instance_pre.clone()) {
-            Ok(pre) => Pre::V0_4(pre),
-            Err(current) => match v0_3::ProjectorPre::new(instance_pre.clone()) {
-                Ok(pre) => Pre::V0_3(pre),
-                Err(_) => match v0_2::ProjectorPre::new(instance_pre.clone()) {
-                    Ok(pre) => Pre::V0_2(pre),
-                    Err(_) => match v0_1::ProjectorPre::new(instance_pre) {
-                        Ok(pre) => Pre::V0_1(pre),
-                        Err(_) => return Err(RuntimeError::WrongWorld(format!("{current:#}"))),
-                    },
-                },
-            },
+        let pre = match v0_5::ProjectorPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::V0_5(pre),
+            Err(current) => older_pre(instance_pre)
+                .ok_or_else(|| RuntimeError::WrongWorld(format!("{current:#}")))?,
         };
         Ok(CompiledPlugin { pre, from_cache })
     }
@@ -360,6 +356,21 @@ impl Runtime {
             self.rt.clone(),
         )
     }
+}
+
+/// The component linked as one of the older versions of the contract, the
+/// newest first; `None` if it implements none of them.
+fn older_pre(pre: wasmtime::component::InstancePre<PluginState>) -> Option<Pre> {
+    if let Ok(pre) = v0_4::ProjectorPre::new(pre.clone()) {
+        return Some(Pre::V0_4(pre));
+    }
+    if let Ok(pre) = v0_3::ProjectorPre::new(pre.clone()) {
+        return Some(Pre::V0_3(pre));
+    }
+    if let Ok(pre) = v0_2::ProjectorPre::new(pre.clone()) {
+        return Some(Pre::V0_2(pre));
+    }
+    v0_1::ProjectorPre::new(pre).ok().map(Pre::V0_1)
 }
 
 /// An index declaration of the contract as the view store's own.

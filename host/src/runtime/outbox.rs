@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::causes::Causes;
 use crate::outbox::{OutboxRules, Refusal, Request};
-use crate::runtime::bindings::v0_4::prism::projection::outbox::Host;
-use crate::runtime::bindings::{Event, OutboxError, OutboxRequest};
+use crate::runtime::bindings::v0_5::prism::projection::outbox::Host;
+use crate::runtime::bindings::{Event, OutboxError, OutboxRequest, v0_4};
 use crate::runtime::state::PluginState;
 
 /// What the instance's outbox requests need: the plugin's rules and the batch in flight.
@@ -70,5 +70,30 @@ impl Host for PluginState {
             Err(Refusal::UndeclaredTarget(m)) => Ok(Err(OutboxError::UndeclaredTarget(m))),
             Err(Refusal::Invalid(m)) => Ok(Err(OutboxError::Invalid(m))),
         }
+    }
+}
+
+/// The same import for components of `prism:projection@0.4.0`, whose
+/// requests and errors are the same but for the package version in their names.
+impl v0_4::prism::projection::outbox::Host for PluginState {
+    async fn enqueue(
+        &mut self,
+        cause: u64,
+        request: v0_4::prism::projection::outbox::Request,
+    ) -> wasmtime::Result<Result<(), v0_4::prism::projection::outbox::OutboxError>> {
+        use v0_4::prism::projection::outbox::OutboxError as Old;
+        let request = OutboxRequest {
+            target: request.target,
+            payload: request.payload,
+            idempotency_key: request.idempotency_key,
+            ordering_key: request.ordering_key,
+        };
+        Ok(Host::enqueue(self, cause, request)
+            .await?
+            .map_err(|e| match e {
+                OutboxError::UndeclaredTarget(m) => Old::UndeclaredTarget(m),
+                OutboxError::UnknownCause(p) => Old::UnknownCause(p),
+                OutboxError::Invalid(m) => Old::Invalid(m),
+            }))
     }
 }

@@ -1,7 +1,7 @@
 //! The `prism:projection/logging` import.
 
-use crate::runtime::bindings::v0_4::prism::projection::logging::Host;
-use crate::runtime::bindings::{Level, v0_1, v0_2, v0_3, v0_4};
+use crate::runtime::bindings::v0_5::prism::projection::logging::Host;
+use crate::runtime::bindings::{Level, v0_1, v0_2, v0_3, v0_4, v0_5};
 use crate::runtime::state::PluginState;
 
 /// The log line that aborts the process when fault injection is on.
@@ -60,8 +60,10 @@ macro_rules! old_logging {
 old_logging!(v0_1);
 old_logging!(v0_2);
 old_logging!(v0_3);
+old_logging!(v0_4);
 
 /// The `types` interfaces have no functions; the linker still wants their `Host`s.
+impl v0_5::prism::projection::types::Host for PluginState {}
 impl v0_4::prism::projection::types::Host for PluginState {}
 impl v0_3::prism::projection::types::Host for PluginState {}
 impl v0_2::prism::projection::types::Host for PluginState {}

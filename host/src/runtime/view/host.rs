@@ -4,8 +4,8 @@
 use serde::de::IgnoredAny;
 
 use super::{MAX_SCAN_ENTRIES, key_problem};
-use crate::runtime::bindings::v0_4::prism::projection::view::Host;
-use crate::runtime::bindings::{Entry, ViewError, Write, v0_1, v0_2, v0_3};
+use crate::runtime::bindings::v0_5::prism::projection::view::Host;
+use crate::runtime::bindings::{Entry, ViewError, Write, v0_1, v0_2, v0_3, v0_4};
 use crate::runtime::state::PluginState;
 
 fn json_problem(key: &str, value: &str) -> Option<ViewError> {
@@ -168,3 +168,4 @@ macro_rules! old_view {
 old_view!(v0_1_view, v0_1);
 old_view!(v0_2_view, v0_2);
 old_view!(v0_3_view, v0_3);
+old_view!(v0_4_view, v0_4);
