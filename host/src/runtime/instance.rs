@@ -195,51 +195,10 @@ impl PluginInstance {
                         .call_handle(store, packed)
                         .await
                 }
-                Exports::V0_4(e) => {
-                    let batch: Vec<_> = batch.iter().map(of_0_4::event).collect();
-                    let result = e
-                        .prism_projection_projection()
-                        .call_handle(store, &batch)
-                        .await?;
-                    Ok(result.map_err(|e| HandleError {
-                        index: e.index,
-                        message: e.message,
-                    }))
-                }
-                Exports::V0_3(e) => {
-                    let batch: Vec<_> = batch.iter().map(of_0_3::event).collect();
-                    let result = e
-                        .prism_projection_projection()
-                        .call_handle(store, &batch)
-                        .await?;
-                    Ok(result.map_err(|e| HandleError {
-                        index: e.index,
-                        message: e.message,
-                    }))
-                }
-                Exports::V0_2(e) => {
-                    let batch: Vec<_> = batch.iter().map(of_0_2::event).collect();
-                    let result = e
-                        .prism_projection_projection()
-                        .call_handle(store, &batch)
-                        .await?;
-                    Ok(result.map_err(|e| HandleError {
-                        index: e.index,
-                        message: e.message,
-                    }))
-                }
-                Exports::V0_1(e) => {
-                    let batch: Vec<v0_1::exports::prism::projection::projection::Event> =
-                        batch.iter().map(old_event).collect();
-                    let result = e
-                        .prism_projection_projection()
-                        .call_handle(store, &batch)
-                        .await?;
-                    Ok(result.map_err(|e| HandleError {
-                        index: e.index,
-                        message: e.message,
-                    }))
-                }
+                Exports::V0_4(e) => old_handle!(v0_4, e, store, batch),
+                Exports::V0_3(e) => old_handle!(v0_3, e, store, batch),
+                Exports::V0_2(e) => old_handle!(v0_2, e, store, batch),
+                Exports::V0_1(e) => old_handle!(v0_1, e, store, batch),
             }
         };
         let result = self.rt.block_on(within(self.limits.call_timeout, call));
@@ -320,29 +279,44 @@ impl PluginInstance {
     }
 }
 
-/// Events and index declarations of an older contract whose records are the
-/// current ones but for the package version in their names.
-macro_rules! older_records {
+/// `handle` of a component of an older contract, whose events and errors
+/// are the current ones but for the package version in their names: the
+/// batch is handed over one `event` record each.
+macro_rules! old_handle {
+    ($version:ident, $exports:expr, $store:expr, $batch:expr) => {{
+        use $version::exports::prism::projection::projection::Event as Old;
+        let batch: Vec<Old> = $batch
+            .iter()
+            .map(|e| Old {
+                position: e.position,
+                stream_id: e.stream_id.clone(),
+                stream_version: e.stream_version,
+                event_type: e.event_type.clone(),
+                data: e.data.clone(),
+                metadata: e.metadata.clone(),
+                recorded_at: e.recorded_at,
+                id: e.id.clone(),
+            })
+            .collect();
+        let result = $exports
+            .prism_projection_projection()
+            .call_handle($store, &batch)
+            .await?;
+        Ok(result.map_err(|e| HandleError {
+            index: e.index,
+            message: e.message,
+        }))
+    }};
+}
+use old_handle;
+
+/// Index declarations of an older contract whose records are the current
+/// ones but for the package version in their names.
+macro_rules! older_index {
     ($module:ident, $version:ident) => {
         mod $module {
-            use super::super::bindings::{self, Event, FieldKind, IndexField};
+            use super::super::bindings::{self, FieldKind, IndexField};
             use super::$version;
-
-            /// An event as a component of this contract takes it.
-            pub(super) fn event(
-                e: &Event,
-            ) -> $version::exports::prism::projection::projection::Event {
-                $version::exports::prism::projection::projection::Event {
-                    position: e.position,
-                    stream_id: e.stream_id.clone(),
-                    stream_version: e.stream_version,
-                    event_type: e.event_type.clone(),
-                    data: e.data.clone(),
-                    metadata: e.metadata.clone(),
-                    recorded_at: e.recorded_at,
-                    id: e.id.clone(),
-                }
-            }
 
             /// An index a component of this contract declares.
             pub(super) fn index(
@@ -373,23 +347,9 @@ macro_rules! older_records {
     };
 }
 
-older_records!(of_0_2, v0_2);
-older_records!(of_0_3, v0_3);
-older_records!(of_0_4, v0_4);
-
-/// An event as a component of `prism:projection@0.1.0` takes it.
-fn old_event(e: &Event) -> v0_1::exports::prism::projection::projection::Event {
-    v0_1::exports::prism::projection::projection::Event {
-        position: e.position,
-        stream_id: e.stream_id.clone(),
-        stream_version: e.stream_version,
-        event_type: e.event_type.clone(),
-        data: e.data.clone(),
-        metadata: e.metadata.clone(),
-        recorded_at: e.recorded_at,
-        id: e.id.clone(),
-    }
-}
+older_index!(of_0_2, v0_2);
+older_index!(of_0_3, v0_3);
+older_index!(of_0_4, v0_4);
 
 /// Run `call` until it returns or its deadline (plus a tick of grace for
 /// the epoch check to trap first) passes.
