@@ -33,8 +33,12 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-/// A JSON body: 400 `invalid_json` when it does not parse, 400
-/// `invalid_request` when it parses but has the wrong shape.
+/// A JSON object body: 400 `invalid_json` when it does not parse, 400
+/// `invalid_request` when it parses but has the wrong shape. Every body the
+/// API takes is an object, and one of another kind is refused as such
+/// first: serde would read an array as the object's fields in order, and
+/// `[{"type": …}]` sent for `{"events": [{"type": …}]}` would be refused
+/// for wanting a sequence where it found a map.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -42,6 +46,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let Body(bytes) = Body::from_request(req, state).await?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if let Some(kind) = first.and_then(|b| not_an_object(*b))
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
+        {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("the body must be a JSON object, not {kind}"),
+            ));
+        }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             if e.is_data() {
                 ApiError::bad_request("invalid_request", e.to_string())
@@ -49,6 +62,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
             }
         })
+    }
+}
+
+/// What a JSON value starting with `first` is, unless it is an object.
+fn not_an_object(first: u8) -> Option<&'static str> {
+    match first {
+        b'{' => None,
+        b'[' => Some("an array"),
+        b'"' => Some("a string"),
+        b't' | b'f' => Some("a boolean"),
+        b'n' => Some("null"),
+        _ => Some("a number"),
     }
 }
 

@@ -126,6 +126,26 @@ async fn every_bad_append_is_refused_and_changes_nothing() {
         "invalid_json",
     )
     .await;
+    // An array is not read as the object's fields in order.
+    for not_an_object in [
+        r#"[{"type":"E","data":{}}]"#,
+        r#" [[{"type":"E","data":{}}]]"#,
+        "null",
+        "7",
+    ] {
+        let (got, reply) = server
+            .post_raw("/streams/s/events", not_an_object.to_string())
+            .await;
+        assert_eq!(got, 400, "{not_an_object} → {reply}");
+        assert_eq!(reply["error"]["code"], "invalid_request");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the body must be a JSON object, not "),
+            "{reply}"
+        );
+    }
     refused(
         &server,
         "/streams/s/events",
