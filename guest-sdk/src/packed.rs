@@ -7,12 +7,15 @@
 
 use crate::Event;
 
+/// The fewest bytes an event takes: three u64s and five string lengths.
+const MIN_EVENT_BYTES: usize = 3 * 8 + 5 * 4;
+
 /// The events of a packed batch, or what is wrong with the buffer.
 pub fn unpack(bytes: &[u8]) -> Result<Vec<Event>, String> {
     let mut reader = Reader { bytes, at: 0 };
     let count = reader.u32()? as usize;
-    // Each event takes at least 44 bytes: do not trust a count the buffer cannot hold.
-    if count > bytes.len() / 44 {
+    // Do not trust a count the buffer cannot hold.
+    if count > bytes.len() / MIN_EVENT_BYTES {
         return Err(format!(
             "a packed batch of {} bytes cannot hold {count} events",
             bytes.len()

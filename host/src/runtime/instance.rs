@@ -236,26 +236,10 @@ impl PluginInstance {
                         .call_query(store, name, params)
                         .await
                 }
-                Exports::V0_4(e) => Ok(e
-                    .prism_projection_projection()
-                    .call_query(store, name, params)
-                    .await?
-                    .map_err(QueryError::from)),
-                Exports::V0_3(e) => Ok(e
-                    .prism_projection_projection()
-                    .call_query(store, name, params)
-                    .await?
-                    .map_err(QueryError::from)),
-                Exports::V0_2(e) => Ok(e
-                    .prism_projection_projection()
-                    .call_query(store, name, params)
-                    .await?
-                    .map_err(QueryError::from)),
-                Exports::V0_1(e) => Ok(e
-                    .prism_projection_projection()
-                    .call_query(store, name, params)
-                    .await?
-                    .map_err(QueryError::from)),
+                Exports::V0_4(e) => old_query!(e, store, name, params),
+                Exports::V0_3(e) => old_query!(e, store, name, params),
+                Exports::V0_2(e) => old_query!(e, store, name, params),
+                Exports::V0_1(e) => old_query!(e, store, name, params),
             }
         };
         let result = self.rt.block_on(within(self.limits.call_timeout, call));
@@ -309,6 +293,19 @@ macro_rules! old_handle {
     }};
 }
 use old_handle;
+
+/// `query` of a component of an older contract, whose errors are the
+/// current ones but for the package version in their names.
+macro_rules! old_query {
+    ($exports:expr, $store:expr, $name:expr, $params:expr) => {
+        Ok($exports
+            .prism_projection_projection()
+            .call_query($store, $name, $params)
+            .await?
+            .map_err(QueryError::from))
+    };
+}
+use old_query;
 
 /// Index declarations of an older contract whose records are the current
 /// ones but for the package version in their names.
