@@ -72,32 +72,34 @@ impl Projection for AccountBalance {
     }
 
     fn handle(&mut self, view: &mut View, event: &Event) -> Result<(), Error> {
-        let key = &event.stream_id;
-        let mut account: Account = view.get_json(key)?.unwrap_or_default();
-        match event.event_type.as_str() {
-            "AccountOpened" => {
-                account.owner = Some(event.data::<AccountOpened>()?.owner);
+        // `upsert` keeps the account decoded in the view for the rest of the
+        // batch: parsed once, printed once, however many events move it.
+        view.upsert(&event.stream_id, |account: &mut Account| {
+            match event.event_type.as_str() {
+                "AccountOpened" => {
+                    account.owner = Some(event.data::<AccountOpened>()?.owner);
+                }
+                "Deposited" => {
+                    let MoneyMoved { amount } = event.data()?;
+                    account.balance = account
+                        .balance
+                        .checked_add(amount)
+                        .ok_or_else(|| overflow(event, account.balance, amount))?;
+                    account.transactions += 1;
+                }
+                "Withdrawn" => {
+                    let MoneyMoved { amount } = event.data()?;
+                    account.balance = account
+                        .balance
+                        .checked_sub(amount)
+                        .ok_or_else(|| overflow(event, account.balance, amount))?;
+                    account.transactions += 1;
+                }
+                // Not declared, so the host never sends it.
+                _ => {}
             }
-            "Deposited" => {
-                let MoneyMoved { amount } = event.data()?;
-                account.balance = account
-                    .balance
-                    .checked_add(amount)
-                    .ok_or_else(|| overflow(event, account.balance, amount))?;
-                account.transactions += 1;
-            }
-            "Withdrawn" => {
-                let MoneyMoved { amount } = event.data()?;
-                account.balance = account
-                    .balance
-                    .checked_sub(amount)
-                    .ok_or_else(|| overflow(event, account.balance, amount))?;
-                account.transactions += 1;
-            }
-            // Not declared, so the host never sends it.
-            _ => return Ok(()),
-        }
-        view.put_json(key, &account)
+            Ok(())
+        })?
     }
 }
 
