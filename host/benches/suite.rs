@@ -1774,9 +1774,31 @@ impl Suite {
         std::fs::write(plugins.join("bank.wasm"), &bytes)?;
         let server = start_server(&data, &plugins).await?;
         let http = reqwest::Client::new();
-        let old = wait_live(&http, &server.base, "bank", n, None).await?;
-        let old_gen = old["generation"].as_str().unwrap_or_default().to_string();
-        let new_bytes = with_marker(&bytes, "v2");
+        let first = wait_live(&http, &server.base, "bank", n, None).await?;
+        // Drop a new version of the file (the same code with a marker, so
+        // another content hash) and time it until it serves at the head.
+        let swap = |marker: &'static str, serving: Value| {
+            let http = http.clone();
+            let base = server.base.clone();
+            let plugins = plugins.clone();
+            let new_bytes = with_marker(&bytes, marker);
+            async move {
+                let serving = serving["generation"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let tmp = plugins.join(".bank.tmp");
+                std::fs::write(&tmp, &new_bytes)?;
+                let started = Instant::now();
+                std::fs::rename(&tmp, plugins.join("bank.wasm"))?;
+                let now = wait_live(&http, &base, "bank", n, Some(&serving)).await?;
+                Ok::<_, anyhow::Error>((started.elapsed(), now))
+            }
+        };
+        // First alone: what the swap itself takes.
+        let (alone, second) = swap("v2", first).await?;
+        // Then with a client reading as fast as it can all along: on two
+        // cores its requests and the replay share the CPU.
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let read_latencies = |d: Duration| {
             let http = http.clone();
@@ -1801,13 +1823,8 @@ impl Suite {
             }
         };
         let baseline = read_latencies(Duration::from_secs(2)).await?;
-        let tmp = plugins.join(".bank.tmp");
-        std::fs::write(&tmp, &new_bytes)?;
-        let started = Instant::now();
-        std::fs::rename(&tmp, plugins.join("bank.wasm"))?;
         let reader = tokio::spawn(read_latencies(Duration::from_secs(600)));
-        wait_live(&http, &server.base, "bank", n, Some(&old_gen)).await?;
-        let took = started.elapsed();
+        let (loaded, _) = swap("v3", second).await?;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let during = reader.await??;
         server.stop().await?;
@@ -1815,10 +1832,26 @@ impl Suite {
             "Hot swap",
             "swap",
             "File dropped → new generation current (compile, replay, take over)",
-            format!("{:.2} s", took.as_secs_f64()),
+            format!("{:.2} s", alone.as_secs_f64()),
             "≤ 1.5 s",
-            Some(took <= Duration::from_millis(1500)),
-            format!("account-balance over {n} events"),
+            Some(alone <= Duration::from_millis(1500)),
+            format!("account-balance over {n} events, no other load"),
+        );
+        self.figure(
+            "Hot swap",
+            "swap",
+            "The same while one client reads views as fast as it can",
+            format!(
+                "{:.2} s ({:.2}× the swap alone)",
+                loaded.as_secs_f64(),
+                loaded.as_secs_f64() / alone.as_secs_f64()
+            ),
+            "(reported)",
+            None,
+            format!(
+                "the reader below, in the same process; {} reads during the swap",
+                during.len()
+            ),
         );
         self.figure(
             "Hot swap",
@@ -2647,6 +2680,14 @@ fn main() -> Result<()> {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    // The servers run in this process: `PRISM_LOG=info` shows their log
+    // lines (when each plugin compiled, replayed, took over).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("repo root")?
