@@ -545,6 +545,8 @@ impl EventLog {
         }
         let streams = self.store.fixed(CF_STREAMS);
         let events = self.store.fixed(CF_EVENTS);
+        // Entries are runs keyed by their last version: the first one at or
+        // after `from` holds `from` (see `codec::StreamRun`).
         let start = codec::stream_key(stream, from.0);
         let prefix_len = stream.len() + 1;
         let mut index = self.store.cursor(&streams, Reading::Cached);
@@ -553,22 +555,25 @@ impl EventLog {
             if key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
                 break;
             }
-            let position = codec::decode_u64(value)?;
-            // One event at a time: a page of big events is never in memory
-            // all at once.
-            let bytes = self
-                .store
-                .get_reading(&events, codec::u64_key(position), Reading::PassingThrough)?
-                .ok_or_else(|| {
-                    StorageError::Corrupt(format!(
-                        "stream index points at missing position {position}"
-                    ))
-                })?;
-            if !visit(borrowed(
-                Position(position),
-                codec::decode_event_ref(&bytes)?,
-            )) {
-                return Ok(true);
+            let last_version = codec::decode_u64(&key[prefix_len..])?;
+            let run = codec::StreamRun::decode(last_version, value)?;
+            for (_, position) in run.versions_from(last_version, from.0) {
+                // One event at a time: a page of big events is never in
+                // memory all at once.
+                let bytes = self
+                    .store
+                    .get_reading(&events, codec::u64_key(position), Reading::PassingThrough)?
+                    .ok_or_else(|| {
+                        StorageError::Corrupt(format!(
+                            "stream index points at missing position {position}"
+                        ))
+                    })?;
+                if !visit(borrowed(
+                    Position(position),
+                    codec::decode_event_ref(&bytes)?,
+                )) {
+                    return Ok(true);
+                }
             }
             index.next();
         }
@@ -687,6 +692,50 @@ mod tests {
             }
         }
         assert_eq!(log.read_stream("a-", StreamVersion(0), 100).unwrap(), None);
+    }
+
+    /// A log written before the stream index kept runs has one entry per
+    /// event (its position alone): it reads the same, beside runs appended
+    /// since, from every version.
+    #[tokio::test]
+    async fn a_stream_indexed_event_by_event_reads_the_same_beside_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::open(dir.path()).unwrap();
+        let log = EventLog::open(db.clone(), 0).unwrap();
+        let three = || StreamEvents {
+            stream: "s".into(),
+            events: vec![noted()[0].clone(); 3],
+        };
+        log.append_runs(vec![three()], vec![]).await.unwrap();
+        let streams = db.fixed(CF_STREAMS);
+        let mut older = WriteSet::default();
+        older.delete(&streams, codec::stream_key("s", 2));
+        for version in 0..3 {
+            older.put(
+                &streams,
+                codec::stream_key("s", version),
+                codec::u64_key(version + 1),
+            );
+        }
+        db.write(older, crate::storage::Durability::Synced).unwrap();
+        drop(streams);
+        log.append_runs(vec![three()], vec![]).await.unwrap();
+        for from in 0..7 {
+            let events = log
+                .read_stream("s", StreamVersion(from), 100)
+                .unwrap()
+                .unwrap();
+            let read: Vec<(u64, u64)> = events
+                .iter()
+                .map(|e| (e.stream_version.0, e.position.0))
+                .collect();
+            let expected: Vec<(u64, u64)> = (from..6).map(|v| (v, v + 1)).collect();
+            assert_eq!(read, expected, "from {from}");
+        }
+        // A page that ends inside a run.
+        let page = log.read_stream("s", StreamVersion(1), 3).unwrap().unwrap();
+        let versions: Vec<u64> = page.iter().map(|e| e.stream_version.0).collect();
+        assert_eq!(versions, [1, 2, 3]);
     }
 
     #[tokio::test]

@@ -215,11 +215,12 @@ fn local_heads(
             let Some(version) = version else {
                 return Ok(None);
             };
-            let position = positions.next().flatten().ok_or_else(|| {
+            let entry = positions.next().flatten().ok_or_else(|| {
                 StorageError::Corrupt("a stream head without its index entry".into())
             })?;
+            // The head is the last event of its stream's last run.
             Ok(Some(jetstream::Head {
-                sequence: codec::decode_u64(&position)?,
+                sequence: codec::StreamRun::decode(version, &entry)?.last_position,
                 version: StreamVersion(version),
             }))
         })
@@ -357,6 +358,17 @@ fn store_batch(db: &Store, events: &[(Position, Bytes)]) -> Result<Option<Positi
     let mut heads: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut last = None;
     let mut expected = local.next();
+    // The stream-index entry being extended: its stream, last version and run.
+    let mut open: Option<(String, u64, codec::StreamRun)> = None;
+    let close = |batch: &mut WriteSet, open: Option<(String, u64, codec::StreamRun)>| {
+        if let Some((stream, last_version, run)) = open {
+            batch.put(
+                &streams_cf,
+                codec::stream_key(&stream, last_version),
+                run.encode(),
+            );
+        }
+    };
     for (position, bytes) in events {
         if *position < expected {
             continue;
@@ -370,11 +382,26 @@ fn store_batch(db: &Store, events: &[(Position, Bytes)]) -> Result<Option<Positi
         let event = codec::decode_event(bytes)?;
         let key = codec::u64_key(position.0);
         batch.put(&events_cf, key, bytes);
-        batch.put(
-            &streams_cf,
-            codec::stream_key(&event.stream, event.stream_version),
-            key,
-        );
+        // Consecutive events of one stream share an entry (`codec::StreamRun`).
+        match &mut open {
+            Some((stream, last_version, run))
+                if *stream == event.stream && *last_version + 1 == event.stream_version =>
+            {
+                *last_version = event.stream_version;
+                run.last_position = position.0;
+                run.len += 1;
+            }
+            _ => {
+                let run = codec::StreamRun {
+                    last_position: position.0,
+                    len: 1,
+                };
+                close(
+                    &mut batch,
+                    open.replace((event.stream.clone(), event.stream_version, run)),
+                );
+            }
+        }
         // Every id is kept: a retry from any client, on any node, after the
         // replicated log's own de-duplication window, is still recognised.
         batch.put(&ids_cf, event.id, key);
@@ -382,6 +409,7 @@ fn store_batch(db: &Store, events: &[(Position, Bytes)]) -> Result<Option<Positi
         last = Some(*position);
         expected = position.next();
     }
+    close(&mut batch, open);
     for (stream, version) in &heads {
         batch.put(&heads_cf, stream.as_bytes(), codec::u64_key(*version));
     }

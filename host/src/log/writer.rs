@@ -137,7 +137,7 @@ struct Group {
     /// sealed: the streams, event ids and heads of an import are scattered
     /// over their key spaces, and RocksDB inserts keys into a memtable far
     /// faster in order than at random.
-    stream_keys: Vec<(Vec<u8>, [u8; 8])>,
+    stream_keys: Vec<(Vec<u8>, codec::RunBytes)>,
     id_keys: Vec<([u8; 16], [u8; 8])>,
     head_keys: Vec<(String, [u8; 8])>,
     heads: HashMap<String, StreamVersion>,
@@ -525,9 +525,6 @@ impl Writer {
                 group
                     .batch
                     .put(&events_cf, pos_key, codec::encode_event(&stored));
-                group
-                    .stream_keys
-                    .push((codec::stream_key(&run.stream, version), pos_key));
                 // Only ids a client chose can come back in a retry; a server
                 // generated id has no one to resend it, so it is not indexed.
                 if event.client_id {
@@ -545,6 +542,14 @@ impl Writer {
                 version += 1;
             }
             let last = StreamVersion(version - 1);
+            // One stream-index entry for the run (see `codec::StreamRun`).
+            let entry = codec::StreamRun {
+                last_position: self.next.0 - 1,
+                len: run.events.len() as u64,
+            };
+            group
+                .stream_keys
+                .push((codec::stream_key(&run.stream, last.0), entry.encode()));
             match at {
                 Some(i) => versions[i].1 = last,
                 None => {

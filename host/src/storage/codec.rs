@@ -138,6 +138,83 @@ pub(crate) fn stream_key(stream: &str, version: u64) -> Vec<u8> {
     key
 }
 
+/// A stream-index entry: a run of a stream's events with consecutive
+/// versions at consecutive positions, as one append writes them, so an
+/// append of a thousand events to one stream writes one entry rather than a
+/// thousand. It is keyed by the run's last version ([`stream_key`]); a seek
+/// to a version lands on the run that holds it. The value is the last
+/// event's position, followed, for a run of more than one event, by the
+/// run's length. An 8-byte value is a run of one event: every entry of a log
+/// written before runs reads as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StreamRun {
+    pub(crate) last_position: u64,
+    pub(crate) len: u64,
+}
+
+impl StreamRun {
+    pub(crate) fn encode(self) -> RunBytes {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.last_position.to_be_bytes());
+        if self.len == 1 {
+            return RunBytes { bytes, len: 8 };
+        }
+        bytes[8..].copy_from_slice(&self.len.to_be_bytes());
+        RunBytes { bytes, len: 16 }
+    }
+
+    /// The entry under the key of `last_version`.
+    pub(crate) fn decode(last_version: u64, value: &[u8]) -> Result<Self, StorageError> {
+        let run = match value.len() {
+            8 => StreamRun {
+                last_position: decode_u64(value)?,
+                len: 1,
+            },
+            16 => StreamRun {
+                last_position: decode_u64(&value[..8])?,
+                len: decode_u64(&value[8..])?,
+            },
+            n => {
+                return Err(StorageError::Corrupt(format!(
+                    "a stream index entry of {n} bytes"
+                )));
+            }
+        };
+        if run.len == 0 || run.len - 1 > last_version || run.len - 1 > run.last_position {
+            return Err(StorageError::Corrupt(format!(
+                "a stream index run of {} events ending at version {last_version}, position {}",
+                run.len, run.last_position
+            )));
+        }
+        Ok(run)
+    }
+
+    /// The run's events from `version` on (the first one's if `version` is
+    /// before the run): each one's version and position.
+    pub(crate) fn versions_from(
+        self,
+        last_version: u64,
+        version: u64,
+    ) -> impl Iterator<Item = (u64, u64)> {
+        let first_version = last_version - (self.len - 1);
+        let first_position = self.last_position - (self.len - 1);
+        (version.max(first_version)..=last_version)
+            .map(move |v| (v, first_position + (v - first_version)))
+    }
+}
+
+/// An encoded [`StreamRun`], without an allocation.
+pub(crate) struct RunBytes {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl AsRef<[u8]> for RunBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +252,54 @@ mod tests {
             metadata: "{}",
         });
         assert!(decode_event(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn stream_runs_round_trip_and_an_old_entry_is_a_run_of_one() {
+        for run in [
+            StreamRun {
+                last_position: 41,
+                len: 1,
+            },
+            StreamRun {
+                last_position: 1041,
+                len: 1000,
+            },
+        ] {
+            let bytes = run.encode();
+            assert_eq!(bytes.as_ref().len(), if run.len == 1 { 8 } else { 16 });
+            assert_eq!(StreamRun::decode(999, bytes.as_ref()).unwrap(), run);
+        }
+        // Before runs, every entry was the event's position alone.
+        let old = StreamRun::decode(7, &u64_key(12)).unwrap();
+        assert_eq!(old.versions_from(7, 0).collect::<Vec<_>>(), [(7, 12)]);
+        let run = StreamRun {
+            last_position: 20,
+            len: 3,
+        };
+        assert_eq!(
+            run.versions_from(5, 0).collect::<Vec<_>>(),
+            [(3, 18), (4, 19), (5, 20)]
+        );
+        assert_eq!(
+            run.versions_from(5, 4).collect::<Vec<_>>(),
+            [(4, 19), (5, 20)]
+        );
+        assert_eq!(run.versions_from(5, 6).count(), 0);
+    }
+
+    #[test]
+    fn impossible_stream_runs_are_corrupt() {
+        let bad = |last_version, last_position, len| {
+            let mut value = u64_key(last_position).to_vec();
+            value.extend_from_slice(&u64_key(len));
+            StreamRun::decode(last_version, &value).is_err()
+        };
+        assert!(bad(5, 100, 0), "empty");
+        assert!(bad(5, 100, 7), "more events than versions");
+        assert!(bad(50, 3, 5), "more events than positions");
+        assert!(!bad(4, 4, 5));
+        assert!(StreamRun::decode(1, &[0; 12]).is_err());
     }
 
     #[test]
