@@ -8,9 +8,15 @@
 //! type that does not fit, a `require` not met, a document grown past its
 //! limit) fails the batch naming that event; the projector then applies the
 //! events around it and halts or dead-letters it, as for any plugin.
+//!
+//! An event's data is parsed into the members the view file reads of it
+//! for that event type, no more: the others are checked to be JSON and
+//! skipped, not built (most events carry more than a view uses).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap as StdHashMap};
+use std::fmt;
 
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use super::expr::{self, Expr, PathRef, Root, Scope};
@@ -24,6 +30,10 @@ use crate::views::{Keyspace, MAX_KEY_BYTES, Transaction};
 /// Most documents one `each` may change for one event.
 pub const MAX_EACH: usize = 10_000;
 
+/// The batch's documents by key, hashed many times per event: foldhash,
+/// seeded per process.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+
 /// A document as the batch sees it.
 struct Slot {
     doc: Option<Value>,
@@ -33,14 +43,80 @@ struct Slot {
 }
 
 pub struct ViewHandler {
-    pub(super) spec: std::sync::Arc<ViewSpec>,
-    pub(super) keyspace: Keyspace,
-    pub(super) max_document: usize,
+    spec: std::sync::Arc<ViewSpec>,
+    keyspace: Keyspace,
+    max_document: usize,
+    /// By event type, the top-level members of the data its updates read;
+    /// `None` when one reads the data whole.
+    data_members: StdHashMap<String, Option<Vec<String>>>,
+}
+
+impl ViewHandler {
+    pub(super) fn new(
+        spec: std::sync::Arc<ViewSpec>,
+        keyspace: Keyspace,
+        max_document: usize,
+    ) -> Self {
+        let data_members = spec
+            .handlers
+            .iter()
+            .map(|(event_type, updates)| (event_type.clone(), data_members(updates)))
+            .collect();
+        ViewHandler {
+            spec,
+            keyspace,
+            max_document,
+            data_members,
+        }
+    }
+}
+
+/// The top-level members of the event's data that `updates` read, or `None`
+/// if one of them reads the data whole.
+fn data_members(updates: &[Update]) -> Option<Vec<String>> {
+    let mut members = BTreeSet::new();
+    for update in updates {
+        let mut exprs: Vec<&Expr> = update.joins.iter().map(|(_, e)| e).collect();
+        match &update.target {
+            Target::Key(e) => exprs.push(e),
+            Target::Each { values, .. } => exprs.extend(values.iter().map(|(_, e)| e)),
+        }
+        exprs.extend(update.defaults.iter().map(|(_, e)| e));
+        exprs.extend(update.ops.iter().map(|op| &op.value));
+        let mut paths: Vec<&PathRef> = Vec::new();
+        for check in update.when.iter().chain(&update.require) {
+            paths.push(&check.path);
+            for test in &check.tests {
+                match test {
+                    Test::Eq(e)
+                    | Test::Ne(e)
+                    | Test::Gt(e)
+                    | Test::Gte(e)
+                    | Test::Lt(e)
+                    | Test::Lte(e)
+                    | Test::Prefix(e) => exprs.push(e),
+                    Test::In(list) => exprs.extend(list),
+                    Test::Exists(_) => {}
+                }
+            }
+        }
+        paths.extend(exprs.into_iter().flat_map(Expr::paths));
+        for path in paths.into_iter().filter(|p| p.root == Root::Data) {
+            let first = path.steps.split('.').next().unwrap_or_default();
+            if first.is_empty() {
+                return None;
+            }
+            members.insert(first.to_string());
+        }
+    }
+    Some(members.into_iter().collect())
 }
 
 /// The event being applied, its data parsed on first use.
 struct EventValues<'e> {
     event: &'e Event,
+    /// The members of the data to parse (`None`: all of it).
+    members: Option<&'e [String]>,
     data: Option<Value>,
     metadata: Option<Value>,
 }
@@ -48,10 +124,16 @@ struct EventValues<'e> {
 impl EventValues<'_> {
     fn data(&mut self) -> Result<&Value, String> {
         if self.data.is_none() {
-            self.data = Some(
-                serde_json::from_str(&self.event.data)
-                    .map_err(|e| format!("the event's data is not JSON: {e}"))?,
-            );
+            let parsed = match self.members {
+                None => serde_json::from_str(&self.event.data),
+                Some(members) => {
+                    let mut reader = serde_json::Deserializer::from_str(&self.event.data);
+                    Members(members)
+                        .deserialize(&mut reader)
+                        .and_then(|value| reader.end().map(|()| value))
+                }
+            };
+            self.data = Some(parsed.map_err(|e| format!("the event's data is not JSON: {e}"))?);
         }
         Ok(self.data.as_ref().expect("just set"))
     }
@@ -61,6 +143,95 @@ impl EventValues<'_> {
             self.metadata = Some(serde_json::from_str(&self.event.metadata).unwrap_or(Value::Null));
         }
         Ok(self.metadata.as_ref().expect("just set"))
+    }
+}
+
+/// A JSON value, of which an object keeps only the members named here.
+struct Members<'m>(&'m [String]);
+
+impl<'de> DeserializeSeed<'de> for Members<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Members<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut kept = Map::new();
+        while let Some(wanted) = map.next_key_seed(MemberName(self.0))? {
+            match wanted {
+                Some(i) => {
+                    kept.insert(self.0[i].clone(), map.next_value()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(kept))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+/// A member's name: its place among the wanted ones, if it is one.
+struct MemberName<'m>(&'m [String]);
+
+impl<'de> DeserializeSeed<'de> for MemberName<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberName<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|wanted| wanted == name))
     }
 }
 
@@ -525,6 +696,10 @@ impl ViewHandler {
             };
             let mut values = EventValues {
                 event,
+                members: self
+                    .data_members
+                    .get(&event.event_type)
+                    .and_then(Option::as_deref),
                 data: None,
                 metadata: None,
             };
@@ -574,7 +749,8 @@ impl Handler for ViewHandler {
         batch: &[Event],
         txn: &mut Transaction,
     ) -> Result<Result<(), HandleError>, CallError> {
-        let mut docs: HashMap<String, Slot> = HashMap::with_capacity(batch.len());
+        let mut docs: HashMap<String, Slot> =
+            HashMap::with_capacity_and_hasher(batch.len(), Default::default());
         self.prefetch(batch, &mut docs, txn);
         let failed = |index: usize, message: String| {
             Ok(Err(HandleError {
@@ -597,6 +773,10 @@ impl Handler for ViewHandler {
             };
             let mut values = EventValues {
                 event,
+                members: self
+                    .data_members
+                    .get(&event.event_type)
+                    .and_then(Option::as_deref),
                 data: None,
                 metadata: None,
             };

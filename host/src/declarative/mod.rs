@@ -149,11 +149,11 @@ impl Projection for ViewProjection {
     }
 
     fn handler(&self, keyspace: &Keyspace) -> Result<Box<dyn Handler>, String> {
-        Ok(Box::new(handler::ViewHandler {
-            spec: self.spec.clone(),
-            keyspace: keyspace.clone(),
-            max_document: self.limits.max_document_bytes,
-        }))
+        Ok(Box::new(handler::ViewHandler::new(
+            self.spec.clone(),
+            keyspace.clone(),
+            self.limits.max_document_bytes,
+        )))
     }
 
     fn query(&self, _: &Keyspace, name: &str, _: &str) -> Result<String, QueryFailure> {

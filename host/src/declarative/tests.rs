@@ -73,6 +73,19 @@ fn apply(
     keys: &[&str],
     events: &[(&str, &str, Value)],
 ) -> Result<Vec<(String, Value)>, (u32, String)> {
+    let events: Vec<(&str, &str, String)> = events
+        .iter()
+        .map(|(event_type, stream, data)| (*event_type, *stream, data.to_string()))
+        .collect();
+    apply_text(view, keys, &events)
+}
+
+/// [`apply`] with each event's data as JSON text, as the log holds it.
+fn apply_text(
+    view: &str,
+    keys: &[&str],
+    events: &[(&str, &str, String)],
+) -> Result<Vec<(String, Value)>, (u32, String)> {
     use crate::projector::Projection;
     use crate::runtime::PluginLimits;
     use crate::runtime::bindings::Event;
@@ -92,7 +105,7 @@ fn apply(
             stream_id: stream.to_string(),
             stream_version: 0,
             event_type: event_type.to_string(),
-            data: data.to_string(),
+            data: data.clone(),
             metadata: "{}".into(),
             recorded_at: 1_704_153_600_000,
             id: format!("id-{i}"),
@@ -221,4 +234,56 @@ on:
     .unwrap_err();
     assert_eq!(failed.0, 1);
     assert!(failed.1.contains("data.x is missing"), "{}", failed.1);
+}
+
+/// A view parses only the members of the data it reads, and still refuses
+/// data that is not JSON, in the members it skips too.
+#[test]
+fn only_the_members_read_are_parsed_and_the_rest_must_still_be_json() {
+    let view = r#"
+key: "{stream}"
+on:
+  Put:
+    when: {data.keep: {exists: true}}
+    set: {keep: "{data.keep}", deep: "{data.nested.x?}"}
+  Whole:
+    set: {data: "{data}"}
+"#;
+    let put = |data: &str| ("Put", "s", data.to_string());
+    let docs = apply_text(
+        view,
+        &["s"],
+        &[put(
+            r#"{"skip": [1, {"a": "\u00e9\"x"}], "ke\u0079": 1, "keep": {"v": [true, null, 2.5]},
+                "nested": {"x": "y", "z": 1}, "big": 18446744073709551615, "neg": -1}"#,
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        docs,
+        [(
+            "s".to_string(),
+            json!({"keep": {"v": [true, null, 2.5]}, "deep": "y"})
+        )]
+    );
+    // An escaped name is the member it spells; of two, the last wins.
+    let docs = apply_text(view, &["s"], &[put(r#"{"kee\u0070": 3}"#)]).unwrap();
+    assert_eq!(docs, [("s".to_string(), json!({"keep": 3, "deep": null}))]);
+    let docs = apply_text(view, &["s"], &[put(r#"{"kee\u0070": 1, "keep": 2}"#)]).unwrap();
+    assert_eq!(docs, [("s".to_string(), json!({"keep": 2, "deep": null}))]);
+    // Data that is not an object is read whole (and has no member `keep`).
+    assert_eq!(apply_text(view, &["s"], &[put("[1, 2]")]).unwrap(), []);
+    for bad in [
+        r#"{"skip": [1,, 2], "keep": 1}"#,
+        r#"{"keep": 1} trailing"#,
+        "{",
+    ] {
+        let (index, message) = apply_text(view, &["s"], &[put(bad)]).unwrap_err();
+        assert_eq!(index, 0);
+        assert!(message.contains("not JSON"), "{bad}: {message}");
+    }
+    // A view that reads the data whole gets every member.
+    let whole = json!({"a": 1, "b": {"c": [2]}});
+    let docs = apply(view, &["s"], &[("Whole", "s", whole.clone())]).unwrap();
+    assert_eq!(docs, [("s".to_string(), json!({"data": whole}))]);
 }
