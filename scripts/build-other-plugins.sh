@@ -5,8 +5,9 @@
 #   target/test-plugins/raise-py.wasm           from tests/plugins/raise-py/app.py
 #   target/test-plugins/raise-js.wasm           from tests/plugins/raise-js/projection.js
 # after making sure the pinned toolchains are installed (setup-other-toolchains.sh).
-# They implement prism:projection@0.2.0 (wit/0.2.0/): the Python and JavaScript SDKs do not
-# emit events yet, and the host keeps serving that version.
+# The Python ones implement prism:projection@0.2.0 (wit/0.2.0/), which the host keeps
+# serving; the JavaScript ones the current wit/ (their batch comes packed in one buffer).
+# Neither SDK emits events yet.
 # Like scripts/build-plugins.sh, "target" is $CARGO_TARGET_DIR when the caller sets it.
 #
 # Runs from any directory. A component is rebuilt only when one of its inputs changed (its
@@ -86,14 +87,14 @@ build_py() {
 build_js() {
     local module="$root/$1" out="$target/$2"
     local hash
-    hash="$(inputs_hash "$(dirname "$module")" "$root/guest-sdk/js/src" "$root/guest-sdk/js/build.mjs" "$root/wit/0.2.0")"
+    hash="$(inputs_hash "$(dirname "$module")" "$root/guest-sdk/js/src" "$root/guest-sdk/js/build.mjs" "$root/wit/projection.wit")"
     if up_to_date "$out" "$hash"; then
         echo "up to date: $out"
         return
     fi
     local started=$SECONDS name
     name="$(basename "$out" .wasm)"
-    node "$root/guest-sdk/js/build.mjs" "$module" "$work/$name.wasm" --wit "$root/wit/0.2.0" >/dev/null
+    node "$root/guest-sdk/js/build.mjs" "$module" "$work/$name.wasm" --wit "$root/wit/projection.wit" >/dev/null
     put_in_place "$work/$name.wasm" "$out" "$hash" "$started"
 }
 

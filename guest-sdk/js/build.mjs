@@ -14,8 +14,8 @@
 // (the projection and the component glue must share its module state: the log sink and the
 // error classes), and an entry module that wraps the default export with `component.js` and
 // exports it as the `projection` interface. componentize-js then runs in that folder. All WASI
-// features of the engine are disabled: the component imports nothing but
-// `prism:projection/{view,logging}`.
+// features of the engine are disabled: the component imports nothing but the
+// interfaces of the `prism:projection` world.
 
 import { realpathSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -71,7 +71,7 @@ function resolveImport(specifier, file) {
     if (typeof target !== 'string') fail(`${file} imports ${specifier}, which the SDK does not export`);
     return realpath(join(sdkDir, target), file);
   }
-  // `prism:projection/view@0.2.0` and the like: interfaces of the WIT world.
+  // `prism:projection/view@0.5.0` and the like: interfaces of the WIT world.
   if (specifier.includes(':')) return null;
   return fail(
     `${file} imports ${specifier}: a projection may import relative files and ${sdkPackage.name} ` +

@@ -1,4 +1,5 @@
-// The glue between `Runtime` and the `projector` world, used only inside the component.
+// The glue between `Runtime` and the `projector` world of `prism:projection@0.5.0`, used only
+// inside the component. `handle` receives its batch packed in one buffer (`unpackBatch`).
 //
 // componentize-js binds the WIT imports as ES modules named after their interfaces and
 // exports the object this module's `exportProjection` returns as the `projection`
@@ -6,10 +7,10 @@
 // arrives as a thrown value whose `payload` is the WIT error, and an export answers an
 // error by throwing `{ payload }`.
 
-import { getMany, writeMany, scan } from 'prism:projection/view@0.2.0';
-import { log as witLog } from 'prism:projection/logging@0.2.0';
+import { getMany, writeMany, scan } from 'prism:projection/view@0.5.0';
+import { log as witLog } from 'prism:projection/logging@0.5.0';
 
-import { Event, QueryError, Runtime, ViewError, setLogSink } from './index.js';
+import { QueryError, Runtime, ViewError, setLogSink, unpackBatch } from './index.js';
 
 /** `Runtime`'s host over the `view` import: every method is one boundary crossing. */
 const witHost = {
@@ -104,11 +105,16 @@ export function exportProjection(definition) {
   installSandbox();
   return {
     describe() {
-      return runtime.describe();
+      // The JavaScript SDK neither emits events nor enqueues requests (yet).
+      return { ...runtime.describe(), emits: [], targets: [] };
     },
     handle(batch) {
-      const events = new Array(batch.length);
-      for (let i = 0; i < batch.length; i++) events[i] = new Event(batch[i]);
+      let events;
+      try {
+        events = unpackBatch(batch);
+      } catch (e) {
+        throw { payload: { index: undefined, message: `the host sent a malformed batch: ${e.message}` } };
+      }
       const failure = runtime.handle(events);
       if (failure !== undefined) {
         throw { payload: { index: failure.index, message: failure.message } };

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 
 import {
+  unpackBatch,
   InvalidParams,
   QueryError,
   Runtime,
@@ -245,5 +246,92 @@ describe('queries', () => {
       () => h.query('broken'),
       (e) => e instanceof QueryError && e.kind === 'failed' && /read-only/.test(e.message),
     );
+  });
+});
+
+/** A batch packed as the host packs it for `prism:projection@0.5.0`. */
+function pack(events) {
+  const encoder = new TextEncoder();
+  const parts = [];
+  const u32 = (n) => {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, n, true);
+    parts.push(b);
+  };
+  const u64 = (n) => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt(n), true);
+    parts.push(b);
+  };
+  u32(events.length);
+  for (const e of events) {
+    u64(e.position);
+    u64(e.streamVersion);
+    u64(e.recordedAt);
+    for (const text of [e.streamId, e.eventType, e.data, e.metadata, e.id]) {
+      const bytes = encoder.encode(text);
+      u32(bytes.length);
+      parts.push(bytes);
+    }
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+describe('packed batch', () => {
+  const events = [
+    {
+      position: 2 ** 40 + 7,
+      streamId: 'account-é',
+      streamVersion: 3,
+      eventType: 'Deposited',
+      data: '{"amount":10,"note":"naïve 😀"}',
+      metadata: '{}',
+      recordedAt: 1_700_000_000_000,
+      id: '00000000-0000-4000-8000-000000000001',
+    },
+    { position: 8, streamId: '', streamVersion: 0, eventType: 'E', data: '', metadata: '', recordedAt: 0, id: '' },
+  ];
+
+  test('reads the events the host packed, in order', () => {
+    const read = unpackBatch(pack(events));
+    assert.equal(read.length, 2);
+    assert.deepEqual(
+      read.map((e) => [e.position, e.streamId, e.streamVersion, e.eventType, e.rawData, e.recordedAt, e.id]),
+      events.map((e) => [e.position, e.streamId, e.streamVersion, e.eventType, e.data, e.recordedAt, e.id]),
+    );
+    assert.deepEqual(read[0].data, { amount: 10, note: 'naïve 😀' });
+    assert.deepEqual(unpackBatch(pack([])), []);
+    // A view of a larger buffer, as the component may be handed.
+    const packed = pack(events);
+    const inside = new Uint8Array(packed.length + 10);
+    inside.set(packed, 5);
+    assert.equal(unpackBatch(inside.subarray(5, 5 + packed.length))[0].streamId, 'account-é');
+  });
+
+  test('refuses a buffer that is not a batch', () => {
+    const packed = pack(events);
+    const withCount = (n) => {
+      const b = packed.slice();
+      new DataView(b.buffer).setUint32(0, n, true);
+      return b;
+    };
+    const badUtf8 = pack([{ ...events[1], streamId: 'ab' }]);
+    badUtf8[4 + 24 + 4] = 0xff;
+    for (const [why, bytes] of [
+      ['cut short in the count', packed.subarray(0, 3)],
+      ['cut short in an event', packed.subarray(0, packed.length - 1)],
+      ['trailing bytes', Uint8Array.of(...packed, 0)],
+      ['a count the buffer cannot hold', withCount(1_000_000)],
+      ['a count larger than the events', withCount(3)],
+      ['bad UTF-8', badUtf8],
+    ]) {
+      assert.throws(() => unpackBatch(bytes), undefined, why);
+    }
   });
 });

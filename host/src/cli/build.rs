@@ -154,7 +154,7 @@ fn build_python(project: &Project, tools: &Tools, output: Output) -> anyhow::Res
         .collect();
     sdk::install(&stage, sdk_package)?;
     let wit = work.join("wit");
-    sdk::install(&wit, sdk::WIT)?;
+    sdk::install(&wit, sdk::PYTHON_WIT)?;
     let built = work.join(format!("{}.wasm", project.name));
     run(
         Command::new(&componentize_py)
@@ -211,7 +211,7 @@ fn build_js(project: &Project, tools: &Tools, output: Output) -> anyhow::Result<
     let build_mjs = tools.componentize_js()?;
     let work = project.target_dir().join("prism-build");
     let wit = work.join("wit");
-    sdk::install(&wit, sdk::WIT)?;
+    sdk::install(&wit, sdk::JS_WIT)?;
     let built = work.join(format!("{}.wasm", project.name));
     run(
         Command::new("node")

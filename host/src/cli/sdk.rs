@@ -50,10 +50,15 @@ pub const JS_BUILD: &[File] = embed!("guest-sdk/js":
     "package-lock.json",
 );
 
-/// The WIT package Python and JavaScript projections are built against:
-/// `prism:projection@0.2.0`, the version their SDKs implement (they cannot
+/// The WIT package Python projections are built against:
+/// `prism:projection@0.2.0`, the version their SDK implements (it cannot
 /// emit events yet; 0.3.0 adds that).
-pub const WIT: &[File] = embed!("wit/0.2.0": "projection.wit");
+pub const PYTHON_WIT: &[File] = embed!("wit/0.2.0": "projection.wit");
+
+/// The WIT package JavaScript projections are built against: the current
+/// one, whose `handle` takes its batch packed in one buffer (the SDK neither
+/// emits events nor enqueues requests yet).
+pub const JS_WIT: &[File] = embed!("wit": "projection.wit");
 
 /// The componentize-py version the Python SDK pins (its `build` extra).
 pub fn componentize_py_version() -> &'static str {
@@ -247,10 +252,10 @@ mod tests {
     #[test]
     fn installing_writes_only_what_changed() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(install(dir.path(), WIT).unwrap());
-        assert!(!install(dir.path(), WIT).unwrap());
+        assert!(install(dir.path(), JS_WIT).unwrap());
+        assert!(!install(dir.path(), JS_WIT).unwrap());
         std::fs::write(dir.path().join("projection.wit"), "changed").unwrap();
-        assert!(install(dir.path(), WIT).unwrap());
+        assert!(install(dir.path(), JS_WIT).unwrap());
     }
 
     #[test]
