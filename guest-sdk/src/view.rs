@@ -12,6 +12,7 @@
 //! printed once when the batch is written, not once per event.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -358,22 +359,8 @@ impl<'b> View<'b> {
             .filter(|(_, slot)| slot.dirty)
             .map(|(key, slot)| {
                 slot.dirty = false;
-                let key = key.clone();
-                Ok(match &slot.document {
-                    Document::Absent => Write::Delete(key),
-                    Document::Text(text) => Write::Put(Entry {
-                        key,
-                        value: text.clone(),
-                    }),
-                    Document::Json(value) => Write::Put(Entry {
-                        key,
-                        value: value.to_string(),
-                    }),
-                    Document::Typed(document) => Write::Put(Entry {
-                        value: encode(&key, document.as_ref())?,
-                        key,
-                    }),
-                })
+                let printed = slot.document.printed(key)?.map(Cow::into_owned);
+                Ok(write_of(key.clone(), printed))
             })
             .collect::<Result<_, Error>>()?;
         Ok(self.backend.write_many(writes)?)
@@ -390,18 +377,11 @@ impl<'b> View<'b> {
             .into_iter()
             .filter(|(_, slot)| slot.dirty)
             .map(|(key, slot)| {
-                Ok(match slot.document {
-                    Document::Absent => Write::Delete(key),
-                    Document::Text(value) => Write::Put(Entry { key, value }),
-                    Document::Json(value) => Write::Put(Entry {
-                        key,
-                        value: value.to_string(),
-                    }),
-                    Document::Typed(document) => Write::Put(Entry {
-                        value: encode(&key, document.as_ref())?,
-                        key,
-                    }),
-                })
+                let printed = match slot.document {
+                    Document::Text(text) => Some(text),
+                    other => other.printed(&key)?.map(Cow::into_owned),
+                };
+                Ok(write_of(key, printed))
             })
             .collect::<Result<_, Error>>()?;
         Ok(self.backend.write_many(writes)?)
@@ -447,6 +427,26 @@ impl<'b> View<'b> {
             }
         }
         Ok(())
+    }
+}
+
+impl Document {
+    /// The JSON text to store, or `None` to delete the key.
+    fn printed(&self, key: &str) -> Result<Option<Cow<'_, str>>, Error> {
+        Ok(match self {
+            Document::Absent => None,
+            Document::Text(text) => Some(Cow::Borrowed(text)),
+            Document::Json(value) => Some(Cow::Owned(value.to_string())),
+            Document::Typed(document) => Some(Cow::Owned(encode(key, document.as_ref())?)),
+        })
+    }
+}
+
+/// The write that stores `printed` at `key`, or deletes it.
+fn write_of(key: String, printed: Option<String>) -> Write {
+    match printed {
+        Some(value) => Write::Put(Entry { key, value }),
+        None => Write::Delete(key),
     }
 }
 
