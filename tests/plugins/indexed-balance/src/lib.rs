@@ -38,26 +38,28 @@ impl Projection for IndexedBalance {
     }
 
     fn handle(&mut self, view: &mut View, event: &Event) -> Result<(), Error> {
+        // As `account-balance` does: the account stays decoded for the batch.
         let key = &event.stream_id;
-        let mut account: Account = view.get_json(key)?.unwrap_or_default();
-        match event.event_type.as_str() {
-            "AccountOpened" => account.owner = Some(event.data::<Opened>()?.owner),
-            "Deposited" | "Withdrawn" => {
-                let Moved { amount } = event.data()?;
-                let amount = if event.event_type == "Deposited" {
-                    amount
-                } else {
-                    -amount
-                };
-                account.balance = account
-                    .balance
-                    .checked_add(amount)
-                    .ok_or_else(|| Error::new(format!("the balance of {key} overflows")))?;
-                account.transactions += 1;
+        view.upsert(key, |account: &mut Account| {
+            match event.event_type.as_str() {
+                "AccountOpened" => account.owner = Some(event.data::<Opened>()?.owner),
+                "Deposited" | "Withdrawn" => {
+                    let Moved { amount } = event.data()?;
+                    let amount = if event.event_type == "Deposited" {
+                        amount
+                    } else {
+                        -amount
+                    };
+                    account.balance = account
+                        .balance
+                        .checked_add(amount)
+                        .ok_or_else(|| Error::new(format!("the balance of {key} overflows")))?;
+                    account.transactions += 1;
+                }
+                _ => {}
             }
-            _ => return Ok(()),
-        }
-        view.put_json(key, &account)
+            Ok(())
+        })?
     }
 }
 
