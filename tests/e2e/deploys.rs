@@ -75,9 +75,12 @@ async fn assert_serves(
 
 #[tokio::test]
 async fn sigkills_during_a_candidates_replay_never_serve_its_partial_view() {
-    // Small batches make the replay long enough to kill it three times.
-    let mut server = TestServer::start_with_config("[plugin.bank]\nmax_batch_events = 64\n").await;
-    append_bank(&server, 300, 100).await;
+    // The replay is killed three times, so each quarter of it must take
+    // longer than a restart and a status poll, or the candidate can finish
+    // before the test sees it past the next quarter: 120,000 events, in
+    // small batches (a checkpoint every 16 events).
+    let mut server = TestServer::start_with_config("[plugin.bank]\nmax_batch_events = 16\n").await;
+    append_bank(&server, 300, 400).await;
     let events = server.all_events().await;
     let old_view = expected_view(&events, true);
     let new_view = expected_view(&events, false);
