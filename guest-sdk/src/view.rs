@@ -218,26 +218,18 @@ impl<'b> View<'b> {
         check_key(key)?;
         self.dirty = true;
         let slot = self.slot(key);
-        let decoded_already = match &mut slot.document {
-            Document::Typed(document) => document.as_any_mut().is::<T>(),
-            _ => false,
-        };
-        if !decoded_already {
-            if let Document::Typed(other) = &slot.document {
-                slot.document = Document::Text(encode(key, other.as_ref())?);
-            }
-            let document: T = decoded(key, &slot.document)?.unwrap_or_default();
-            slot.document = Document::Typed(Box::new(document));
+        if let Document::Typed(document) = &mut slot.document
+            && let Some(document) = document.as_any_mut().downcast_mut::<T>()
+        {
+            slot.dirty = true;
+            return Ok(change(document));
         }
+        slot.document.encode_typed(key)?;
+        let mut document: T = decoded(key, &slot.document)?.unwrap_or_default();
+        let result = change(&mut document);
+        slot.document = Document::Typed(Box::new(document));
         slot.dirty = true;
-        let Document::Typed(document) = &mut slot.document else {
-            unreachable!("decoded above")
-        };
-        let document = document
-            .as_any_mut()
-            .downcast_mut::<T>()
-            .expect("decoded as T above");
-        Ok(change(document))
+        Ok(result)
     }
 
     /// Entries with `start <= key < end` (no `end`: to the last key), in key
@@ -399,9 +391,7 @@ impl<'b> View<'b> {
     /// decoded turned back into text, so every other read sees JSON.
     fn encoded(&mut self, key: &str) -> Result<&mut Slot, Error> {
         let slot = self.slot(key);
-        if let Document::Typed(document) = &slot.document {
-            slot.document = Document::Text(encode(key, document.as_ref())?);
-        }
+        slot.document.encode_typed(key)?;
         Ok(slot)
     }
 
@@ -431,6 +421,14 @@ impl<'b> View<'b> {
 }
 
 impl Document {
+    /// A document [`View::upsert`] left decoded, turned back into text.
+    fn encode_typed(&mut self, key: &str) -> Result<(), Error> {
+        if let Document::Typed(document) = self {
+            *self = Document::Text(encode(key, document.as_ref())?);
+        }
+        Ok(())
+    }
+
     /// The JSON text to store, or `None` to delete the key.
     fn printed(&self, key: &str) -> Result<Option<Cow<'_, str>>, Error> {
         Ok(match self {
