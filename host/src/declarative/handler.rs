@@ -48,7 +48,7 @@ pub struct ViewHandler {
     max_document: usize,
     /// By event type, the top-level members of the data its updates read;
     /// `None` when one reads the data whole.
-    data_members: StdHashMap<String, Option<Vec<String>>>,
+    data_members: HashMap<String, Option<Vec<String>>>,
 }
 
 impl ViewHandler {
@@ -68,6 +68,23 @@ impl ViewHandler {
             max_document,
             data_members,
         }
+    }
+
+    /// The updates for `event`'s type, and its values to evaluate them
+    /// with; `None` if the view does nothing with events of that type.
+    fn on<'e>(&'e self, event: &'e Event) -> Option<(&'e [Update], EventValues<'e>)> {
+        let updates = self.spec.handlers.get(&event.event_type)?;
+        let members = self
+            .data_members
+            .get(&event.event_type)
+            .and_then(Option::as_deref);
+        let values = EventValues {
+            event,
+            members,
+            data: None,
+            metadata: None,
+        };
+        Some((updates, values))
     }
 }
 
@@ -691,17 +708,8 @@ impl ViewHandler {
         let mut keys: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for event in batch {
-            let Some(updates) = self.spec.handlers.get(&event.event_type) else {
+            let Some((updates, mut values)) = self.on(event) else {
                 continue;
-            };
-            let mut values = EventValues {
-                event,
-                members: self
-                    .data_members
-                    .get(&event.event_type)
-                    .and_then(Option::as_deref),
-                data: None,
-                metadata: None,
             };
             for update in updates {
                 let Some(e) = update.key_from_event() else {
@@ -768,17 +776,8 @@ impl Handler for ViewHandler {
             {
                 continue;
             }
-            let Some(updates) = self.spec.handlers.get(&event.event_type) else {
+            let Some((updates, mut values)) = self.on(event) else {
                 continue;
-            };
-            let mut values = EventValues {
-                event,
-                members: self
-                    .data_members
-                    .get(&event.event_type)
-                    .and_then(Option::as_deref),
-                data: None,
-                metadata: None,
             };
             for update in updates {
                 if let Err(message) = self.apply_update(update, &mut values, i, &mut docs, txn) {
